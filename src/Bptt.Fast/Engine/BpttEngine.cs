@@ -1,0 +1,122 @@
+using Bptt.Fast.Internals;
+using Bptt.Fast.Reference;
+
+namespace Bptt.Fast;
+
+/// <summary>
+/// Computes the loss and the BPTT gradient of an Elman network over a batch of sequences (DESIGN.md section 1).
+/// The engine owns every buffer, sized once from (maxSteps, maxBatch): after construction a call allocates nothing.
+/// One engine serves one thread at a time; use one engine per thread.
+/// </summary>
+public sealed class BpttEngine
+{
+    private readonly ReferenceBptt<float>? _reference;
+    private readonly FastBptt? _fast;
+    private readonly KernelIsa _fastIsa;
+
+    /// <summary>Creates an engine and its workspace.</summary>
+    /// <param name="shape">The network sizes.</param>
+    /// <param name="maxSteps">The largest T a call may use (at least 1).</param>
+    /// <param name="maxBatch">The largest B a call may use (at least 1).</param>
+    /// <param name="activation">The recurrent non-linearity f of equation (2).</param>
+    /// <param name="path">The fast path (default) or the scalar reference path.</param>
+    public BpttEngine(RnnShape shape, int maxSteps, int maxBatch = 1, Activation activation = Activation.Tanh, KernelPath path = KernelPath.Fast)
+        : this(shape, maxSteps, maxBatch, activation, path, KernelInfo.Isa)
+    {
+    }
+
+    /// <summary>An engine whose fast path runs the kernels of <paramref name="isa"/> (tests and benchmarks compare ISAs in one process).</summary>
+    internal BpttEngine(RnnShape shape, int maxSteps, int maxBatch, Activation activation, KernelPath path, KernelIsa isa)
+    {
+        shape.Validate(nameof(shape));
+        Guard.InRange(maxSteps, 1, 1 << 20, nameof(maxSteps));
+        Guard.InRange(maxBatch, 1, 1 << 16, nameof(maxBatch));
+        if (!Enum.IsDefined(activation))
+        {
+            throw new ArgumentOutOfRangeException(nameof(activation), activation, "Expected Tanh, Relu or Sigmoid.");
+        }
+
+        if (!Enum.IsDefined(path))
+        {
+            throw new ArgumentOutOfRangeException(nameof(path), path, "Expected Fast or Reference.");
+        }
+
+        Shape = shape;
+        MaxSteps = maxSteps;
+        MaxBatch = maxBatch;
+        Activation = activation;
+        Path = path;
+        if (path == KernelPath.Reference)
+        {
+            _reference = new ReferenceBptt<float>(shape, maxSteps, maxBatch, activation);
+        }
+        else
+        {
+            if (!KernelInfo.IsSupported(isa))
+            {
+                throw new ArgumentOutOfRangeException(nameof(isa), isa, $"This machine does not support {isa}; best supported: {KernelInfo.BestSupported}.");
+            }
+
+            _fast = new FastBptt(shape, maxSteps, maxBatch, activation, isa);
+            _fastIsa = isa;
+        }
+    }
+
+    /// <summary>The network sizes.</summary>
+    public RnnShape Shape { get; }
+
+    /// <summary>The largest T a call may use.</summary>
+    public int MaxSteps { get; }
+
+    /// <summary>The largest B a call may use.</summary>
+    public int MaxBatch { get; }
+
+    /// <summary>The recurrent non-linearity f.</summary>
+    public Activation Activation { get; }
+
+    /// <summary>Which implementation runs.</summary>
+    public KernelPath Path { get; }
+
+    /// <summary>The instruction set the fast path runs on (<see cref="KernelInfo.Isa"/> unless chosen internally); Scalar for the reference path.</summary>
+    public KernelIsa Isa => _fast is null ? KernelIsa.Scalar : _fastIsa;
+
+    /// <summary>
+    /// Runs the forward and backward pass and returns L = Σ_b Σₜ Lₜ (equations 1–16). Writes ∂L/∂θ into
+    /// <paramref name="gradients"/>: it overwrites it, or adds to it when <paramref name="accumulate"/> is true.
+    /// Also writes the optional outputs of <paramref name="batch"/> (final state, ∂L/∂h₀, ∂L/∂x).
+    /// Every argument is checked before anything is written; a call that throws changes nothing.
+    /// </summary>
+    /// <param name="parameters">θ; must match <see cref="Shape"/> and be finite.</param>
+    /// <param name="batch">The sequences; T ≤ <see cref="MaxSteps"/>, B ≤ <see cref="MaxBatch"/>.</param>
+    /// <param name="gradients">Receives ∂L/∂θ; a different block of the same shape.</param>
+    /// <param name="accumulate">Add to <paramref name="gradients"/> instead of overwriting it.</param>
+    /// <returns>The loss L; NaN or ±∞ only if the arithmetic overflowed.</returns>
+    public float ComputeGradients(RnnParameters parameters, in SequenceBatch<float> batch, RnnParameters gradients, bool accumulate = false)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        ArgumentNullException.ThrowIfNull(gradients);
+        Guard.SameShape(Shape, parameters.Shape, nameof(parameters));
+        Guard.SameShape(Shape, gradients.Shape, nameof(gradients));
+        if (ReferenceEquals(parameters, gradients))
+        {
+            throw new ArgumentException("The gradient block must be a different object from the parameters.", nameof(gradients));
+        }
+
+        return _reference is not null
+            ? _reference.ComputeGradients(parameters.Values, in batch, gradients.Values, accumulate)
+            : _fast!.ComputeGradients(parameters.Values, in batch, gradients.Values, accumulate);
+    }
+
+    /// <summary>Runs the forward pass only and returns L. Writes the batch's final state when given.</summary>
+    /// <param name="parameters">θ; must match <see cref="Shape"/> and be finite.</param>
+    /// <param name="batch">The sequences.</param>
+    /// <returns>The loss L.</returns>
+    public float Evaluate(RnnParameters parameters, in SequenceBatch<float> batch)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        Guard.SameShape(Shape, parameters.Shape, nameof(parameters));
+        return _reference is not null
+            ? _reference.Evaluate(parameters.Values, in batch)
+            : _fast!.Evaluate(parameters.Values, in batch);
+    }
+}

@@ -1,0 +1,116 @@
+using System.Numerics;
+
+namespace Bptt.Fast.Internals;
+
+/// <summary>Checks a <see cref="SequenceBatch{T}"/> against a shape and an engine's capacity before anything is written.</summary>
+internal static class BatchValidation
+{
+    public static void Validate<T>(in SequenceBatch<T> batch, RnnShape shape, int maxSteps, int maxBatch)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int steps = batch.Steps, size = batch.BatchSize;
+        if (steps < 1 || steps > maxSteps)
+        {
+            throw new ArgumentOutOfRangeException("batch.Steps", steps, $"Expected steps in [1, {maxSteps}] (the engine's maxSteps), actual {steps}.");
+        }
+
+        if (size < 1 || size > maxBatch)
+        {
+            throw new ArgumentOutOfRangeException("batch.BatchSize", size, $"Expected a batch size in [1, {maxBatch}] (the engine's maxBatch), actual {size}.");
+        }
+
+        int rows = steps * size, h = shape.HiddenSize, i = shape.InputSize;
+        Guard.Length(rows, batch.Targets.Length, "batch.Targets", $"steps × batch = {steps}×{size}");
+        Guard.OptionalLength(size, batch.Lengths.Length, "batch.Lengths", $"batch = {size}");
+        for (int b = 0; b < batch.Lengths.Length; b++)
+        {
+            if (batch.Lengths[b] < 1 || batch.Lengths[b] > steps)
+            {
+                throw new ArgumentOutOfRangeException("batch.Lengths", batch.Lengths[b], $"Expected every length in [1, {steps}]; length {b} is {batch.Lengths[b]}.");
+            }
+        }
+
+        if (batch.IsTokenInput)
+        {
+            Guard.Length(rows, batch.Tokens.Length, "batch.Tokens", $"steps × batch = {steps}×{size}");
+            CheckIds(batch.Tokens, in batch, i, "batch.Tokens");
+            if (!batch.InputGradient.IsEmpty)
+            {
+                throw new ArgumentException($"∂L/∂x is defined for dense input only; expected an empty span with token input, actual length {batch.InputGradient.Length}.", "batch.InputGradient");
+            }
+        }
+        else
+        {
+            Guard.Length(rows * i, batch.Inputs.Length, "batch.Inputs", $"steps × batch × inputSize = {steps}×{size}×{i}");
+            CheckFiniteInputs(in batch, i);
+            Guard.OptionalLength(rows * i, batch.InputGradient.Length, "batch.InputGradient", $"steps × batch × inputSize = {steps}×{size}×{i}");
+        }
+
+        CheckIds(batch.Targets, in batch, shape.OutputSize, "batch.Targets");
+        Guard.OptionalLength(size * h, batch.InitialState.Length, "batch.InitialState", $"batch × hiddenSize = {size}×{h}");
+        Guard.Finite(batch.InitialState, "batch.InitialState");
+        Guard.OptionalLength(size * h, batch.FinalState.Length, "batch.FinalState", $"batch × hiddenSize = {size}×{h}");
+        Guard.OptionalLength(size * h, batch.InitialStateGradient.Length, "batch.InitialStateGradient", $"batch × hiddenSize = {size}×{h}");
+
+        // Outputs must not alias any input or each other.
+        ReadOnlySpan<T> inputs = batch.Inputs, h0 = batch.InitialState;
+        ReadOnlySpan<T> final = batch.FinalState, dh0 = batch.InitialStateGradient, dx = batch.InputGradient;
+        Guard.NoOverlap(final, "batch.FinalState", inputs, "batch.Inputs");
+        Guard.NoOverlap(final, "batch.FinalState", h0, "batch.InitialState");
+        Guard.NoOverlap(dh0, "batch.InitialStateGradient", inputs, "batch.Inputs");
+        Guard.NoOverlap(dh0, "batch.InitialStateGradient", h0, "batch.InitialState");
+        Guard.NoOverlap(dh0, "batch.InitialStateGradient", final, "batch.FinalState");
+        Guard.NoOverlap(dx, "batch.InputGradient", inputs, "batch.Inputs");
+        Guard.NoOverlap(dx, "batch.InputGradient", h0, "batch.InitialState");
+        Guard.NoOverlap(dx, "batch.InputGradient", final, "batch.FinalState");
+        Guard.NoOverlap(dx, "batch.InputGradient", dh0, "batch.InitialStateGradient");
+    }
+
+    /// <summary>θ (and the gradient block, when given) must match the shape, be distinct, and θ must be finite.</summary>
+    public static void ValidateParameters<T>(ReadOnlySpan<T> parameters, string name, RnnShape shape)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        Guard.Length(shape.ParameterCount, parameters.Length, name, $"parameter count of {shape}");
+        Guard.Finite(parameters, name);
+    }
+
+    private static void CheckIds<T>(ReadOnlySpan<int> ids, in SequenceBatch<T> batch, int count, string name)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int size = batch.BatchSize;
+        for (int t = 0; t < batch.Steps; t++)
+        {
+            for (int b = 0; b < size; b++)
+            {
+                int id = ids[(t * size) + b];
+                if (t < batch.LengthOf(b) && (uint)id >= (uint)count)
+                {
+                    throw new ArgumentOutOfRangeException(name, id, $"Expected ids in [0, {count}); step {t}, sequence {b} holds {id}.");
+                }
+            }
+        }
+    }
+
+    private static void CheckFiniteInputs<T>(in SequenceBatch<T> batch, int inputSize)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int size = batch.BatchSize;
+        for (int t = 0; t < batch.Steps; t++)
+        {
+            for (int b = 0; b < size; b++)
+            {
+                if (t >= batch.LengthOf(b))
+                {
+                    continue;
+                }
+
+                int row = (t * size) + b;
+                int bad = Guard.FirstNonFinite(batch.Inputs.Slice(row * inputSize, inputSize));
+                if (bad >= 0)
+                {
+                    throw new ArgumentException($"Expected finite inputs; step {t}, sequence {b}, element {bad} is {batch.Inputs[(row * inputSize) + bad]}.", "batch.Inputs");
+                }
+            }
+        }
+    }
+}

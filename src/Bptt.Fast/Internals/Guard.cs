@@ -1,0 +1,156 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Bptt.Fast.Kernels;
+
+namespace Bptt.Fast.Internals;
+
+/// <summary>Argument checks shared by every public entry point (DESIGN.md section 6).</summary>
+internal static class Guard
+{
+    public static void SameShape(RnnShape expected, RnnShape actual, string paramName)
+    {
+        if (expected != actual)
+        {
+            throw new ArgumentException($"Shape mismatch: expected {expected}, actual {actual}.", paramName);
+        }
+    }
+
+    /// <summary>Throws unless actual = expected, described by a constant string.</summary>
+    public static void Length(int expected, int actual, string paramName, string what)
+    {
+        if (expected != actual)
+        {
+            throw new ArgumentException($"Length mismatch: expected {expected} ({what}), actual {actual}.", paramName);
+        }
+    }
+
+    /// <summary>Throws unless actual = expected. The description is formatted only on failure, so a passing check allocates nothing.</summary>
+    public static void Length(int expected, int actual, string paramName, [InterpolatedStringHandlerArgument(nameof(expected), nameof(actual))] ref LengthMessage what)
+    {
+        if (expected != actual)
+        {
+            throw new ArgumentException($"Length mismatch: expected {expected} ({what.ToStringAndClear()}), actual {actual}.", paramName);
+        }
+    }
+
+    /// <summary>Throws unless actual is 0 (omitted) or expected.</summary>
+    public static void OptionalLength(int expected, int actual, string paramName, [InterpolatedStringHandlerArgument(nameof(expected), nameof(actual))] ref OptionalLengthMessage what)
+    {
+        if (actual != 0 && expected != actual)
+        {
+            throw new ArgumentException($"Length mismatch: expected 0 (omitted) or {expected} ({what.ToStringAndClear()}), actual {actual}.", paramName);
+        }
+    }
+
+    public static void InRange(int value, int min, int max, string paramName)
+    {
+        if (value < min || value > max)
+        {
+            throw new ArgumentOutOfRangeException(paramName, value, $"Expected a value in [{min}, {max}], actual {value}.");
+        }
+    }
+
+    public static void Positive(float value, string paramName)
+    {
+        if (!(value > 0f) || !float.IsFinite(value))
+        {
+            throw new ArgumentOutOfRangeException(paramName, value, $"Expected a finite value > 0, actual {value}.");
+        }
+    }
+
+    public static void NonNegative(float value, string paramName)
+    {
+        if (!(value >= 0f) || !float.IsFinite(value))
+        {
+            throw new ArgumentOutOfRangeException(paramName, value, $"Expected a finite value >= 0, actual {value}.");
+        }
+    }
+
+    public static void Finite<T>(ReadOnlySpan<T> values, string paramName)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        int index = FirstNonFinite(values);
+        if (index >= 0)
+        {
+            throw new ArgumentException($"Expected finite values only; element {index} is {values[index]}.", paramName);
+        }
+    }
+
+    /// <summary>The index of the first NaN or ±∞ element, or −1.</summary>
+    public static int FirstNonFinite<T>(ReadOnlySpan<T> values)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (typeof(T) == typeof(float))
+        {
+            return FastKernels.FirstNonFinite(MemoryMarshal.Cast<T, float>(values));
+        }
+
+        for (int k = 0; k < values.Length; k++)
+        {
+            if (!T.IsFinite(values[k]))
+            {
+                return k;
+            }
+        }
+
+        return -1;
+    }
+
+    public static void NoOverlap<TA, TB>(ReadOnlySpan<TA> a, string aName, ReadOnlySpan<TB> b, string bName)
+    {
+        if (a.IsEmpty || b.IsEmpty)
+        {
+            return;
+        }
+
+        ref byte aStart = ref Unsafe.As<TA, byte>(ref Unsafe.AsRef(in a[0]));
+        ref byte bStart = ref Unsafe.As<TB, byte>(ref Unsafe.AsRef(in b[0]));
+        nint aBytes = (nint)a.Length * Unsafe.SizeOf<TA>();
+        nint bBytes = (nint)b.Length * Unsafe.SizeOf<TB>();
+        nint offset = Unsafe.ByteOffset(ref aStart, ref bStart);
+        bool overlaps = offset >= 0 ? offset < aBytes : -offset < bBytes;
+        if (overlaps)
+        {
+            throw new ArgumentException($"'{aName}' and '{bName}' overlap in memory; an output must not share memory with another input or output.", aName);
+        }
+    }
+}
+
+/// <summary>An interpolated description that is formatted only when a length check fails.</summary>
+[InterpolatedStringHandler]
+internal ref struct LengthMessage
+{
+    private DefaultInterpolatedStringHandler _inner;
+
+    public LengthMessage(int literalLength, int formattedCount, int expected, int actual, out bool shouldAppend)
+    {
+        shouldAppend = expected != actual;
+        _inner = shouldAppend ? new DefaultInterpolatedStringHandler(literalLength, formattedCount) : default;
+    }
+
+    public void AppendLiteral(string value) => _inner.AppendLiteral(value);
+
+    public void AppendFormatted<T>(T value) => _inner.AppendFormatted(value);
+
+    public string ToStringAndClear() => _inner.ToStringAndClear();
+}
+
+/// <summary>Like <see cref="LengthMessage"/>, for optional spans (0 means omitted).</summary>
+[InterpolatedStringHandler]
+internal ref struct OptionalLengthMessage
+{
+    private DefaultInterpolatedStringHandler _inner;
+
+    public OptionalLengthMessage(int literalLength, int formattedCount, int expected, int actual, out bool shouldAppend)
+    {
+        shouldAppend = actual != 0 && expected != actual;
+        _inner = shouldAppend ? new DefaultInterpolatedStringHandler(literalLength, formattedCount) : default;
+    }
+
+    public void AppendLiteral(string value) => _inner.AppendLiteral(value);
+
+    public void AppendFormatted<T>(T value) => _inner.AppendFormatted(value);
+
+    public string ToStringAndClear() => _inner.ToStringAndClear();
+}

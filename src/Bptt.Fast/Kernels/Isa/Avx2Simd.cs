@@ -1,0 +1,84 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Vec = System.Runtime.Intrinsics.Vector256<float>;
+using VecOps = System.Runtime.Intrinsics.Vector256;
+
+namespace Bptt.Fast.Kernels.Isa;
+
+/// <summary>x64 AVX2 + FMA3: 8 floats per ymm register, <c>vfmadd231ps</c> for <see cref="MultiplyAdd"/>.</summary>
+internal readonly struct Avx2Simd : ISimd<Vec>
+{
+    public static int Count => Vec.Count;
+
+    public static Vec Zero => Vec.Zero;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Broadcast(float value) => VecOps.Create(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Load(ref float source) => VecOps.LoadUnsafe(ref source);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Store(Vec value, ref float destination) => value.StoreUnsafe(ref destination);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec MultiplyAdd(Vec a, Vec b, Vec c) => Fma.MultiplyAdd(a, b, c);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Add(Vec a, Vec b) => a + b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Subtract(Vec a, Vec b) => a - b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Multiply(Vec a, Vec b) => a * b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Divide(Vec a, Vec b) => a / b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Min(Vec a, Vec b) => Avx.Min(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Max(Vec a, Vec b) => Avx.Max(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Abs(Vec a) => VecOps.Abs(a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec CopySign(Vec magnitude, Vec sign) => VecOps.CopySign(magnitude, sign);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec LessThan(Vec a, Vec b) => VecOps.LessThan(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec GreaterThan(Vec a, Vec b) => VecOps.GreaterThan(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec IsNaN(Vec a) => ~VecOps.Equals(a, a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Select(Vec mask, Vec a, Vec b) => VecOps.ConditionalSelect(mask, a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Round(Vec a) => Avx.RoundToNearestInteger(a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Pow2(Vec n) => VecOps.ShiftLeft(VecOps.ConvertToInt32(n) + VecOps.Create(127), 23).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool AnyNonFinite(Vec a) => !VecOps.LessThanAll(VecOps.Abs(a), VecOps.Create(float.PositiveInfinity));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Sum(Vec a) => VecOps.Sum(a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float MaxAcross(Vec a)
+    {
+        Vector128<float> m = Sse.Max(a.GetLower(), a.GetUpper());
+        m = Sse.Max(m, Sse.Shuffle(m, m, 0b_01_00_11_10));
+        m = Sse.Max(m, Sse.Shuffle(m, m, 0b_10_11_00_01));
+        return m.ToScalar();
+    }
+}

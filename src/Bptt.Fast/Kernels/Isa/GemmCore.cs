@@ -1,0 +1,240 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace Bptt.Fast.Kernels.Isa;
+
+/// <summary>
+/// C = op(A)·op(B) + βC in the BLIS structure: op(B) is packed into k×NR column panels, op(A) into MR×kc row panels
+/// (MC rows at a time, sized for L2), and a register-blocked MR×NR micro-kernel runs over one pair of panels
+/// (kc×NR of B stays in L1). Packing zero-pads partial panels, so the micro-kernel always computes a full tile; edge
+/// tiles are stored through a small stack tile. β = 0 never reads C (it may hold NaN).
+/// MR = 6 and NR = 2 vectors: 6×16 on AVX2, so the 12 accumulators, two B vectors and one broadcast fill the 16 ymm registers.
+/// </summary>
+internal static class GemmCore<TOps, TVec>
+    where TOps : struct, ISimd<TVec>
+    where TVec : struct
+{
+    /// <summary>Rows of the micro-tile.</summary>
+    public const int MR = Gemm.MicroRows;
+
+    /// <summary>Depth of one packed block, sized so an MR×KC panel of A and a KC×NR panel of B sit in L1.</summary>
+    public const int KC = 256;
+
+    /// <summary>Rows of A packed at a time (a multiple of MR), sized for L2: 144×256 floats = 144 KiB.</summary>
+    public const int MC = 144;
+
+    /// <summary>Columns of the micro-tile: two vectors.</summary>
+    public static int NR => 2 * TOps.Count;
+
+    /// <summary>Floats that <see cref="PackB"/> writes for op(B) of k×n.</summary>
+    public static int PackedBLength(int k, int n) => k * RoundUp(n, NR);
+
+    /// <summary>
+    /// Packs op(B), k×n, into [k-block][column panel][p][NR] with zero padding. op(B) = B (k×n, row stride ldb) or,
+    /// when <paramref name="transposeB"/>, Bᵀ with B n×k (row stride ldb).
+    /// </summary>
+    public static void PackB(bool transposeB, int k, int n, ReadOnlySpan<float> b, int ldb, Span<float> packed)
+    {
+        ref float br = ref MemoryMarshal.GetReference(b);
+        ref float pr = ref MemoryMarshal.GetReference(packed);
+        int nr = NR, nPad = RoundUp(n, nr);
+        for (int p0 = 0; p0 < k; p0 += KC)
+        {
+            int kc = Math.Min(KC, k - p0);
+            ref float block = ref Unsafe.Add(ref pr, (nint)p0 * nPad);
+            for (int j0 = 0; j0 < n; j0 += nr)
+            {
+                int nc = Math.Min(nr, n - j0);
+                ref float panel = ref Unsafe.Add(ref block, (nint)j0 * kc);
+                for (int p = 0; p < kc; p++)
+                {
+                    ref float dst = ref Unsafe.Add(ref panel, (nint)p * nr);
+                    if (!transposeB && nc == nr)
+                    {
+                        ref float src = ref Unsafe.Add(ref br, ((nint)(p0 + p) * ldb) + j0);
+                        TOps.Store(TOps.Load(ref src), ref dst);
+                        TOps.Store(TOps.Load(ref Unsafe.Add(ref src, nr / 2)), ref Unsafe.Add(ref dst, nr / 2));
+                        continue;
+                    }
+
+                    for (int j = 0; j < nc; j++)
+                    {
+                        Unsafe.Add(ref dst, j) = transposeB
+                            ? Unsafe.Add(ref br, ((nint)(j0 + j) * ldb) + p0 + p)
+                            : Unsafe.Add(ref br, ((nint)(p0 + p) * ldb) + j0 + j);
+                    }
+
+                    for (int j = nc; j < nr; j++)
+                    {
+                        Unsafe.Add(ref dst, j) = 0f;
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// C (m×n, row stride ldc) = op(A)·op(B) + βC, with op(B) already packed by <see cref="PackB"/>. op(A) = A (m×k,
+    /// row stride lda) or, when <paramref name="transposeA"/>, Aᵀ with A k×m. <paramref name="packA"/> holds MC×KC floats.
+    /// </summary>
+    public static void Multiply(bool transposeA, int m, int n, int k, ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> packedB, float beta, Span<float> c, int ldc, Span<float> packA)
+    {
+        ref float cr = ref MemoryMarshal.GetReference(c);
+        if (k == 0)
+        {
+            for (int i = 0; i < m; i++)
+            {
+                Span<float> row = c.Slice(i * ldc, n);
+                if (beta == 0f)
+                {
+                    row.Clear();
+                }
+                else
+                {
+                    SimdKernels<TOps, TVec>.Scale(beta, ref MemoryMarshal.GetReference(row), n);
+                }
+            }
+
+            return;
+        }
+
+        ref float ar = ref MemoryMarshal.GetReference(a);
+        ref float pbr = ref MemoryMarshal.GetReference(packedB);
+        ref float par = ref MemoryMarshal.GetReference(packA);
+        int nr = NR, nPad = RoundUp(n, nr);
+        for (int p0 = 0; p0 < k; p0 += KC)
+        {
+            int kc = Math.Min(KC, k - p0);
+            float betaBlock = p0 == 0 ? beta : 1f;
+            ref float bBlock = ref Unsafe.Add(ref pbr, (nint)p0 * nPad);
+            for (int i0 = 0; i0 < m; i0 += MC)
+            {
+                int mc = Math.Min(MC, m - i0);
+                PackA(transposeA, ref ar, lda, i0, p0, mc, kc, ref par);
+                for (int j0 = 0; j0 < n; j0 += nr)
+                {
+                    int nc = Math.Min(nr, n - j0);
+                    ref float bPanel = ref Unsafe.Add(ref bBlock, (nint)j0 * kc);
+                    for (int ii = 0; ii < mc; ii += MR)
+                    {
+                        int mr = Math.Min(MR, mc - ii);
+                        ref float aPanel = ref Unsafe.Add(ref par, (nint)ii * kc);
+                        ref float cTile = ref Unsafe.Add(ref cr, ((nint)(i0 + ii) * ldc) + j0);
+                        MicroKernel(kc, ref aPanel, ref bPanel, ref cTile, ldc, mr, nc, betaBlock);
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Packs rows i0..i0+mc of op(A), depths p0..p0+kc, into MR-row panels [panel][p][MR], zero-padded.</summary>
+    private static void PackA(bool transposeA, ref float a, int lda, int i0, int p0, int mc, int kc, ref float packed)
+    {
+        for (int ii = 0; ii < mc; ii += MR)
+        {
+            int mr = Math.Min(MR, mc - ii);
+            ref float panel = ref Unsafe.Add(ref packed, (nint)ii * kc);
+            for (int p = 0; p < kc; p++)
+            {
+                ref float dst = ref Unsafe.Add(ref panel, (nint)p * MR);
+                for (int i = 0; i < mr; i++)
+                {
+                    Unsafe.Add(ref dst, i) = transposeA
+                        ? Unsafe.Add(ref a, ((nint)(p0 + p) * lda) + i0 + ii + i)
+                        : Unsafe.Add(ref a, ((nint)(i0 + ii + i) * lda) + p0 + p);
+                }
+
+                for (int i = mr; i < MR; i++)
+                {
+                    Unsafe.Add(ref dst, i) = 0f;
+                }
+            }
+        }
+    }
+
+    /// <summary>The MR×NR register tile: C[0..mr, 0..nc] = A panel · B panel + βC over depth kc.</summary>
+    private static void MicroKernel(int kc, ref float a, ref float b, ref float c, int ldc, int mr, int nc, float beta)
+    {
+        int w = TOps.Count;
+        TVec c00 = TOps.Zero, c01 = TOps.Zero, c10 = TOps.Zero, c11 = TOps.Zero, c20 = TOps.Zero, c21 = TOps.Zero;
+        TVec c30 = TOps.Zero, c31 = TOps.Zero, c40 = TOps.Zero, c41 = TOps.Zero, c50 = TOps.Zero, c51 = TOps.Zero;
+        for (int p = 0; p < kc; p++)
+        {
+            TVec b0 = TOps.Load(ref b);
+            TVec b1 = TOps.Load(ref Unsafe.Add(ref b, w));
+            TVec av = TOps.Broadcast(a);
+            c00 = TOps.MultiplyAdd(av, b0, c00);
+            c01 = TOps.MultiplyAdd(av, b1, c01);
+            av = TOps.Broadcast(Unsafe.Add(ref a, 1));
+            c10 = TOps.MultiplyAdd(av, b0, c10);
+            c11 = TOps.MultiplyAdd(av, b1, c11);
+            av = TOps.Broadcast(Unsafe.Add(ref a, 2));
+            c20 = TOps.MultiplyAdd(av, b0, c20);
+            c21 = TOps.MultiplyAdd(av, b1, c21);
+            av = TOps.Broadcast(Unsafe.Add(ref a, 3));
+            c30 = TOps.MultiplyAdd(av, b0, c30);
+            c31 = TOps.MultiplyAdd(av, b1, c31);
+            av = TOps.Broadcast(Unsafe.Add(ref a, 4));
+            c40 = TOps.MultiplyAdd(av, b0, c40);
+            c41 = TOps.MultiplyAdd(av, b1, c41);
+            av = TOps.Broadcast(Unsafe.Add(ref a, 5));
+            c50 = TOps.MultiplyAdd(av, b0, c50);
+            c51 = TOps.MultiplyAdd(av, b1, c51);
+            a = ref Unsafe.Add(ref a, MR);
+            b = ref Unsafe.Add(ref b, 2 * w);
+        }
+
+        if (mr == MR && nc == 2 * w)
+        {
+            StoreRow(c00, c01, ref c, beta, w);
+            StoreRow(c10, c11, ref Unsafe.Add(ref c, ldc), beta, w);
+            StoreRow(c20, c21, ref Unsafe.Add(ref c, 2 * (nint)ldc), beta, w);
+            StoreRow(c30, c31, ref Unsafe.Add(ref c, 3 * (nint)ldc), beta, w);
+            StoreRow(c40, c41, ref Unsafe.Add(ref c, 4 * (nint)ldc), beta, w);
+            StoreRow(c50, c51, ref Unsafe.Add(ref c, 5 * (nint)ldc), beta, w);
+            return;
+        }
+
+        // Edge tile: spill the full tile to the stack, then copy the valid mr×nc part.
+        Span<float> tile = stackalloc float[MR * 2 * 32];
+        ref float t = ref MemoryMarshal.GetReference(tile);
+        int ld = 2 * w;
+        TOps.Store(c00, ref t);
+        TOps.Store(c01, ref Unsafe.Add(ref t, w));
+        TOps.Store(c10, ref Unsafe.Add(ref t, ld));
+        TOps.Store(c11, ref Unsafe.Add(ref t, ld + w));
+        TOps.Store(c20, ref Unsafe.Add(ref t, 2 * ld));
+        TOps.Store(c21, ref Unsafe.Add(ref t, (2 * ld) + w));
+        TOps.Store(c30, ref Unsafe.Add(ref t, 3 * ld));
+        TOps.Store(c31, ref Unsafe.Add(ref t, (3 * ld) + w));
+        TOps.Store(c40, ref Unsafe.Add(ref t, 4 * ld));
+        TOps.Store(c41, ref Unsafe.Add(ref t, (4 * ld) + w));
+        TOps.Store(c50, ref Unsafe.Add(ref t, 5 * ld));
+        TOps.Store(c51, ref Unsafe.Add(ref t, (5 * ld) + w));
+        for (int i = 0; i < mr; i++)
+        {
+            for (int j = 0; j < nc; j++)
+            {
+                ref float dst = ref Unsafe.Add(ref c, ((nint)i * ldc) + j);
+                float v = Unsafe.Add(ref t, (i * ld) + j);
+                dst = beta == 0f ? v : ScalarSimd.MultiplyAdd(beta, dst, v);
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreRow(TVec v0, TVec v1, ref float c, float beta, int w)
+    {
+        if (beta != 0f)
+        {
+            TVec bv = TOps.Broadcast(beta);
+            v0 = TOps.MultiplyAdd(bv, TOps.Load(ref c), v0);
+            v1 = TOps.MultiplyAdd(bv, TOps.Load(ref Unsafe.Add(ref c, w)), v1);
+        }
+
+        TOps.Store(v0, ref c);
+        TOps.Store(v1, ref Unsafe.Add(ref c, w));
+    }
+
+    private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
+}

@@ -1,0 +1,90 @@
+using System.Runtime.CompilerServices;
+
+namespace Bptt.Fast.Kernels.Isa;
+
+/// <summary>
+/// The vector operations one instruction set provides, as static members of a struct so that the JIT specialises
+/// every generic kernel for each ISA and inlines these calls: <c>SimdKernels&lt;Avx2Simd, Vector256&lt;float&gt;&gt;</c> compiles to
+/// straight AVX2/FMA code. The kernels themselves are written once, in <see cref="SimdKernels{TOps, TVec}"/>.
+/// </summary>
+/// <typeparam name="TVec">The register type: Vector256&lt;float&gt;, Vector128&lt;float&gt;, Vector&lt;float&gt; or float.</typeparam>
+internal interface ISimd<TVec>
+    where TVec : struct
+{
+    /// <summary>Floats per register.</summary>
+    static abstract int Count { get; }
+
+    /// <summary>All lanes zero.</summary>
+    static abstract TVec Zero { get; }
+
+    /// <summary>All lanes <paramref name="value"/>.</summary>
+    static abstract TVec Broadcast(float value);
+
+    /// <summary>Loads <see cref="Count"/> floats from <paramref name="source"/> (any alignment).</summary>
+    static abstract TVec Load(ref float source);
+
+    /// <summary>Stores <see cref="Count"/> floats at <paramref name="destination"/> (any alignment).</summary>
+    static abstract void Store(TVec value, ref float destination);
+
+    /// <summary>a·b + c, fused where the ISA has FMA.</summary>
+    static abstract TVec MultiplyAdd(TVec a, TVec b, TVec c);
+
+    /// <summary>a + b.</summary>
+    static abstract TVec Add(TVec a, TVec b);
+
+    /// <summary>a − b.</summary>
+    static abstract TVec Subtract(TVec a, TVec b);
+
+    /// <summary>a · b.</summary>
+    static abstract TVec Multiply(TVec a, TVec b);
+
+    /// <summary>a / b.</summary>
+    static abstract TVec Divide(TVec a, TVec b);
+
+    /// <summary>Lane-wise minimum with the hardware's NaN behaviour (callers handle NaN themselves).</summary>
+    static abstract TVec Min(TVec a, TVec b);
+
+    /// <summary>Lane-wise maximum with the hardware's NaN behaviour (callers handle NaN themselves).</summary>
+    static abstract TVec Max(TVec a, TVec b);
+
+    /// <summary>|a|.</summary>
+    static abstract TVec Abs(TVec a);
+
+    /// <summary>The sign bit of <paramref name="sign"/> with the magnitude of <paramref name="magnitude"/>.</summary>
+    static abstract TVec CopySign(TVec magnitude, TVec sign);
+
+    /// <summary>Lanes where a &lt; b, as an all-ones mask.</summary>
+    static abstract TVec LessThan(TVec a, TVec b);
+
+    /// <summary>Lanes where a &gt; b, as an all-ones mask.</summary>
+    static abstract TVec GreaterThan(TVec a, TVec b);
+
+    /// <summary>Lanes that hold NaN, as an all-ones mask.</summary>
+    static abstract TVec IsNaN(TVec a);
+
+    /// <summary>Per lane: mask ? a : b.</summary>
+    static abstract TVec Select(TVec mask, TVec a, TVec b);
+
+    /// <summary>Rounds to the nearest integer (ties to even).</summary>
+    static abstract TVec Round(TVec a);
+
+    /// <summary>2ⁿ for lanes holding integers n in [−126, 127], built from the exponent bits.</summary>
+    static abstract TVec Pow2(TVec n);
+
+    /// <summary>Whether any lane is NaN or ±∞.</summary>
+    static abstract bool AnyNonFinite(TVec a);
+
+    /// <summary>The sum of the lanes.</summary>
+    static abstract float Sum(TVec a);
+
+    /// <summary>The largest lane.</summary>
+    static abstract float MaxAcross(TVec a);
+}
+
+/// <summary>Helpers shared by the ISA structs.</summary>
+internal static class SimdRef
+{
+    /// <summary>A reference to element <paramref name="index"/> of <paramref name="start"/>, without bounds checks.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ref float At(ref float start, nint index) => ref Unsafe.Add(ref start, index);
+}

@@ -1,0 +1,379 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace Bptt.Fast.Kernels.Isa;
+
+/// <summary>
+/// The vector kernels, written once and compiled by the JIT for each ISA struct. Callers (<see cref="FastKernels"/>)
+/// have checked every length; nothing here bounds-checks its inner loops. Spans may start at any alignment.
+/// </summary>
+internal static class SimdKernels<TOps, TVec>
+    where TOps : struct, ISimd<TVec>
+    where TVec : struct
+{
+    private static int W => TOps.Count;
+
+    /// <summary>y = y + αx.</summary>
+    public static void Axpy(float alpha, ReadOnlySpan<float> x, Span<float> y)
+    {
+        ref float xr = ref MemoryMarshal.GetReference(x);
+        ref float yr = ref MemoryMarshal.GetReference(y);
+        TVec a = TOps.Broadcast(alpha);
+        int n = x.Length, k = 0;
+        for (; k <= n - W; k += W)
+        {
+            TOps.Store(TOps.MultiplyAdd(a, TOps.Load(ref Unsafe.Add(ref xr, k)), TOps.Load(ref Unsafe.Add(ref yr, k))), ref Unsafe.Add(ref yr, k));
+        }
+
+        for (; k < n; k++)
+        {
+            Unsafe.Add(ref yr, k) = ScalarSimd.MultiplyAdd(alpha, Unsafe.Add(ref xr, k), Unsafe.Add(ref yr, k));
+        }
+    }
+
+    /// <summary>y = A x for A m×n row-major: dot-product form, four rows in flight with two accumulators each.</summary>
+    public static void Gemv(ReadOnlySpan<float> a, int m, int n, ReadOnlySpan<float> x, Span<float> y)
+    {
+        ref float ar = ref MemoryMarshal.GetReference(a);
+        ref float xr = ref MemoryMarshal.GetReference(x);
+        ref float yr = ref MemoryMarshal.GetReference(y);
+        int i = 0;
+        for (; i <= m - 4; i += 4)
+        {
+            ref float r0 = ref Unsafe.Add(ref ar, (nint)i * n);
+            ref float r1 = ref Unsafe.Add(ref r0, n);
+            ref float r2 = ref Unsafe.Add(ref r1, n);
+            ref float r3 = ref Unsafe.Add(ref r2, n);
+            TVec s0 = TOps.Zero, s1 = TOps.Zero, s2 = TOps.Zero, s3 = TOps.Zero;
+            TVec t0 = TOps.Zero, t1 = TOps.Zero, t2 = TOps.Zero, t3 = TOps.Zero;
+            int j = 0;
+            for (; j <= n - (2 * W); j += 2 * W)
+            {
+                TVec x0 = TOps.Load(ref Unsafe.Add(ref xr, j));
+                TVec x1 = TOps.Load(ref Unsafe.Add(ref xr, j + W));
+                s0 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref r0, j)), x0, s0);
+                s1 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref r1, j)), x0, s1);
+                s2 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref r2, j)), x0, s2);
+                s3 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref r3, j)), x0, s3);
+                t0 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref r0, j + W)), x1, t0);
+                t1 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref r1, j + W)), x1, t1);
+                t2 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref r2, j + W)), x1, t2);
+                t3 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref r3, j + W)), x1, t3);
+            }
+
+            for (; j <= n - W; j += W)
+            {
+                TVec x0 = TOps.Load(ref Unsafe.Add(ref xr, j));
+                s0 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref r0, j)), x0, s0);
+                s1 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref r1, j)), x0, s1);
+                s2 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref r2, j)), x0, s2);
+                s3 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref r3, j)), x0, s3);
+            }
+
+            float y0 = TOps.Sum(TOps.Add(s0, t0)), y1 = TOps.Sum(TOps.Add(s1, t1));
+            float y2 = TOps.Sum(TOps.Add(s2, t2)), y3 = TOps.Sum(TOps.Add(s3, t3));
+            for (; j < n; j++)
+            {
+                float xj = Unsafe.Add(ref xr, j);
+                y0 += Unsafe.Add(ref r0, j) * xj;
+                y1 += Unsafe.Add(ref r1, j) * xj;
+                y2 += Unsafe.Add(ref r2, j) * xj;
+                y3 += Unsafe.Add(ref r3, j) * xj;
+            }
+
+            Unsafe.Add(ref yr, i) = y0;
+            Unsafe.Add(ref yr, i + 1) = y1;
+            Unsafe.Add(ref yr, i + 2) = y2;
+            Unsafe.Add(ref yr, i + 3) = y3;
+        }
+
+        for (; i < m; i++)
+        {
+            Unsafe.Add(ref yr, i) = Dot(ref Unsafe.Add(ref ar, (nint)i * n), ref xr, n);
+        }
+    }
+
+    /// <summary>Σ a[j]·b[j] over n elements.</summary>
+    public static float Dot(ref float a, ref float b, int n)
+    {
+        TVec s0 = TOps.Zero, s1 = TOps.Zero;
+        int j = 0;
+        for (; j <= n - (2 * W); j += 2 * W)
+        {
+            s0 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref a, j)), TOps.Load(ref Unsafe.Add(ref b, j)), s0);
+            s1 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref a, j + W)), TOps.Load(ref Unsafe.Add(ref b, j + W)), s1);
+        }
+
+        for (; j <= n - W; j += W)
+        {
+            s0 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref a, j)), TOps.Load(ref Unsafe.Add(ref b, j)), s0);
+        }
+
+        float sum = TOps.Sum(TOps.Add(s0, s1));
+        for (; j < n; j++)
+        {
+            sum += Unsafe.Add(ref a, j) * Unsafe.Add(ref b, j);
+        }
+
+        return sum;
+    }
+
+    /// <summary>
+    /// y = epilogue(addend + Aᵀ x, aux) for A m×n row-major, in axpy form: a block of columns stays in registers while
+    /// the rows of A stream past, each scaled by xᵢ, so no horizontal sums are needed. <paramref name="addend"/> may be
+    /// empty (zeros) and may be the same memory as <paramref name="y"/>; <paramref name="aux"/> is read only by epilogues that use it.
+    /// </summary>
+    public static void TransposedProduct<TEpi>(ReadOnlySpan<float> a, int m, int n, ReadOnlySpan<float> x, ReadOnlySpan<float> addend, ReadOnlySpan<float> aux, Span<float> y)
+        where TEpi : struct, IEpilogue
+    {
+        ref float ar = ref MemoryMarshal.GetReference(a);
+        ref float xr = ref MemoryMarshal.GetReference(x);
+        ref float cr = ref MemoryMarshal.GetReference(addend);
+        ref float hr = ref MemoryMarshal.GetReference(aux);
+        ref float yr = ref MemoryMarshal.GetReference(y);
+        bool hasAddend = !addend.IsEmpty;
+        int col = 0;
+        for (; col <= n - (8 * W); col += 8 * W)
+        {
+            TVec c0, c1, c2, c3, c4, c5, c6, c7;
+            if (hasAddend)
+            {
+                ref float c = ref Unsafe.Add(ref cr, col);
+                c0 = TOps.Load(ref c);
+                c1 = TOps.Load(ref Unsafe.Add(ref c, W));
+                c2 = TOps.Load(ref Unsafe.Add(ref c, 2 * W));
+                c3 = TOps.Load(ref Unsafe.Add(ref c, 3 * W));
+                c4 = TOps.Load(ref Unsafe.Add(ref c, 4 * W));
+                c5 = TOps.Load(ref Unsafe.Add(ref c, 5 * W));
+                c6 = TOps.Load(ref Unsafe.Add(ref c, 6 * W));
+                c7 = TOps.Load(ref Unsafe.Add(ref c, 7 * W));
+            }
+            else
+            {
+                c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = TOps.Zero;
+            }
+
+            ref float row = ref Unsafe.Add(ref ar, col);
+            for (int i = 0; i < m; i++)
+            {
+                TVec xi = TOps.Broadcast(Unsafe.Add(ref xr, i));
+                c0 = TOps.MultiplyAdd(TOps.Load(ref row), xi, c0);
+                c1 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, W)), xi, c1);
+                c2 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, 2 * W)), xi, c2);
+                c3 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, 3 * W)), xi, c3);
+                c4 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, 4 * W)), xi, c4);
+                c5 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, 5 * W)), xi, c5);
+                c6 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, 6 * W)), xi, c6);
+                c7 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, 7 * W)), xi, c7);
+                row = ref Unsafe.Add(ref row, n);
+            }
+
+            StoreWithEpilogue<TEpi>(c0, ref hr, ref yr, col);
+            StoreWithEpilogue<TEpi>(c1, ref hr, ref yr, col + W);
+            StoreWithEpilogue<TEpi>(c2, ref hr, ref yr, col + (2 * W));
+            StoreWithEpilogue<TEpi>(c3, ref hr, ref yr, col + (3 * W));
+            StoreWithEpilogue<TEpi>(c4, ref hr, ref yr, col + (4 * W));
+            StoreWithEpilogue<TEpi>(c5, ref hr, ref yr, col + (5 * W));
+            StoreWithEpilogue<TEpi>(c6, ref hr, ref yr, col + (6 * W));
+            StoreWithEpilogue<TEpi>(c7, ref hr, ref yr, col + (7 * W));
+        }
+
+        for (; col <= n - W; col += W)
+        {
+            TVec c0 = hasAddend ? TOps.Load(ref Unsafe.Add(ref cr, col)) : TOps.Zero, c1 = TOps.Zero;
+            ref float row = ref Unsafe.Add(ref ar, col);
+            int i = 0;
+            for (; i <= m - 2; i += 2)
+            {
+                c0 = TOps.MultiplyAdd(TOps.Load(ref row), TOps.Broadcast(Unsafe.Add(ref xr, i)), c0);
+                c1 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, n)), TOps.Broadcast(Unsafe.Add(ref xr, i + 1)), c1);
+                row = ref Unsafe.Add(ref row, 2 * (nint)n);
+            }
+
+            if (i < m)
+            {
+                c0 = TOps.MultiplyAdd(TOps.Load(ref row), TOps.Broadcast(Unsafe.Add(ref xr, i)), c0);
+            }
+
+            StoreWithEpilogue<TEpi>(TOps.Add(c0, c1), ref hr, ref yr, col);
+        }
+
+        for (; col < n; col++)
+        {
+            float sum = hasAddend ? Unsafe.Add(ref cr, col) : 0f;
+            for (int i = 0; i < m; i++)
+            {
+                sum = ScalarSimd.MultiplyAdd(Unsafe.Add(ref ar, ((nint)i * n) + col), Unsafe.Add(ref xr, i), sum);
+            }
+
+            float h = TEpi.UsesAux ? Unsafe.Add(ref hr, col) : 0f;
+            Unsafe.Add(ref yr, col) = TEpi.Apply<ScalarSimd, float>(sum, h);
+        }
+    }
+
+    /// <summary>y = epilogue(x, aux) element-wise: the activation (2) or the ⊙ f′ of (12) on their own.</summary>
+    public static void Map<TEpi>(ReadOnlySpan<float> x, ReadOnlySpan<float> aux, Span<float> y)
+        where TEpi : struct, IEpilogue
+    {
+        ref float xr = ref MemoryMarshal.GetReference(x);
+        ref float hr = ref MemoryMarshal.GetReference(aux);
+        ref float yr = ref MemoryMarshal.GetReference(y);
+        int n = x.Length, k = 0;
+        for (; k <= n - W; k += W)
+        {
+            StoreWithEpilogue<TEpi>(TOps.Load(ref Unsafe.Add(ref xr, k)), ref hr, ref yr, k);
+        }
+
+        for (; k < n; k++)
+        {
+            Unsafe.Add(ref yr, k) = TEpi.Apply<ScalarSimd, float>(Unsafe.Add(ref xr, k), TEpi.UsesAux ? Unsafe.Add(ref hr, k) : 0f);
+        }
+    }
+
+    /// <summary>
+    /// Equations (4), (6), (7) for one row: yₖ = e^(vₖ−m)/Σ e^(v−m) with m = max v, returns Lₜ = ln Σ e^(v−m) − (v_target − m),
+    /// and writes eₖ = yₖ − [k = target]. <paramref name="error"/> may be the same memory as <paramref name="logits"/>.
+    /// </summary>
+    public static float SoftmaxCrossEntropy(ReadOnlySpan<float> logits, int target, Span<float> error, bool writeError)
+    {
+        ref float vr = ref MemoryMarshal.GetReference(logits);
+        ref float er = ref MemoryMarshal.GetReference(error);
+        int n = logits.Length;
+        float max = MaxOf(ref vr, n);
+        float vt = Unsafe.Add(ref vr, target);
+        TVec mv = TOps.Broadcast(max);
+        TVec s = TOps.Zero;
+        int k = 0;
+        for (; k <= n - W; k += W)
+        {
+            TVec ek = SimdMath<TOps, TVec>.Exp(TOps.Subtract(TOps.Load(ref Unsafe.Add(ref vr, k)), mv));
+            s = TOps.Add(s, ek);
+            if (writeError)
+            {
+                TOps.Store(ek, ref Unsafe.Add(ref er, k));
+            }
+        }
+
+        float sum = TOps.Sum(s);
+        for (; k < n; k++)
+        {
+            float ek = SimdMath<ScalarSimd, float>.Exp(Unsafe.Add(ref vr, k) - max);
+            sum += ek;
+            if (writeError)
+            {
+                Unsafe.Add(ref er, k) = ek;
+            }
+        }
+
+        float loss = MathF.Log(sum) - (vt - max);
+        if (!float.IsFinite(max))
+        {
+            loss = float.NaN;
+        }
+
+        if (writeError)
+        {
+            Scale(1f / sum, ref er, n);
+            Unsafe.Add(ref er, target) -= 1f;
+        }
+
+        return loss;
+    }
+
+    /// <summary>The largest element of n ≥ 1 (NaN if any element is NaN).</summary>
+    public static float MaxOf(ref float v, int n)
+    {
+        float max;
+        int k = 0;
+        bool nan = false;
+        if (n >= W)
+        {
+            TVec m = TOps.Load(ref v);
+            TVec anyNaN = TOps.Zero;
+            for (k = W; k <= n - W; k += W)
+            {
+                TVec x = TOps.Load(ref Unsafe.Add(ref v, k));
+                m = TOps.Max(m, x);
+                anyNaN = TOps.Add(anyNaN, TOps.Multiply(x, TOps.Zero));
+            }
+
+            nan = TOps.AnyNonFinite(anyNaN) || TOps.AnyNonFinite(TOps.Multiply(TOps.Load(ref v), TOps.Zero));
+            max = TOps.MaxAcross(m);
+        }
+        else
+        {
+            max = float.NegativeInfinity;
+        }
+
+        for (; k < n; k++)
+        {
+            float x = Unsafe.Add(ref v, k);
+            nan |= float.IsNaN(x);
+            max = x > max ? x : max;
+        }
+
+        return nan ? float.NaN : max;
+    }
+
+    /// <summary>v = αv over n elements.</summary>
+    public static void Scale(float alpha, ref float v, int n)
+    {
+        TVec a = TOps.Broadcast(alpha);
+        int k = 0;
+        for (; k <= n - W; k += W)
+        {
+            TOps.Store(TOps.Multiply(a, TOps.Load(ref Unsafe.Add(ref v, k))), ref Unsafe.Add(ref v, k));
+        }
+
+        for (; k < n; k++)
+        {
+            Unsafe.Add(ref v, k) *= alpha;
+        }
+    }
+
+    /// <summary>y[j] = Σᵣ A[r, j] (+ y[j] when accumulating) for A rows×cols row-major: the bias gradients (8), (15).</summary>
+    public static void ColumnSums(ReadOnlySpan<float> a, int rows, int cols, Span<float> y, bool accumulate)
+    {
+        if (!accumulate)
+        {
+            y.Clear();
+        }
+
+        for (int r = 0; r < rows; r++)
+        {
+            Axpy(1f, a.Slice(r * cols, cols), y);
+        }
+    }
+
+    /// <summary>The index of the first NaN or ±∞, or −1.</summary>
+    public static int FirstNonFinite(ReadOnlySpan<float> x)
+    {
+        ref float xr = ref MemoryMarshal.GetReference(x);
+        int n = x.Length, k = 0;
+        for (; k <= n - W; k += W)
+        {
+            if (TOps.AnyNonFinite(TOps.Load(ref Unsafe.Add(ref xr, k))))
+            {
+                break;
+            }
+        }
+
+        for (; k < n; k++)
+        {
+            if (!float.IsFinite(Unsafe.Add(ref xr, k)))
+            {
+                return k;
+            }
+        }
+
+        return -1;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreWithEpilogue<TEpi>(TVec acc, ref float aux, ref float y, int offset)
+        where TEpi : struct, IEpilogue
+    {
+        TVec h = TEpi.UsesAux ? TOps.Load(ref Unsafe.Add(ref aux, offset)) : TOps.Zero;
+        TOps.Store(TEpi.Apply<TOps, TVec>(acc, h), ref Unsafe.Add(ref y, offset));
+    }
+}

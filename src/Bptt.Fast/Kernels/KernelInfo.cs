@@ -1,0 +1,103 @@
+using System.Numerics;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
+using System.Runtime.Intrinsics.X86;
+
+namespace Bptt.Fast;
+
+/// <summary>The instruction sets the fast kernels are written for, from the most portable to the fastest.</summary>
+public enum KernelIsa
+{
+    /// <summary>Plain scalar loops.</summary>
+    Scalar,
+
+    /// <summary>Portable <see cref="Vector{T}"/> (any width the runtime picks).</summary>
+    Vector,
+
+    /// <summary>arm64 AdvSimd: <see cref="Vector128{T}"/> with fused multiply-add.</summary>
+    AdvSimd,
+
+    /// <summary>x64 AVX2 with FMA3: <see cref="Vector256{T}"/>.</summary>
+    Avx2,
+}
+
+/// <summary>
+/// Which kernels the fast path runs. The choice is made once, at start-up: the best instruction set the hardware and
+/// runtime support, unless the environment variable <c>BPTT_FAST_ISA</c> (<c>avx2</c>, <c>advsimd</c>, <c>vector</c>
+/// or <c>scalar</c>) names a supported lower one. Runtime knobs such as <c>DOTNET_EnableAVX2=0</c> or
+/// <c>DOTNET_EnableHWIntrinsic=0</c> lower what is supported, and so land on a working path too.
+/// </summary>
+public static class KernelInfo
+{
+    /// <summary>The environment variable that forces a lower path.</summary>
+    public const string EnvironmentVariable = "BPTT_FAST_ISA";
+
+    static KernelInfo()
+    {
+        BestSupported = IsSupported(KernelIsa.Avx2) ? KernelIsa.Avx2
+            : IsSupported(KernelIsa.AdvSimd) ? KernelIsa.AdvSimd
+            : IsSupported(KernelIsa.Vector) ? KernelIsa.Vector
+            : KernelIsa.Scalar;
+        string? requested = Environment.GetEnvironmentVariable(EnvironmentVariable);
+        Isa = BestSupported;
+        if (!string.IsNullOrWhiteSpace(requested) && Enum.TryParse(requested.Trim(), ignoreCase: true, out KernelIsa forced)
+            && Enum.IsDefined(forced) && IsSupported(forced) && forced <= BestSupported)
+        {
+            Isa = forced;
+            IsForced = true;
+        }
+
+        RequestedIsa = requested;
+    }
+
+    /// <summary>The instruction set the fast kernels use in this process.</summary>
+    public static KernelIsa Isa { get; }
+
+    /// <summary>The best instruction set this hardware and runtime support.</summary>
+    public static KernelIsa BestSupported { get; }
+
+    /// <summary>True when <see cref="EnvironmentVariable"/> selected <see cref="Isa"/>.</summary>
+    public static bool IsForced { get; }
+
+    /// <summary>The raw value of <see cref="EnvironmentVariable"/>, or null.</summary>
+    public static string? RequestedIsa { get; }
+
+    /// <summary>The number of floats in one vector register of the selected path (1 for scalar).</summary>
+    public static int VectorWidth => WidthOf(Isa);
+
+    /// <summary>The names of the kernels the selected path runs, one per operation family.</summary>
+    public static IReadOnlyList<string> KernelNames { get; } =
+    [
+        $"Gemm.{Isa} (packed panels, {Kernels.Gemm.MicroRows}x{2 * WidthOf(Isa)} micro-kernel)",
+        $"Gemv.{Isa} (4 rows in flight)",
+        $"GemvTransposed.{Isa} (axpy form)",
+        $"RnnStep.{Isa} (fused bias + activation, eq. 1-2)",
+        $"RnnStepBackward.{Isa} (fused eq. 12)",
+        $"SoftmaxCrossEntropy.{Isa} (fused eq. 4, 6, 7)",
+    ];
+
+    /// <summary>A one-line summary, e.g. "Avx2 (8 floats per vector)".</summary>
+    public static string Description =>
+        $"{Isa} ({VectorWidth} float{(VectorWidth == 1 ? "" : "s")} per vector){(IsForced ? $", forced by {EnvironmentVariable}={RequestedIsa}" : "")}";
+
+    /// <summary>Whether this process can run the kernels of <paramref name="isa"/>.</summary>
+    /// <param name="isa">The instruction set.</param>
+    public static bool IsSupported(KernelIsa isa) => isa switch
+    {
+        KernelIsa.Avx2 => Avx2.IsSupported && Fma.IsSupported,
+        KernelIsa.AdvSimd => AdvSimd.Arm64.IsSupported,
+        KernelIsa.Vector => Vector.IsHardwareAccelerated,
+        KernelIsa.Scalar => true,
+        _ => false,
+    };
+
+    /// <summary>The floats per vector of <paramref name="isa"/>.</summary>
+    /// <param name="isa">The instruction set.</param>
+    public static int WidthOf(KernelIsa isa) => isa switch
+    {
+        KernelIsa.Avx2 => Vector256<float>.Count,
+        KernelIsa.AdvSimd => Vector128<float>.Count,
+        KernelIsa.Vector => Vector<float>.Count,
+        _ => 1,
+    };
+}

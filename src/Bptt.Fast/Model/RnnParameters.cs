@@ -1,0 +1,90 @@
+using Bptt.Fast.Internals;
+
+namespace Bptt.Fast;
+
+/// <summary>
+/// The parameter block θ of an Elman network, one contiguous float array laid out as
+/// W_xh (H×I), W_hh (H×H), b_h (H), W_hy (O×H), b_y (O), every matrix row-major.
+/// Gradients ∂L/∂θ and optimizer state use the same class and layout, so an optimizer,
+/// a clipping norm or a checkpoint works on one span (<see cref="Values"/>).
+/// </summary>
+public sealed class RnnParameters
+{
+    private readonly float[] _values;
+
+    /// <summary>Creates a zero-filled block for <paramref name="shape"/>.</summary>
+    /// <param name="shape">The network sizes; each must be at least 1.</param>
+    public RnnParameters(RnnShape shape)
+    {
+        shape.Validate(nameof(shape));
+        Shape = shape;
+        _values = new float[shape.ParameterCount];
+    }
+
+    /// <summary>The network sizes this block was made for.</summary>
+    public RnnShape Shape { get; }
+
+    /// <summary>The whole block θ, <see cref="RnnShape.ParameterCount"/> floats.</summary>
+    public Span<float> Values => _values;
+
+    /// <summary>W_xh, H×I row-major: element (i, j) is at <c>i*I + j</c>.</summary>
+    public Span<float> Wxh => _values.AsSpan(Shape.WxhOffset, Shape.HiddenSize * Shape.InputSize);
+
+    /// <summary>W_hh, H×H row-major.</summary>
+    public Span<float> Whh => _values.AsSpan(Shape.WhhOffset, Shape.HiddenSize * Shape.HiddenSize);
+
+    /// <summary>b_h, length H.</summary>
+    public Span<float> Bh => _values.AsSpan(Shape.BhOffset, Shape.HiddenSize);
+
+    /// <summary>W_hy, O×H row-major.</summary>
+    public Span<float> Why => _values.AsSpan(Shape.WhyOffset, Shape.OutputSize * Shape.HiddenSize);
+
+    /// <summary>b_y, length O.</summary>
+    public Span<float> By => _values.AsSpan(Shape.ByOffset, Shape.OutputSize);
+
+    /// <summary>Sets every element to zero.</summary>
+    public void Clear() => Array.Clear(_values);
+
+    /// <summary>Copies every value of <paramref name="source"/>, which must have the same shape.</summary>
+    /// <param name="source">The block to copy from.</param>
+    public void CopyFrom(RnnParameters source)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        Guard.SameShape(Shape, source.Shape, nameof(source));
+        source._values.AsSpan().CopyTo(_values);
+    }
+
+    /// <summary>Returns a new block with the same shape and values.</summary>
+    public RnnParameters Clone()
+    {
+        var copy = new RnnParameters(Shape);
+        copy.CopyFrom(this);
+        return copy;
+    }
+
+    /// <summary>
+    /// Seeded Glorot (Xavier) uniform initialisation, the same on every machine for the same seed:
+    /// each matrix W with fan-in n and fan-out m is drawn from U(−a, a), a = √(6 / (n + m)),
+    /// so W_xh uses a = √(6/(I+H)), W_hh a = √(6/(2H)) and W_hy a = √(6/(H+O)); both biases are zero.
+    /// The draws come from SplitMix64 seeded with <paramref name="seed"/>, in θ order.
+    /// </summary>
+    /// <param name="seed">Any value; equal seeds give bit-identical parameters.</param>
+    public void InitializeGlorot(ulong seed)
+    {
+        var random = new SplitMix64(seed);
+        int i = Shape.InputSize, h = Shape.HiddenSize, o = Shape.OutputSize;
+        Fill(Wxh, MathF.Sqrt(6f / (i + h)), ref random);
+        Fill(Whh, MathF.Sqrt(6f / (h + h)), ref random);
+        Bh.Clear();
+        Fill(Why, MathF.Sqrt(6f / (h + o)), ref random);
+        By.Clear();
+    }
+
+    private static void Fill(Span<float> destination, float bound, ref SplitMix64 random)
+    {
+        for (int k = 0; k < destination.Length; k++)
+        {
+            destination[k] = ((2f * random.NextSingle()) - 1f) * bound;
+        }
+    }
+}

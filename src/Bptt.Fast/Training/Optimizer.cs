@@ -1,0 +1,90 @@
+using Bptt.Fast.Internals;
+using Bptt.Fast.Kernels;
+
+namespace Bptt.Fast.Training;
+
+/// <summary>
+/// Applies θ ← update(θ, ∂L/∂θ) over the single parameter block, after the whole gradient is known (DESIGN.md section 1:
+/// the derivation differentiates with respect to one fixed θ, so no weight changes while the gradient is still being summed).
+/// A step whose loss or gradient holds NaN or ±∞ is refused: <see cref="Step"/> returns false and θ and the optimizer state
+/// stay exactly as they were. A step allocates nothing.
+/// </summary>
+public abstract class Optimizer
+{
+    /// <summary>Creates an optimizer for blocks of <paramref name="shape"/>.</summary>
+    /// <param name="shape">The network sizes.</param>
+    protected Optimizer(RnnShape shape)
+    {
+        shape.Validate(nameof(shape));
+        Shape = shape;
+    }
+
+    /// <summary>The network sizes.</summary>
+    public RnnShape Shape { get; }
+
+    /// <summary>The number of steps applied so far (refused steps do not count).</summary>
+    public long StepCount { get; protected set; }
+
+    /// <summary>
+    /// Applies one update if <paramref name="loss"/> and every gradient element are finite; otherwise changes nothing.
+    /// </summary>
+    /// <param name="parameters">θ, updated in place.</param>
+    /// <param name="gradients">∂L/∂θ, read only.</param>
+    /// <param name="loss">The loss of the step (optional); a non-finite loss refuses the step.</param>
+    /// <returns>True when the update was applied; false when it was refused for a non-finite loss or gradient.</returns>
+    public bool Step(RnnParameters parameters, RnnParameters gradients, float loss = 0f)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        ArgumentNullException.ThrowIfNull(gradients);
+        Guard.SameShape(Shape, parameters.Shape, nameof(parameters));
+        Guard.SameShape(Shape, gradients.Shape, nameof(gradients));
+        if (ReferenceEquals(parameters, gradients))
+        {
+            throw new ArgumentException("The gradient block must be a different object from the parameters.", nameof(gradients));
+        }
+
+        if (!float.IsFinite(loss) || FastKernels.FirstNonFinite(gradients.Values) >= 0)
+        {
+            return false;
+        }
+
+        Apply(parameters.Values, gradients.Values);
+        StepCount++;
+        return true;
+    }
+
+    /// <summary>The update rule itself; called only with finite gradients of the right shape.</summary>
+    /// <param name="parameters">θ.</param>
+    /// <param name="gradients">∂L/∂θ.</param>
+    protected abstract void Apply(Span<float> parameters, ReadOnlySpan<float> gradients);
+}
+
+/// <summary>The seed's rule, plain gradient descent: θ ← θ − η ∂L/∂θ.</summary>
+public sealed class GradientDescent : Optimizer
+{
+    private float _learningRate;
+
+    /// <summary>Creates the optimizer.</summary>
+    /// <param name="shape">The network sizes.</param>
+    /// <param name="learningRate">η, finite and &gt; 0.</param>
+    public GradientDescent(RnnShape shape, float learningRate)
+        : base(shape)
+    {
+        LearningRate = learningRate;
+    }
+
+    /// <summary>η, finite and &gt; 0.</summary>
+    public float LearningRate
+    {
+        get => _learningRate;
+        set
+        {
+            Guard.Positive(value, nameof(LearningRate));
+            _learningRate = value;
+        }
+    }
+
+    /// <inheritdoc/>
+    protected override void Apply(Span<float> parameters, ReadOnlySpan<float> gradients) =>
+        FastKernels.Axpy(-_learningRate, gradients, parameters);
+}
