@@ -48,6 +48,15 @@ public static class KernelInfo
         }
 
         RequestedIsa = requested;
+        KernelNames =
+        [
+            $"Gemm.{Isa} (packed panels, {Kernels.Gemm.MicroRows}x{2 * WidthOf(Isa)} micro-kernel)",
+            $"Gemv.{Isa} (4 rows in flight)",
+            $"GemvTransposed.{Isa} (axpy form)",
+            $"RnnStep.{Isa} (fused bias + activation, eq. 1-2)",
+            $"RnnStepBackward.{Isa} (fused eq. 12)",
+            $"SoftmaxCrossEntropy.{Isa} (fused eq. 4, 6, 7)",
+        ];
     }
 
     /// <summary>The instruction set the fast kernels use in this process.</summary>
@@ -66,15 +75,7 @@ public static class KernelInfo
     public static int VectorWidth => WidthOf(Isa);
 
     /// <summary>The names of the kernels the selected path runs, one per operation family.</summary>
-    public static IReadOnlyList<string> KernelNames { get; } =
-    [
-        $"Gemm.{Isa} (packed panels, {Kernels.Gemm.MicroRows}x{2 * WidthOf(Isa)} micro-kernel)",
-        $"Gemv.{Isa} (4 rows in flight)",
-        $"GemvTransposed.{Isa} (axpy form)",
-        $"RnnStep.{Isa} (fused bias + activation, eq. 1-2)",
-        $"RnnStepBackward.{Isa} (fused eq. 12)",
-        $"SoftmaxCrossEntropy.{Isa} (fused eq. 4, 6, 7)",
-    ];
+    public static IReadOnlyList<string> KernelNames { get; }
 
     /// <summary>A one-line summary, e.g. "Avx2 (8 floats per vector)".</summary>
     public static string Description =>

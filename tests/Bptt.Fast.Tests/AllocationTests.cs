@@ -1,0 +1,48 @@
+using Bptt.Fast.Training;
+using Xunit;
+
+namespace Bptt.Fast.Tests;
+
+/// <summary>After warm-up a training step allocates nothing (GC.GetAllocatedBytesForCurrentThread unchanged over 100 calls).</summary>
+public sealed class AllocationTests
+{
+    [Theory]
+    [InlineData(false, 1)]
+    [InlineData(false, 8)]
+    [InlineData(true, 1)]
+    [InlineData(true, 8)]
+    public void HundredTrainingStepsAllocateZeroBytes(bool tokens, int batch)
+    {
+        var spec = new ProblemSpec(new RnnShape(24, 40, 20), 16, batch, Activation.Tanh, tokens, true, batch > 1, 9);
+        var p = new Problem<float>(spec);
+        var engine = new BpttEngine(spec.Shape, spec.Steps, batch);
+        var theta = new RnnParameters(spec.Shape);
+        theta.InitializeGlorot(3);
+        var grad = new RnnParameters(spec.Shape);
+        var optimizer = new GradientDescent(spec.Shape, 1e-3f);
+        var final = new float[batch * spec.Shape.HiddenSize];
+        var dh0 = new float[batch * spec.Shape.HiddenSize];
+
+        void Step()
+        {
+            float loss = engine.ComputeGradients(theta, p.Batch(final, dh0), grad);
+            optimizer.Step(theta, grad, loss);
+            engine.Evaluate(theta, p.Batch());
+        }
+
+        for (int k = 0; k < 5; k++)
+        {
+            Step(); // warm-up
+        }
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int k = 0; k < 100; k++)
+        {
+            Step();
+        }
+
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Console.WriteLine($"allocated {allocated}");
+        Assert.Equal(0, allocated);
+    }
+}

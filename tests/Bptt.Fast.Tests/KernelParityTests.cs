@@ -1,0 +1,274 @@
+using Bptt.Fast.Internals;
+using Bptt.Fast.Kernels;
+using Bptt.Fast.Reference;
+using Xunit;
+
+namespace Bptt.Fast.Tests;
+
+/// <summary>
+/// Every fast kernel against its reference twin on every ISA this machine supports: all lengths 0..70 and the sizes
+/// around the vector widths, slices at offsets 1..7, and guard values around every destination.
+/// </summary>
+public sealed class KernelParityTests
+{
+    private static int OffsetFor(int length) => 1 + (length % 7);
+
+    [Theory]
+    [MemberData(nameof(KernelCases.Isas), MemberType = typeof(KernelCases))]
+    public void Axpy(KernelIsa isa)
+    {
+        var random = new SplitMix64(1);
+        foreach (int n in KernelCases.Lengths)
+        {
+            var x = new Guarded(n, OffsetFor(n), ref random);
+            var y = new Guarded(n, OffsetFor(n + 3), ref random);
+            double[] expected = y.ToDouble(), magnitude = new double[n];
+            double[] xd = x.ToDouble();
+            for (int k = 0; k < n; k++)
+            {
+                magnitude[k] = Math.Abs(expected[k]) + Math.Abs(0.75 * xd[k]);
+            }
+
+            ReferenceKernels.Axpy(0.75, xd, expected);
+            FastKernels.Axpy(isa, 0.75f, x.Span, y.Span);
+            KernelCases.AssertClose(y.Span, expected, magnitude, 1, $"{isa} Axpy n={n}");
+            y.AssertGuardsIntact($"{isa} Axpy n={n}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(KernelCases.Isas), MemberType = typeof(KernelCases))]
+    public void GemvAndGemvTransposed(KernelIsa isa)
+    {
+        var random = new SplitMix64(2);
+        foreach (int len in KernelCases.Lengths)
+        {
+            foreach ((int m, int n) in new[] { (len, 7), (3, len), (len, Math.Min(len, 257)) })
+            {
+                CheckGemv(isa, m, n, ref random);
+            }
+        }
+    }
+
+    private static void CheckGemv(KernelIsa isa, int m, int n, ref SplitMix64 random)
+    {
+        var a = new Guarded(m * n, OffsetFor(m + n), ref random);
+        var x = new Guarded(n, OffsetFor(n + 1), ref random);
+        var y = new Guarded(m, OffsetFor(m + 2), ref random);
+        double[] ad = a.ToDouble(), expected = new double[m], magnitude = new double[m];
+        ReferenceKernels.Gemv<double>(ad, m, n, x.ToDouble(), expected);
+        ReferenceKernels.Gemv<double>(ad.Select(Math.Abs).ToArray(), m, n, x.ToDouble().Select(Math.Abs).ToArray(), magnitude);
+        FastKernels.Gemv(isa, a.Span, m, n, x.Span, y.Span);
+        KernelCases.AssertClose(y.Span, expected, magnitude, n, $"{isa} Gemv {m}x{n}");
+        y.AssertGuardsIntact($"{isa} Gemv {m}x{n}");
+
+        var xt = new Guarded(m, OffsetFor(m + 4), ref random);
+        var yt = new Guarded(n, OffsetFor(n + 5), ref random);
+        double[] expectedT = new double[n], magnitudeT = new double[n];
+        ReferenceKernels.GemvTransposed<double>(ad, m, n, xt.ToDouble(), expectedT);
+        ReferenceKernels.GemvTransposed<double>(ad.Select(Math.Abs).ToArray(), m, n, xt.ToDouble().Select(Math.Abs).ToArray(), magnitudeT);
+        FastKernels.GemvTransposed(isa, a.Span, m, n, xt.Span, yt.Span);
+        KernelCases.AssertClose(yt.Span, expectedT, magnitudeT, m, $"{isa} GemvTransposed {m}x{n}");
+        yt.AssertGuardsIntact($"{isa} GemvTransposed {m}x{n}");
+    }
+
+    [Theory]
+    [MemberData(nameof(KernelCases.Isas), MemberType = typeof(KernelCases))]
+    public void GemmAllTransposesAndBlockEdges(KernelIsa isa)
+    {
+        var random = new SplitMix64(3);
+        int[] dims = [0, 1, 2, 3, 5, 6, 7, 8, 9, 13, 16, 17, 24, 31, 33, 64, 70];
+        for (int c = 0; c < 160; c++)
+        {
+            int m = dims[random.NextInt32(dims.Length)], n = dims[random.NextInt32(dims.Length)], k = dims[random.NextInt32(dims.Length)];
+            CheckGemm(isa, random.NextInt32(2) == 1, random.NextInt32(2) == 1, m, n, k, random.NextInt32(3) == 0 ? 1f : 0f, ref random);
+        }
+
+        // Past the cache blocks: k > KC = 256, m > MC = 144, and long thin shapes.
+        foreach ((int m, int n, int k) in new[] { (150, 33, 300), (7, 1000, 17), (1000, 5, 3), (145, 129, 257), (64, 128, 513) })
+        {
+            CheckGemm(isa, false, false, m, n, k, 1f, ref random);
+            CheckGemm(isa, true, true, m, n, k, 0f, ref random);
+        }
+    }
+
+    private static void CheckGemm(KernelIsa isa, bool ta, bool tb, int m, int n, int k, float beta, ref SplitMix64 random)
+    {
+        int lda = Math.Max(1, ta ? m : k) + random.NextInt32(3), ldb = Math.Max(1, tb ? k : n) + random.NextInt32(3), ldc = Math.Max(1, n) + random.NextInt32(3);
+        int aRows = ta ? k : m, bRows = tb ? n : k;
+        var a = new Guarded(Math.Max(0, ((aRows - 1) * lda) + (ta ? m : k)), OffsetFor(m), ref random);
+        var b = new Guarded(Math.Max(0, ((bRows - 1) * ldb) + (tb ? k : n)), OffsetFor(n), ref random);
+        var c = new Guarded(Math.Max(0, ((m - 1) * ldc) + n), OffsetFor(k), ref random);
+        if (aRows == 0 || (ta ? m : k) == 0)
+        {
+            a = new Guarded(0, 1, ref random);
+        }
+
+        if (bRows == 0 || (tb ? k : n) == 0)
+        {
+            b = new Guarded(0, 1, ref random);
+        }
+
+        if (m == 0 || n == 0)
+        {
+            c = new Guarded(0, 1, ref random);
+        }
+
+        if (beta == 0f)
+        {
+            c.Span.Fill(float.NaN); // β = 0 must never read C
+        }
+
+        double[] cd = c.ToDouble(), expected = (double[])cd.Clone(), magnitude = cd.Select(v => double.IsNaN(v) ? 0 : Math.Abs(v)).ToArray();
+        ReferenceKernels.Gemm(ta, tb, m, n, k, a.ToDouble(), lda, b.ToDouble(), ldb, (double)beta, expected, ldc);
+        ReferenceKernels.Gemm(ta, tb, m, n, k, a.ToDouble().Select(Math.Abs).ToArray(), lda, b.ToDouble().Select(Math.Abs).ToArray(), ldb, (double)beta, magnitude, ldc);
+        FastKernels.Gemm(isa, ta, tb, m, n, k, a.Span, lda, b.Span, ldb, beta, c.Span, ldc);
+        string what = $"{isa} Gemm ta={ta} tb={tb} m={m} n={n} k={k} β={beta}";
+        for (int i = 0; i < (n == 0 ? 0 : m); i++)
+        {
+            int row = i * ldc;
+            KernelCases.AssertClose(c.Span.Slice(row, n), expected[row..(row + n)], magnitude[row..(row + n)], k, what);
+            for (int j = n; j < ldc && row + j < c.Length; j++)
+            {
+                Assert.True(double.IsNaN(cd[row + j]) ? float.IsNaN(c.Span[row + j]) : c.Span[row + j] == (float)cd[row + j], $"{what}: padding of row {i} changed");
+            }
+        }
+
+        c.AssertGuardsIntact(what);
+    }
+
+    [Theory]
+    [MemberData(nameof(KernelCases.Isas), MemberType = typeof(KernelCases))]
+    public void FusedRecurrentStepsForwardAndBackward(KernelIsa isa)
+    {
+        var random = new SplitMix64(4);
+        foreach (int h in KernelCases.Lengths.Where(n => n <= 257))
+        {
+            foreach (Activation f in Enum.GetValues<Activation>())
+            {
+                double scale = 1.0 / Math.Sqrt(Math.Max(h, 1));
+                var w = new Guarded(h * h, OffsetFor(h), ref random, (float)(2 * scale));
+                var hPrev = new Guarded(h, OffsetFor(h + 1), ref random);
+                var u = new Guarded(h, OffsetFor(h + 2), ref random);
+                var hOut = new Guarded(h, OffsetFor(h + 3), ref random);
+                double[] wd = w.ToDouble(), expected = new double[h], pre = new double[h], magnitude = new double[h];
+                ReferenceKernels.GemvTransposed<double>(wd, h, h, hPrev.ToDouble(), pre);
+                ReferenceKernels.GemvTransposed<double>(wd.Select(Math.Abs).ToArray(), h, h, hPrev.ToDouble().Select(Math.Abs).ToArray(), magnitude);
+                double[] ud = u.ToDouble();
+                ReferenceKernels.RnnStep<double>(wd, hPrev.ToDouble(), ud, expected, f);
+                for (int k = 0; k < h; k++)
+                {
+                    magnitude[k] += Math.Abs(ud[k]); // f is 1-Lipschitz (¼ for sigmoid), so the pre-activation bound carries over
+                }
+
+                FastKernels.RnnStep(isa, w.Span, hPrev.Span, u.Span, hOut.Span, f);
+                KernelCases.AssertClose(hOut.Span, expected, magnitude, h, $"{isa} RnnStep {f} H={h}", absolute: 4e-7);
+                hOut.AssertGuardsIntact($"{isa} RnnStep {f} H={h}");
+
+                // In place: u and h the same span.
+                FastKernels.RnnStep(isa, w.Span, hPrev.Span, u.Span, u.Span, f);
+                KernelCases.AssertClose(u.Span, expected, magnitude, h, $"{isa} RnnStep in place {f} H={h}", absolute: 4e-7);
+
+                var deltaNext = new Guarded(h, OffsetFor(h + 4), ref random);
+                var g = new Guarded(h, OffsetFor(h + 5), ref random);
+                var delta = new Guarded(h, OffsetFor(h + 6), ref random);
+                double[] hd = hOut.ToDouble(), gd = g.ToDouble(), expectedD = new double[h], magD = new double[h];
+                ReferenceKernels.RnnStepBackward<double>(wd, deltaNext.ToDouble(), gd, hd, expectedD, f);
+                ReferenceKernels.GemvTransposed<double>(wd.Select(Math.Abs).ToArray(), h, h, deltaNext.ToDouble().Select(Math.Abs).ToArray(), magD);
+                for (int k = 0; k < h; k++)
+                {
+                    magD[k] = (magD[k] + Math.Abs(gd[k])) * Math.Max(1, Math.Abs(ReferenceKernels.FPrime(f, hd[k])));
+                }
+
+                FastKernels.RnnStepBackward(isa, w.Span, deltaNext.Span, g.Span, hOut.Span, delta.Span, f);
+                KernelCases.AssertClose(delta.Span, expectedD, magD, h, $"{isa} RnnStepBackward {f} H={h}");
+                delta.AssertGuardsIntact($"{isa} RnnStepBackward {f} H={h}");
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(KernelCases.Isas), MemberType = typeof(KernelCases))]
+    public void ActivationsAndTheirDerivatives(KernelIsa isa)
+    {
+        var random = new SplitMix64(5);
+        foreach (int n in KernelCases.Lengths)
+        {
+            foreach (Activation f in Enum.GetValues<Activation>())
+            {
+                var u = new Guarded(n, OffsetFor(n), ref random, 6f);
+                var h = new Guarded(n, OffsetFor(n + 1), ref random);
+                double[] expected = new double[n];
+                ReferenceKernels.Activate<double>(f, u.ToDouble(), expected);
+                FastKernels.Activate(isa, f, u.Span, h.Span);
+                KernelCases.AssertClose(h.Span, expected, new double[n], 0, $"{isa} Activate {f} n={n}", absolute: 4e-7);
+                h.AssertGuardsIntact($"{isa} Activate {f} n={n}");
+
+                var g = new Guarded(n, OffsetFor(n + 2), ref random);
+                var d = new Guarded(n, OffsetFor(n + 3), ref random);
+                double[] expectedD = new double[n], magnitude = new double[n];
+                double[] gd = g.ToDouble(), hd = h.ToDouble();
+                ReferenceKernels.ActivationBackward<double>(f, gd, hd, expectedD);
+                for (int k = 0; k < n; k++)
+                {
+                    magnitude[k] = Math.Abs(gd[k]) * (1 + Math.Abs(hd[k]) + (hd[k] * hd[k])); // f′ from h cancels: 1 − h², h − h²
+                }
+
+                FastKernels.ActivationBackward(isa, f, g.Span, h.Span, d.Span);
+                KernelCases.AssertClose(d.Span, expectedD, magnitude, 2, $"{isa} ActivationBackward {f} n={n}");
+                d.AssertGuardsIntact($"{isa} ActivationBackward {f} n={n}");
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(KernelCases.Isas), MemberType = typeof(KernelCases))]
+    public void SoftmaxCrossEntropy(KernelIsa isa)
+    {
+        var random = new SplitMix64(6);
+        foreach (int n in KernelCases.Lengths.Where(n => n > 0))
+        {
+            var v = new Guarded(n, OffsetFor(n), ref random, 8f);
+            var e = new Guarded(n, OffsetFor(n + 1), ref random);
+            int target = random.NextInt32(n);
+            double[] expected = new double[n];
+            double loss = ReferenceKernels.SoftmaxCrossEntropy<double>(v.ToDouble(), target, expected);
+            float fastLoss = FastKernels.SoftmaxCrossEntropy(isa, v.Span, target, e.Span);
+            Assert.True(Math.Abs(fastLoss - loss) <= 1e-6 * (Math.Abs(loss) + Math.Log(n) + 1), $"{isa} loss n={n}: {fastLoss} vs {loss}");
+            KernelCases.AssertClose(e.Span, expected, Enumerable.Repeat(1.0, n).ToArray(), n, $"{isa} softmax error n={n}");
+            e.AssertGuardsIntact($"{isa} SoftmaxCrossEntropy n={n}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(KernelCases.Isas), MemberType = typeof(KernelCases))]
+    public void ColumnSumsAndFirstNonFinite(KernelIsa isa)
+    {
+        var random = new SplitMix64(7);
+        foreach (int n in KernelCases.Lengths)
+        {
+            int rows = 1 + (n % 5);
+            var a = new Guarded(rows * n, OffsetFor(n), ref random);
+            var y = new Guarded(n, OffsetFor(n + 1), ref random);
+            double[] expected = y.ToDouble(), magnitude = new double[n];
+            ReferenceKernels.ColumnSums<double>(a.ToDouble(), rows, n, expected, accumulate: true);
+            ReferenceKernels.ColumnSums<double>(a.ToDouble().Select(Math.Abs).ToArray(), rows, n, magnitude, accumulate: false);
+            FastKernels.ColumnSums(isa, a.Span, rows, n, y.Span, accumulate: true);
+            KernelCases.AssertClose(y.Span, expected, magnitude.Select(m => m + 1).ToArray(), rows, $"{isa} ColumnSums n={n}");
+            y.AssertGuardsIntact($"{isa} ColumnSums n={n}");
+
+            Assert.Equal(-1, FastKernels.FirstNonFinite(isa, a.Span));
+            foreach (float bad in new[] { float.NaN, float.PositiveInfinity, float.NegativeInfinity })
+            {
+                if (n > 0)
+                {
+                    int at = random.NextInt32(n);
+                    var x = new Guarded(n, OffsetFor(n), ref random);
+                    x.Span[at] = bad;
+                    Assert.Equal(ReferenceKernels.FirstNonFinite<float>(x.Span), FastKernels.FirstNonFinite(isa, x.Span));
+                    Assert.Equal(at, FastKernels.FirstNonFinite(isa, x.Span));
+                }
+            }
+        }
+    }
+}
