@@ -1,8 +1,63 @@
+using System.Globalization;
+using BenchmarkDotNet.Columns;
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Diagnosers;
+using BenchmarkDotNet.Exporters;
+using BenchmarkDotNet.Jobs;
+using BenchmarkDotNet.Loggers;
+using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
+using BenchmarkDotNet.Toolchains.InProcess.Emit;
 
 namespace Bptt.Fast.Bench;
 
+/// <summary>
+/// <c>dotnet run -c Release --project bench/Bptt.Fast.Bench</c>: measures the FMA peak, runs the quick job over the
+/// headline set (training steps S, S-tokens, M, BM, L; inference steps; GEMM 512³) on every path, prints one summary,
+/// and writes bench/results/&lt;cpu&gt;.md and .png. <c>--full</c> gives the full statistical run. Any other arguments go to
+/// BenchmarkSwitcher (e.g. <c>--filter *MatVec*</c>, <c>--list flat</c>); the kernel micro-benchmarks (Gemm, MatVec,
+/// Elementwise) run that way.
+/// </summary>
 public static class Program
 {
-    public static void Main(string[] args) => BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args.Length == 0 ? ["--filter", "*"] : args);
+    public static int Main(string[] args)
+    {
+        bool full = args.Contains("--full");
+        string[] rest = args.Where(a => a != "--full").ToArray();
+        double peak = Peak.Measure();
+        Console.WriteLine($"CPU: {Peak.Cpu}; measured single-core fp32 FMA peak: {peak:F1} GFLOP/s; fast path: {KernelInfo.Description}");
+
+        IConfig config = Config(full);
+        if (rest.Length > 0)
+        {
+            IEnumerable<Summary> summaries = BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(rest, config);
+            return summaries.Any(s => s.HasCriticalValidationErrors) ? 1 : 0;
+        }
+
+        Summary summary = BenchmarkRunner.Run([typeof(TrainingStep), typeof(InferenceStep), typeof(HeadlineGemm)], config.WithOptions(ConfigOptions.JoinSummary)).Single();
+        Results.Write(summary, peak, full);
+        return summary.HasCriticalValidationErrors ? 1 : 0;
+    }
+
+    private static IConfig Config(bool full)
+    {
+        Job job = full
+            ? Job.Default
+            : Job.ShortRun.WithWarmupCount(1).WithIterationCount(3).WithLaunchCount(1).WithIterationTime(Perfolizer.Horology.TimeInterval.FromMilliseconds(150));
+        return ManualConfig.CreateEmpty()
+            .AddJob(job.WithToolchain(InProcessEmitToolchain.Instance).WithId(full ? "full" : "quick"))
+            .AddDiagnoser(MemoryDiagnoser.Default)
+            .AddColumnProvider(DefaultColumnProviders.Instance)
+            .AddColumn(WorkColumn.Gflops, WorkColumn.PercentOfPeak, SpeedupColumn.Instance)
+            .AddLogger(ConsoleLogger.Default)
+            .AddExporter(MarkdownExporter.GitHub)
+            .WithSummaryStyle(SummaryStyle.Default.WithCultureInfo(CultureInfo.InvariantCulture))
+            .WithOrderer(new BenchmarkDotNet.Order.DefaultOrderer(BenchmarkDotNet.Order.SummaryOrderPolicy.Declared));
+    }
+}
+
+/// <summary>GEMM 512³ alone, for the headline table.</summary>
+public class HeadlineGemm : Gemm
+{
+    public override IEnumerable<string> Shapes => ["512³"];
 }

@@ -1,44 +1,58 @@
 using BenchmarkDotNet.Attributes;
-using BenchmarkDotNet.Jobs;
 using Bptt.Fast.Training;
 
 namespace Bptt.Fast.Bench;
 
-/// <summary>One training step (forward, backward, gradient-descent update) of the S workload, reference against fast.</summary>
-[MemoryDiagnoser]
-[SimpleJob(BenchmarkDotNet.Engines.RunStrategy.Throughput, launchCount: 1, warmupCount: 2, iterationCount: 5)]
-public class TrainingStepBenchmarks
+/// <summary>One full training step: ComputeGradients (forward, backward) plus the gradient-descent update, one thread.</summary>
+public class TrainingStep : IHasWork
 {
     private RnnParameters _theta = null!, _grad = null!;
-    private BpttEngine _reference = null!, _fast = null!;
+    private BpttEngine _engine = null!;
     private GradientDescent _optimizer = null!;
     private float[] _inputs = null!;
-    private int[] _targets = null!;
+    private int[] _tokens = null!, _targets = null!;
+
+    [ParamsSource(nameof(Workloads))]
+    public Workload Workload { get; set; } = Workload.S;
+
+    [ParamsSource(nameof(PathValues))]
+    public string Path { get; set; } = Paths.Reference;
+
+    public static IEnumerable<Workload> Workloads => Workload.All;
+
+    public static IEnumerable<string> PathValues => Paths.All;
+
+    public double Flops => Workload.TrainingFlops;
+
+    public string Group => Workload.Name;
+
+    public bool IsReference => Path == Paths.Reference;
 
     [GlobalSetup]
     public void Setup()
     {
-        var shape = new RnnShape(64, 128, 64);
+        Workload w = Workload;
+        var shape = new RnnShape(w.I, w.H, w.O);
         _theta = new RnnParameters(shape);
         _theta.InitializeGlorot(1);
         _grad = new RnnParameters(shape);
-        _reference = new BpttEngine(shape, 64, 1, Activation.Tanh, KernelPath.Reference);
-        _fast = new BpttEngine(shape, 64, 1, Activation.Tanh, KernelPath.Fast);
-        _optimizer = new GradientDescent(shape, 1e-4f);
+        _engine = IsReference
+            ? new BpttEngine(shape, w.T, w.B, Activation.Tanh, KernelPath.Reference)
+            : new BpttEngine(shape, w.T, w.B, Activation.Tanh, KernelPath.Fast, Paths.IsaOf(Path));
+        _optimizer = new GradientDescent(shape, 1e-6f);
         var random = new Random(1);
-        _inputs = Enumerable.Range(0, 64 * 64).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
-        _targets = Enumerable.Range(0, 64).Select(_ => random.Next(64)).ToArray();
+        _inputs = w.Tokens ? [] : Enumerable.Range(0, w.T * w.B * w.I).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
+        _tokens = w.Tokens ? Enumerable.Range(0, w.T * w.B).Select(_ => random.Next(w.I)).ToArray() : [];
+        _targets = Enumerable.Range(0, w.T * w.B).Select(_ => random.Next(w.O)).ToArray();
     }
 
-    [Benchmark(Baseline = true)]
-    public float Reference() => Step(_reference);
-
     [Benchmark]
-    public float Fast() => Step(_fast);
-
-    private float Step(BpttEngine engine)
+    public float Step()
     {
-        float loss = engine.ComputeGradients(_theta, new SequenceBatch<float>(64, 1, _inputs, _targets), _grad);
+        SequenceBatch<float> batch = Workload.Tokens
+            ? new SequenceBatch<float>(Workload.T, Workload.B, _tokens, _targets)
+            : new SequenceBatch<float>(Workload.T, Workload.B, _inputs, _targets);
+        float loss = _engine.ComputeGradients(_theta, batch, _grad);
         _optimizer.Step(_theta, _grad, loss);
         return loss;
     }

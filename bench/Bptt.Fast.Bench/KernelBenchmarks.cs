@@ -1,0 +1,181 @@
+using BenchmarkDotNet.Attributes;
+using Bptt.Fast.Kernels;
+using Bptt.Fast.Reference;
+
+namespace Bptt.Fast.Bench;
+
+/// <summary>GEMM C = A·B (β = 0) on cubes and on the RNN shapes T·B × H × H of the workloads.</summary>
+public class Gemm : IHasWork
+{
+    private float[] _a = null!, _b = null!, _c = null!;
+
+    [ParamsSource(nameof(Shapes))]
+    public string Shape { get; set; } = "512³";
+
+    public virtual IEnumerable<string> Shapes => ["256³", "512³", "1024³", "S 64×128×128", "BM 512×512×512", "L 2048×1024×1024"];
+
+    [ParamsSource(nameof(PathValues))]
+    public string Path { get; set; } = Paths.Reference;
+
+    public static IEnumerable<string> PathValues => Paths.All;
+
+    public double Flops
+    {
+        get
+        {
+            (int m, int n, int k) = Dims;
+            return 2.0 * m * n * k;
+        }
+    }
+
+    public string Group => Shape;
+
+    public bool IsReference => Path == Paths.Reference;
+
+    private (int M, int N, int K) Dims
+    {
+        get
+        {
+            string d = Shape.Contains(' ', StringComparison.Ordinal) ? Shape[(Shape.IndexOf(' ', StringComparison.Ordinal) + 1)..] : Shape.TrimEnd('³');
+            int[] v = d.Split('×').Select(int.Parse).ToArray();
+            return v.Length == 1 ? (v[0], v[0], v[0]) : (v[0], v[1], v[2]);
+        }
+    }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        (int m, int n, int k) = Dims;
+        var random = new Random(3);
+        _a = Enumerable.Range(0, m * k).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
+        _b = Enumerable.Range(0, k * n).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
+        _c = new float[m * n];
+        Multiply(); // grows the per-thread packing buffers once
+    }
+
+    [Benchmark]
+    public void Multiply()
+    {
+        (int m, int n, int k) = Dims;
+        if (IsReference)
+        {
+            ReferenceKernels.Gemm<float>(false, false, m, n, k, _a, k, _b, n, 0f, _c, n);
+        }
+        else
+        {
+            FastKernels.Gemm(Paths.IsaOf(Path), false, false, m, n, k, _a, k, _b, n, 0f, _c, n);
+        }
+    }
+}
+
+/// <summary>The matrix-vector kernels at the hidden sizes of the workloads: Gemv (y = A x), GemvTransposed (y = Aᵀ x) and the fused step (1)–(2).</summary>
+public class MatVec : IHasWork
+{
+    private float[] _a = null!, _x = null!, _u = null!, _y = null!;
+
+    [Params("Gemv", "GemvTransposed", "RnnStep")]
+    public string Kernel { get; set; } = "Gemv";
+
+    [Params(128, 256, 512, 1024)]
+    public int H { get; set; } = 128;
+
+    [ParamsSource(nameof(PathValues))]
+    public string Path { get; set; } = Paths.Reference;
+
+    public static IEnumerable<string> PathValues => Paths.All;
+
+    public double Flops => 2.0 * H * H;
+
+    public string Group => Kernel + H;
+
+    public bool IsReference => Path == Paths.Reference;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var random = new Random(4);
+        _a = Enumerable.Range(0, H * H).Select(_ => ((float)random.NextDouble() - 0.5f) / 8).ToArray();
+        _x = Enumerable.Range(0, H).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
+        _u = Enumerable.Range(0, H).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
+        _y = new float[H];
+    }
+
+    [Benchmark]
+    public void Run()
+    {
+        if (IsReference)
+        {
+            switch (Kernel)
+            {
+                case "Gemv": ReferenceKernels.Gemv<float>(_a, H, H, _x, _y); break;
+                case "GemvTransposed": ReferenceKernels.GemvTransposed<float>(_a, H, H, _x, _y); break;
+                default: ReferenceKernels.RnnStep<float>(_a, _x, _u, _y, Activation.Tanh); break;
+            }
+
+            return;
+        }
+
+        KernelIsa isa = Paths.IsaOf(Path);
+        switch (Kernel)
+        {
+            case "Gemv": FastKernels.Gemv(isa, _a, H, H, _x, _y); break;
+            case "GemvTransposed": FastKernels.GemvTransposed(isa, _a, H, H, _x, _y); break;
+            default: FastKernels.RnnStep(isa, _a, _x, _u, _y, Activation.Tanh); break;
+        }
+    }
+}
+
+/// <summary>Softmax with cross-entropy and error (4), (6), (7) over O logits, and tanh over n values. Work counted as one flop per element.</summary>
+public class Elementwise : IHasWork
+{
+    private float[] _x = null!, _y = null!;
+
+    [Params("SoftmaxCrossEntropy", "Tanh")]
+    public string Kernel { get; set; } = "Tanh";
+
+    [Params(64, 256, 1024)]
+    public int N { get; set; } = 256;
+
+    [ParamsSource(nameof(PathValues))]
+    public string Path { get; set; } = Paths.Reference;
+
+    public static IEnumerable<string> PathValues => Paths.All;
+
+    public double Flops => N;
+
+    public string Group => Kernel + N;
+
+    public bool IsReference => Path == Paths.Reference;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var random = new Random(5);
+        _x = Enumerable.Range(0, N).Select(_ => ((float)random.NextDouble() - 0.5f) * 8).ToArray();
+        _y = new float[N];
+    }
+
+    [Benchmark]
+    public float Run()
+    {
+        if (IsReference)
+        {
+            if (Kernel == "Tanh")
+            {
+                ReferenceKernels.Activate<float>(Activation.Tanh, _x, _y);
+                return _y[0];
+            }
+
+            return ReferenceKernels.SoftmaxCrossEntropy<float>(_x, 1, _y);
+        }
+
+        KernelIsa isa = Paths.IsaOf(Path);
+        if (Kernel == "Tanh")
+        {
+            FastKernels.Activate(isa, Activation.Tanh, _x, _y);
+            return _y[0];
+        }
+
+        return FastKernels.SoftmaxCrossEntropy(isa, _x, 1, _y);
+    }
+}

@@ -1,0 +1,18 @@
+namespace Bptt.Fast.Bench;
+
+/// <summary>The fixed training workloads of DESIGN.md section 8 (dense input unless Tokens).</summary>
+public sealed record Workload(string Name, int T, int B, int I, int H, int O, bool Tokens = false)
+{
+    public static readonly Workload S = new("S", 64, 1, 64, 128, 64);
+    public static readonly Workload STokens = new("S-tokens", 64, 1, 64, 128, 64, Tokens: true);
+    public static readonly Workload M = new("M", 64, 1, 128, 512, 128);
+    public static readonly Workload BM = new("BM", 32, 16, 128, 512, 128);
+    public static readonly Workload L = new("L", 32, 64, 256, 1024, 256);
+
+    public static IEnumerable<Workload> All => [S, STokens, M, BM, L];
+
+    /// <summary>Training FLOPs, counted as 3 × forward with forward = 2·T·B·(I·H + H·H + H·O) (DESIGN.md section 4).</summary>
+    public double TrainingFlops => 3.0 * 2 * T * B * (((double)I * H) + ((double)H * H) + ((double)H * O));
+
+    public override string ToString() => Name;
+}
