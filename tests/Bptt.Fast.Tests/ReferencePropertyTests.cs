@@ -124,14 +124,12 @@ public sealed class ReferencePropertyTests
         var p = new Problem<double>(spec);
         var engine = new ReferenceBptt<double>(spec.Shape, 5, 2, Activation.Tanh);
         var grad = new double[spec.Shape.ParameterCount];
-        engine.ComputeGradients(p.Theta, p.Batch(), grad);
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int k = 0; k < 20; k++)
-        {
-            engine.ComputeGradients(p.Theta, p.Batch(), grad);
-            engine.Evaluate(p.Theta, p.Batch());
-        }
-
-        Assert.Equal(before, GC.GetAllocatedBytesForCurrentThread());
+        AllocationProbe.AssertSteadyStateAllocatesNothing(
+            () =>
+            {
+                engine.ComputeGradients(p.Theta, p.Batch(), grad);
+                engine.Evaluate(p.Theta, p.Batch());
+            },
+            calls: 20);
     }
 }
