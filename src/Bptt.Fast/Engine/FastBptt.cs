@@ -19,14 +19,16 @@ internal sealed class FastBptt
     private readonly float[] _hs;       // [T+1, B, H]: rows 0..B-1 hold h₀, row (t+1)·B + b holds hₜ of sequence b
     private readonly float[] _e;        // [T, B, O]: vₜ, then eₜ
     private readonly float[] _delta;    // [T, B, H]: Gₜ = W_hyᵀ eₜ, then δₜ
-    private readonly float[] _whhT;     // W_hhᵀ, for the fused forward step
+    private readonly float[] _whhT;     // W_hhᵀ, transposed once per call
+    private readonly float[] _stepForward;  // W_hhᵀ packed in column blocks: the fused forward step (1)–(2), batch 1–3
+    private readonly float[] _stepBackward; // W_hh packed in column blocks: the fused backward step (12), batch 1–3
     private readonly float[] _wxhT;     // W_xhᵀ [I, H], for the token gather
     private readonly float[] _dWxhT;    // ∂L/∂W_xhᵀ [I, H], for the token scatter-add
     private readonly float[] _xMasked;  // [T, B, I], dense input with the steps after each length zeroed (ragged batches)
-    private readonly float[] _packA;
-    private readonly float[] _packB;
-    private readonly float[] _packedWhh;  // op(B) = W_hh, batched backward steps
-    private readonly float[] _packedWhhT; // op(B) = W_hhᵀ, batched forward steps
+    private readonly AlignedBuffer _packA;
+    private readonly AlignedBuffer _packB;
+    private readonly AlignedBuffer _packedWhh;  // op(B) = W_hh, batched backward steps
+    private readonly AlignedBuffer _packedWhhT; // op(B) = W_hhᵀ, batched forward steps
 
     public FastBptt(RnnShape shape, int maxSteps, int maxBatch, Activation activation, KernelIsa isa)
     {
@@ -48,17 +50,19 @@ internal sealed class FastBptt
         _e = new float[r * o];
         _delta = new float[r * h];
         _whhT = new float[h * h];
+        bool batched = maxBatch >= BatchedRecurrenceMinBatch;
+        _stepForward = new float[h * h];
+        _stepBackward = new float[h * h];
         _wxhT = new float[i * h];
         _dWxhT = new float[i * h];
         _xMasked = new float[r * i];
-        _packA = new float[Gemm.PackALength];
+        _packA = new AlignedBuffer(Gemm.PackALength);
         int packB = Math.Max(Math.Max(Gemm.PackedBLength(isa, i, h), Gemm.PackedBLength(isa, h, o)), Gemm.PackedBLength(isa, o, h));
         packB = Math.Max(packB, Math.Max(Gemm.PackedBLength(isa, r, h), Gemm.PackedBLength(isa, r, i)));
         packB = Math.Max(packB, Gemm.PackedBLength(isa, h, i));
-        _packB = new float[packB];
-        bool batched = maxBatch >= BatchedRecurrenceMinBatch;
-        _packedWhh = batched ? new float[Gemm.PackedBLength(isa, h, h)] : [];
-        _packedWhhT = batched ? new float[Gemm.PackedBLength(isa, h, h)] : [];
+        _packB = new AlignedBuffer(packB);
+        _packedWhh = new AlignedBuffer(batched ? Gemm.PackedBLength(isa, h, h) : 0);
+        _packedWhhT = new AlignedBuffer(batched ? Gemm.PackedBLength(isa, h, h) : 0);
     }
 
     public RnnShape Shape { get; }
@@ -127,13 +131,14 @@ internal sealed class FastBptt
         else
         {
             ReadOnlySpan<float> x = DenseInputs(in batch);
-            Gemm.Run(_isa, false, true, rows, hidden, inputs, x, inputs, wxh, inputs, 1f, hAll, hidden, _packA, _packB);
+            Gemm.Run(_isa, false, true, rows, hidden, inputs, x, inputs, wxh, inputs, 1f, hAll, hidden, _packA.Span, _packB.Span);
         }
 
         // (1)–(2), sequential: hₜ = f(Uₜ + W_hh hₜ₋₁), written in place over Uₜ.
         if (size < BatchedRecurrenceMinBatch)
         {
             FastKernels.Transpose(whh, hidden, hidden, _whhT);
+            FastKernels.PackColumnBlocks(_isa, _whhT, hidden, hidden, _stepForward);
             for (int t = 0; t < steps; t++)
             {
                 for (int b = 0; b < size; b++)
@@ -141,7 +146,7 @@ internal sealed class FastBptt
                     Span<float> h = _hs.AsSpan((((t + 1) * size) + b) * hidden, hidden);
                     if (t < batch.LengthOf(b))
                     {
-                        FastKernels.RnnStep(_isa, _whhT, _hs.AsSpan(((t * size) + b) * hidden, hidden), h, h, Activation);
+                        Step(_hs.AsSpan(((t * size) + b) * hidden, hidden), h);
                     }
                     else
                     {
@@ -152,11 +157,11 @@ internal sealed class FastBptt
         }
         else
         {
-            Gemm.PackB(_isa, true, hidden, hidden, whh, hidden, _packedWhhT);
+            Gemm.PackB(_isa, true, hidden, hidden, whh, hidden, _packedWhhT.Span);
             for (int t = 0; t < steps; t++)
             {
                 Span<float> hBlock = _hs.AsSpan((t + 1) * size * hidden, size * hidden);
-                Gemm.Multiply(_isa, false, size, hidden, hidden, _hs.AsSpan(t * size * hidden, size * hidden), hidden, _packedWhhT, 1f, hBlock, hidden, _packA);
+                Gemm.Multiply(_isa, false, size, hidden, hidden, _hs.AsSpan(t * size * hidden, size * hidden), hidden, _packedWhhT.Span, 1f, hBlock, hidden, _packA.Span);
                 FastKernels.Activate(_isa, Activation, hBlock, hBlock);
                 for (int b = 0; b < size; b++)
                 {
@@ -175,7 +180,7 @@ internal sealed class FastBptt
             by.CopyTo(e.Slice(r * outputs, outputs));
         }
 
-        Gemm.Run(_isa, false, true, rows, outputs, hidden, hAll, hidden, why, hidden, 1f, e, outputs, _packA, _packB);
+        Gemm.Run(_isa, false, true, rows, outputs, hidden, hAll, hidden, why, hidden, 1f, e, outputs, _packA.Span, _packB.Span);
 
         // (4), (6), (7) fused per row; (5) L = Σ Lₜ, accumulated in double.
         double loss = 0;
@@ -224,10 +229,10 @@ internal sealed class FastBptt
 
         // (8) ∂L/∂b_y = Σ eₜ;  (9) ∂L/∂W_hy = Eᵀ H.
         FastKernels.ColumnSums(_isa, e, rows, outputs, dBy, accumulate);
-        Gemm.Run(_isa, true, false, outputs, hidden, rows, e, outputs, hAll, hidden, beta, dWhy, hidden, _packA, _packB);
+        Gemm.Run(_isa, true, false, outputs, hidden, rows, e, outputs, hAll, hidden, beta, dWhy, hidden, _packA.Span, _packB.Span);
 
         // The output part of every δ at once: G = E W_hy.
-        Gemm.Run(_isa, false, false, rows, hidden, outputs, e, outputs, why, hidden, 0f, delta, hidden, _packA, _packB);
+        Gemm.Run(_isa, false, false, rows, hidden, outputs, e, outputs, why, hidden, 0f, delta, hidden, _packA.Span, _packB.Span);
 
         // (11) δ_T = G_T ⊙ f′(u_T);  (12) δₜ = (Gₜ + W_hhᵀ δₜ₊₁) ⊙ f′(uₜ), in place over Gₜ.
         Span<float> last = delta.Slice((steps - 1) * block, block);
@@ -235,7 +240,11 @@ internal sealed class FastBptt
         bool batched = size >= BatchedRecurrenceMinBatch;
         if (batched)
         {
-            Gemm.PackB(_isa, false, hidden, hidden, whh, hidden, _packedWhh);
+            Gemm.PackB(_isa, false, hidden, hidden, whh, hidden, _packedWhh.Span);
+        }
+        else
+        {
+            FastKernels.PackColumnBlocks(_isa, whh, hidden, hidden, _stepBackward);
         }
 
         for (int t = steps - 2; t >= 0; t--)
@@ -243,7 +252,7 @@ internal sealed class FastBptt
             if (batched)
             {
                 Span<float> dBlock = delta.Slice(t * block, block);
-                Gemm.Multiply(_isa, false, size, hidden, hidden, delta.Slice((t + 1) * block, block), hidden, _packedWhh, 1f, dBlock, hidden, _packA);
+                Gemm.Multiply(_isa, false, size, hidden, hidden, delta.Slice((t + 1) * block, block), hidden, _packedWhh.Span, 1f, dBlock, hidden, _packA.Span);
                 FastKernels.ActivationBackward(_isa, Activation, dBlock, hAll.Slice(t * block, block), dBlock);
                 continue;
             }
@@ -253,7 +262,7 @@ internal sealed class FastBptt
                 Span<float> d = delta.Slice(((t * size) + b) * hidden, hidden);
                 if (t < batch.LengthOf(b))
                 {
-                    FastKernels.RnnStepBackward(_isa, whh, delta.Slice((((t + 1) * size) + b) * hidden, hidden), d, hAll.Slice(((t * size) + b) * hidden, hidden), d, Activation);
+                    StepBackward(delta.Slice((((t + 1) * size) + b) * hidden, hidden), hAll.Slice(((t * size) + b) * hidden, hidden), d);
                 }
                 else
                 {
@@ -272,7 +281,7 @@ internal sealed class FastBptt
         }
 
         // (13) ∂L/∂W_hh = Δᵀ H₋₁;  (15) ∂L/∂b_h = Σ δₜ.
-        Gemm.Run(_isa, true, false, hidden, hidden, rows, delta, hidden, hPrev, hidden, beta, dWhh, hidden, _packA, _packB);
+        Gemm.Run(_isa, true, false, hidden, hidden, rows, delta, hidden, hPrev, hidden, beta, dWhh, hidden, _packA.Span, _packB.Span);
         FastKernels.ColumnSums(_isa, delta, rows, hidden, dBh, accumulate);
 
         // (14) ∂L/∂W_xh = Δᵀ X (token input: scatter-add of δₜ into row `token` of ∂L/∂W_xhᵀ).
@@ -300,13 +309,37 @@ internal sealed class FastBptt
         else
         {
             ReadOnlySpan<float> x = DenseInputs(in batch);
-            Gemm.Run(_isa, true, false, hidden, inputs, rows, delta, hidden, x, inputs, beta, dWxh, inputs, _packA, _packB);
+            Gemm.Run(_isa, true, false, hidden, inputs, rows, delta, hidden, x, inputs, beta, dWxh, inputs, _packA.Span, _packB.Span);
 
             // (16) ∂L/∂xₜ = W_xhᵀ δₜ, for all rows at once: ∂L/∂X = Δ W_xh.
             if (!batch.InputGradient.IsEmpty)
             {
-                Gemm.Run(_isa, false, false, rows, inputs, hidden, delta, hidden, wxh, inputs, 0f, batch.InputGradient, inputs, _packA, _packB);
+                Gemm.Run(_isa, false, false, rows, inputs, hidden, delta, hidden, wxh, inputs, 0f, batch.InputGradient, inputs, _packA.Span, _packB.Span);
             }
+        }
+    }
+
+    /// <summary>(1)–(2) fused for one sequence: h = f(h + W_hh hPrevious), h holding W_xh xₜ + b_h on entry.</summary>
+    private void Step(ReadOnlySpan<float> hPrevious, Span<float> h)
+    {
+        int n = Shape.HiddenSize;
+        switch (Activation)
+        {
+            case Activation.Tanh: FastKernels.PackedTransposedProduct<ActivationEpilogue<TanhKind>>(_isa, _stepForward, n, n, hPrevious, h, default, h); break;
+            case Activation.Relu: FastKernels.PackedTransposedProduct<ActivationEpilogue<ReluKind>>(_isa, _stepForward, n, n, hPrevious, h, default, h); break;
+            default: FastKernels.PackedTransposedProduct<ActivationEpilogue<SigmoidKind>>(_isa, _stepForward, n, n, hPrevious, h, default, h); break;
+        }
+    }
+
+    /// <summary>(12) fused for one sequence: δ = (δ + W_hhᵀ δNext) ⊙ f′(h), δ holding Gₜ = W_hyᵀ eₜ on entry.</summary>
+    private void StepBackward(ReadOnlySpan<float> deltaNext, ReadOnlySpan<float> h, Span<float> delta)
+    {
+        int n = Shape.HiddenSize;
+        switch (Activation)
+        {
+            case Activation.Tanh: FastKernels.PackedTransposedProduct<DerivativeEpilogue<TanhKind>>(_isa, _stepBackward, n, n, deltaNext, delta, h, delta); break;
+            case Activation.Relu: FastKernels.PackedTransposedProduct<DerivativeEpilogue<ReluKind>>(_isa, _stepBackward, n, n, deltaNext, delta, h, delta); break;
+            default: FastKernels.PackedTransposedProduct<DerivativeEpilogue<SigmoidKind>>(_isa, _stepBackward, n, n, deltaNext, delta, h, delta); break;
         }
     }
 

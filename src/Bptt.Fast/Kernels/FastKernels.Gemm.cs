@@ -5,10 +5,10 @@ namespace Bptt.Fast.Kernels;
 public static partial class FastKernels
 {
     [ThreadStatic]
-    private static float[]? t_packA;
+    private static AlignedBuffer? t_packA;
 
     [ThreadStatic]
-    private static float[]? t_packB;
+    private static AlignedBuffer? t_packB;
 
     /// <summary>
     /// C = op(A)·op(B) + βC, C m×n (row stride ldc), op(A) m×k, op(B) k×n, all row-major. op(A) is A (m×k, stride lda)
@@ -40,9 +40,9 @@ public static partial class FastKernels
         }
 
         int packBLength = Kernels.Gemm.PackedBLength(isa, k, n);
-        float[] packA = t_packA ??= new float[Kernels.Gemm.PackALength];
-        float[] packB = t_packB is { } existing && existing.Length >= packBLength ? existing : (t_packB = new float[Math.Max(packBLength, 1024)]);
-        Kernels.Gemm.Run(isa, transposeA, transposeB, m, n, k, a, lda, b, ldb, beta, c, ldc, packA, packB);
+        AlignedBuffer packA = t_packA ??= new AlignedBuffer(Kernels.Gemm.PackALength);
+        AlignedBuffer packB = t_packB is { } existing && existing.Length >= packBLength ? existing : (t_packB = new AlignedBuffer(Math.Max(packBLength, 1024)));
+        Kernels.Gemm.Run(isa, transposeA, transposeB, m, n, k, a, lda, b, ldb, beta, c, ldc, packA.Span, packB.Span);
     }
 
     internal static void CheckGemm(bool transposeA, bool transposeB, int m, int n, int k, ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, ReadOnlySpan<float> c, int ldc)

@@ -131,6 +131,31 @@ public static partial class FastKernels
         }
     }
 
+    /// <summary>Packs A (m×n) into column-block panels for <see cref="PackedTransposedProduct{TEpi}"/> on <paramref name="isa"/>.</summary>
+    internal static void PackColumnBlocks(KernelIsa isa, ReadOnlySpan<float> a, int m, int n, Span<float> packed)
+    {
+        switch (isa)
+        {
+            case KernelIsa.Avx2: SimdKernels<Avx2Simd, Vector256<float>>.PackColumnBlocks(a, m, n, packed); break;
+            case KernelIsa.AdvSimd: SimdKernels<AdvSimdSimd, Vector128<float>>.PackColumnBlocks(a, m, n, packed); break;
+            case KernelIsa.Vector: SimdKernels<VectorSimd, Vector<float>>.PackColumnBlocks(a, m, n, packed); break;
+            default: SimdKernels<ScalarSimd, float>.PackColumnBlocks(a, m, n, packed); break;
+        }
+    }
+
+    /// <summary>y = epilogue(addend + Aᵀ x, aux) over A packed by <see cref="PackColumnBlocks"/>: the engine's fused steps (1)–(2) and (12).</summary>
+    internal static void PackedTransposedProduct<TEpi>(KernelIsa isa, ReadOnlySpan<float> packed, int m, int n, ReadOnlySpan<float> x, ReadOnlySpan<float> addend, ReadOnlySpan<float> aux, Span<float> y)
+        where TEpi : struct, IEpilogue
+    {
+        switch (isa)
+        {
+            case KernelIsa.Avx2: SimdKernels<Avx2Simd, Vector256<float>>.PackedTransposedProduct<TEpi>(packed, m, n, x, addend, aux, y); break;
+            case KernelIsa.AdvSimd: SimdKernels<AdvSimdSimd, Vector128<float>>.PackedTransposedProduct<TEpi>(packed, m, n, x, addend, aux, y); break;
+            case KernelIsa.Vector: SimdKernels<VectorSimd, Vector<float>>.PackedTransposedProduct<TEpi>(packed, m, n, x, addend, aux, y); break;
+            default: SimdKernels<ScalarSimd, float>.PackedTransposedProduct<TEpi>(packed, m, n, x, addend, aux, y); break;
+        }
+    }
+
     private static void CheckMatrix(ReadOnlySpan<float> a, int m, int n, string name)
     {
         if (m < 0 || n < 0)

@@ -127,67 +127,132 @@ internal static class SimdKernels<TOps, TVec>
         where TEpi : struct, IEpilogue
     {
         ref float ar = ref MemoryMarshal.GetReference(a);
+        int col = 0;
+        for (; col <= n - BlockWidth; col += BlockWidth)
+        {
+            ColumnBlock<TEpi>(ref Unsafe.Add(ref ar, col), n, m, x, addend, aux, y, col);
+        }
+
+        ColumnTail<TEpi>(ref Unsafe.Add(ref ar, col), n, m, n - col, x, addend, aux, y, col);
+    }
+
+    /// <summary>Columns kept in registers by <see cref="TransposedProduct{TEpi}"/>: eight vectors.</summary>
+    public static int BlockWidth => 8 * W;
+
+    /// <summary>
+    /// Packs A (m×n row-major) for <see cref="PackedTransposedProduct{TEpi}"/>: each block of <see cref="BlockWidth"/>
+    /// columns becomes one contiguous m×BlockWidth panel, then the remaining columns follow as an m×(n mod BlockWidth)
+    /// row-major panel. The product then streams memory strictly in order, which the hardware prefetcher follows.
+    /// </summary>
+    public static void PackColumnBlocks(ReadOnlySpan<float> a, int m, int n, Span<float> packed)
+    {
+        int bw = BlockWidth, blocks = n / bw, tail = n - (blocks * bw);
+        for (int b = 0; b < blocks; b++)
+        {
+            for (int i = 0; i < m; i++)
+            {
+                a.Slice((i * n) + (b * bw), bw).CopyTo(packed.Slice(((b * m) + i) * bw, bw));
+            }
+        }
+
+        for (int i = 0; i < m; i++)
+        {
+            a.Slice((i * n) + (blocks * bw), tail).CopyTo(packed.Slice((blocks * m * bw) + (i * tail), tail));
+        }
+    }
+
+    /// <summary>The same product as <see cref="TransposedProduct{TEpi}"/> over A packed by <see cref="PackColumnBlocks"/>.</summary>
+    public static void PackedTransposedProduct<TEpi>(ReadOnlySpan<float> packed, int m, int n, ReadOnlySpan<float> x, ReadOnlySpan<float> addend, ReadOnlySpan<float> aux, Span<float> y)
+        where TEpi : struct, IEpilogue
+    {
+        ref float pr = ref MemoryMarshal.GetReference(packed);
+        int bw = BlockWidth, blocks = n / bw;
+        for (int b = 0; b < blocks; b++)
+        {
+            ColumnBlock<TEpi>(ref Unsafe.Add(ref pr, (nint)b * m * bw), bw, m, x, addend, aux, y, b * bw);
+        }
+
+        ColumnTail<TEpi>(ref Unsafe.Add(ref pr, (nint)blocks * m * bw), n - (blocks * bw), m, n - (blocks * bw), x, addend, aux, y, blocks * bw);
+    }
+
+    /// <summary>One block of eight vectors of output columns starting at <paramref name="col"/>; rows of A are <paramref name="stride"/> apart.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ColumnBlock<TEpi>(ref float a, int stride, int m, ReadOnlySpan<float> x, ReadOnlySpan<float> addend, ReadOnlySpan<float> aux, Span<float> y, int col)
+        where TEpi : struct, IEpilogue
+    {
+        ref float xr = ref MemoryMarshal.GetReference(x);
+        ref float hr = ref MemoryMarshal.GetReference(aux);
+        ref float yr = ref MemoryMarshal.GetReference(y);
+        TVec c0, c1, c2, c3, c4, c5, c6, c7;
+        if (!addend.IsEmpty)
+        {
+            ref float c = ref Unsafe.Add(ref MemoryMarshal.GetReference(addend), col);
+            c0 = TOps.Load(ref c);
+            c1 = TOps.Load(ref Unsafe.Add(ref c, W));
+            c2 = TOps.Load(ref Unsafe.Add(ref c, 2 * W));
+            c3 = TOps.Load(ref Unsafe.Add(ref c, 3 * W));
+            c4 = TOps.Load(ref Unsafe.Add(ref c, 4 * W));
+            c5 = TOps.Load(ref Unsafe.Add(ref c, 5 * W));
+            c6 = TOps.Load(ref Unsafe.Add(ref c, 6 * W));
+            c7 = TOps.Load(ref Unsafe.Add(ref c, 7 * W));
+        }
+        else
+        {
+            c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = TOps.Zero;
+        }
+
+        ref float row = ref a;
+        for (int i = 0; i < m; i++)
+        {
+            TVec xi = TOps.Broadcast(Unsafe.Add(ref xr, i));
+            c0 = TOps.MultiplyAdd(TOps.Load(ref row), xi, c0);
+            c1 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, W)), xi, c1);
+            c2 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, 2 * W)), xi, c2);
+            c3 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, 3 * W)), xi, c3);
+            c4 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, 4 * W)), xi, c4);
+            c5 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, 5 * W)), xi, c5);
+            c6 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, 6 * W)), xi, c6);
+            c7 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, 7 * W)), xi, c7);
+            row = ref Unsafe.Add(ref row, stride);
+        }
+
+        // Store the raw sums, then apply the epilogue in a separate, non-inlined pass over the now L1-hot block: inlining
+        // tanh or exp here makes the JIT spill accumulators inside the loop above.
+        ref float yc = ref Unsafe.Add(ref yr, col);
+        TOps.Store(c0, ref yc);
+        TOps.Store(c1, ref Unsafe.Add(ref yc, W));
+        TOps.Store(c2, ref Unsafe.Add(ref yc, 2 * W));
+        TOps.Store(c3, ref Unsafe.Add(ref yc, 3 * W));
+        TOps.Store(c4, ref Unsafe.Add(ref yc, 4 * W));
+        TOps.Store(c5, ref Unsafe.Add(ref yc, 5 * W));
+        TOps.Store(c6, ref Unsafe.Add(ref yc, 6 * W));
+        TOps.Store(c7, ref Unsafe.Add(ref yc, 7 * W));
+        if (typeof(TEpi) != typeof(IdentityEpilogue))
+        {
+            EpilogueInPlace<TEpi>(ref hr, ref yr, col, 8 * W);
+        }
+    }
+
+    /// <summary>The last <paramref name="cols"/> &lt; 8 vectors of output columns, starting at <paramref name="col"/>: single vectors, then scalars.</summary>
+    private static void ColumnTail<TEpi>(ref float a, int stride, int m, int cols, ReadOnlySpan<float> x, ReadOnlySpan<float> addend, ReadOnlySpan<float> aux, Span<float> y, int col)
+        where TEpi : struct, IEpilogue
+    {
         ref float xr = ref MemoryMarshal.GetReference(x);
         ref float cr = ref MemoryMarshal.GetReference(addend);
         ref float hr = ref MemoryMarshal.GetReference(aux);
         ref float yr = ref MemoryMarshal.GetReference(y);
         bool hasAddend = !addend.IsEmpty;
-        int col = 0;
-        for (; col <= n - (8 * W); col += 8 * W)
+        int j = 0;
+        for (; j <= cols - W; j += W)
         {
-            TVec c0, c1, c2, c3, c4, c5, c6, c7;
-            if (hasAddend)
-            {
-                ref float c = ref Unsafe.Add(ref cr, col);
-                c0 = TOps.Load(ref c);
-                c1 = TOps.Load(ref Unsafe.Add(ref c, W));
-                c2 = TOps.Load(ref Unsafe.Add(ref c, 2 * W));
-                c3 = TOps.Load(ref Unsafe.Add(ref c, 3 * W));
-                c4 = TOps.Load(ref Unsafe.Add(ref c, 4 * W));
-                c5 = TOps.Load(ref Unsafe.Add(ref c, 5 * W));
-                c6 = TOps.Load(ref Unsafe.Add(ref c, 6 * W));
-                c7 = TOps.Load(ref Unsafe.Add(ref c, 7 * W));
-            }
-            else
-            {
-                c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = TOps.Zero;
-            }
-
-            ref float row = ref Unsafe.Add(ref ar, col);
-            for (int i = 0; i < m; i++)
-            {
-                TVec xi = TOps.Broadcast(Unsafe.Add(ref xr, i));
-                c0 = TOps.MultiplyAdd(TOps.Load(ref row), xi, c0);
-                c1 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, W)), xi, c1);
-                c2 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, 2 * W)), xi, c2);
-                c3 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, 3 * W)), xi, c3);
-                c4 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, 4 * W)), xi, c4);
-                c5 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, 5 * W)), xi, c5);
-                c6 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, 6 * W)), xi, c6);
-                c7 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, 7 * W)), xi, c7);
-                row = ref Unsafe.Add(ref row, n);
-            }
-
-            StoreWithEpilogue<TEpi>(c0, ref hr, ref yr, col);
-            StoreWithEpilogue<TEpi>(c1, ref hr, ref yr, col + W);
-            StoreWithEpilogue<TEpi>(c2, ref hr, ref yr, col + (2 * W));
-            StoreWithEpilogue<TEpi>(c3, ref hr, ref yr, col + (3 * W));
-            StoreWithEpilogue<TEpi>(c4, ref hr, ref yr, col + (4 * W));
-            StoreWithEpilogue<TEpi>(c5, ref hr, ref yr, col + (5 * W));
-            StoreWithEpilogue<TEpi>(c6, ref hr, ref yr, col + (6 * W));
-            StoreWithEpilogue<TEpi>(c7, ref hr, ref yr, col + (7 * W));
-        }
-
-        for (; col <= n - W; col += W)
-        {
-            TVec c0 = hasAddend ? TOps.Load(ref Unsafe.Add(ref cr, col)) : TOps.Zero, c1 = TOps.Zero;
-            ref float row = ref Unsafe.Add(ref ar, col);
+            TVec c0 = hasAddend ? TOps.Load(ref Unsafe.Add(ref cr, col + j)) : TOps.Zero, c1 = TOps.Zero;
+            ref float row = ref Unsafe.Add(ref a, j);
             int i = 0;
             for (; i <= m - 2; i += 2)
             {
                 c0 = TOps.MultiplyAdd(TOps.Load(ref row), TOps.Broadcast(Unsafe.Add(ref xr, i)), c0);
-                c1 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, n)), TOps.Broadcast(Unsafe.Add(ref xr, i + 1)), c1);
-                row = ref Unsafe.Add(ref row, 2 * (nint)n);
+                c1 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, stride)), TOps.Broadcast(Unsafe.Add(ref xr, i + 1)), c1);
+                row = ref Unsafe.Add(ref row, 2 * (nint)stride);
             }
 
             if (i < m)
@@ -195,19 +260,19 @@ internal static class SimdKernels<TOps, TVec>
                 c0 = TOps.MultiplyAdd(TOps.Load(ref row), TOps.Broadcast(Unsafe.Add(ref xr, i)), c0);
             }
 
-            StoreWithEpilogue<TEpi>(TOps.Add(c0, c1), ref hr, ref yr, col);
+            StoreWithEpilogue<TEpi>(TOps.Add(c0, c1), ref hr, ref yr, col + j);
         }
 
-        for (; col < n; col++)
+        for (; j < cols; j++)
         {
-            float sum = hasAddend ? Unsafe.Add(ref cr, col) : 0f;
+            float sum = hasAddend ? Unsafe.Add(ref cr, col + j) : 0f;
             for (int i = 0; i < m; i++)
             {
-                sum = ScalarSimd.MultiplyAdd(Unsafe.Add(ref ar, ((nint)i * n) + col), Unsafe.Add(ref xr, i), sum);
+                sum = ScalarSimd.MultiplyAdd(Unsafe.Add(ref a, ((nint)i * stride) + j), Unsafe.Add(ref xr, i), sum);
             }
 
-            float h = TEpi.UsesAux ? Unsafe.Add(ref hr, col) : 0f;
-            Unsafe.Add(ref yr, col) = TEpi.Apply<ScalarSimd, float>(sum, h);
+            float h = TEpi.UsesAux ? Unsafe.Add(ref hr, col + j) : 0f;
+            Unsafe.Add(ref yr, col + j) = TEpi.Apply<ScalarSimd, float>(sum, h);
         }
     }
 
@@ -367,6 +432,16 @@ internal static class SimdKernels<TOps, TVec>
         }
 
         return -1;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void EpilogueInPlace<TEpi>(ref float aux, ref float y, int col, int count)
+        where TEpi : struct, IEpilogue
+    {
+        for (int k = col; k < col + count; k += W)
+        {
+            StoreWithEpilogue<TEpi>(TOps.Load(ref Unsafe.Add(ref y, k)), ref aux, ref y, k);
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

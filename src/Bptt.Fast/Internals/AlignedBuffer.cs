@@ -1,0 +1,29 @@
+using System.Runtime.CompilerServices;
+
+namespace Bptt.Fast.Internals;
+
+/// <summary>
+/// A float buffer whose first element sits on a 64-byte (cache-line) boundary, so that packed GEMM panels never split a
+/// vector load across two lines. The array is allocated pinned (on the pinned object heap), so the boundary never moves.
+/// </summary>
+internal sealed class AlignedBuffer
+{
+    private const int Alignment = 64;
+    private readonly float[] _array;
+    private readonly int _offset;
+
+    public AlignedBuffer(int length)
+    {
+        Length = length;
+        _array = GC.AllocateArray<float>(length + (Alignment / sizeof(float)), pinned: true);
+        unsafe
+        {
+            nint address = (nint)Unsafe.AsPointer(ref _array[0]);
+            _offset = (int)(((Alignment - (address % Alignment)) % Alignment) / sizeof(float));
+        }
+    }
+
+    public int Length { get; }
+
+    public Span<float> Span => _array.AsSpan(_offset, Length);
+}
