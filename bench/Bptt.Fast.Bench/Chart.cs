@@ -14,12 +14,12 @@ public static class Chart
         {
             if (WorkColumn.Describe(c) is TrainingStep t && summary[c]?.ResultStatistics?.Mean is double ns)
             {
-                rows.Add((t.Workload.Name, t.Path, 100 * t.Flops / ns / peak));
+                rows.Add((t.Workload.Name, t.Path.Name, 100 * t.Flops / ns / peak));
             }
         }
 
-        string[] workloads = rows.Select(r => r.Workload).Distinct().ToArray();
-        string[] paths = rows.Select(r => r.Path).Distinct().ToArray();
+        string[] workloads = Workload.All.Select(w => w.Name).Where(n => rows.Any(r => r.Workload == n)).ToArray();
+        string[] paths = Paths.All.Select(p => p.Name).Where(n => rows.Any(r => r.Path == n)).ToArray();
         Color[] palette = [Colors.Gray, Colors.SteelBlue, Colors.DarkOrange, Colors.SeaGreen, Colors.Purple];
         var plot = new Plot();
         var bars = new List<Bar>();

@@ -18,15 +18,15 @@ public class InferenceStep : IHasWork
     public int H { get; set; } = 128;
 
     [ParamsSource(nameof(PathValues))]
-    public string Path { get; set; } = Paths.Reference;
+    public PathParam Path { get; set; } = Paths.Default;
 
-    public static IEnumerable<string> PathValues => Paths.All;
+    public static IEnumerable<PathParam> PathValues => Paths.All;
 
     public double Flops => 2.0 * ((H * (double)H) + (H * (double)Vocabulary));
 
     public string Group => "H=" + H;
 
-    public bool IsReference => Path == Paths.Reference;
+    public bool IsReference => Path.IsReference;
 
     [GlobalSetup]
     public void Setup()
@@ -44,6 +44,7 @@ public class InferenceStep : IHasWork
         _u = new float[H];
         _logits = new float[Vocabulary];
         _probs = new float[Vocabulary];
+        Paths.WarmUp(() => Step());
     }
 
     [Benchmark]
@@ -70,7 +71,7 @@ public class InferenceStep : IHasWork
             return _probs[0];
         }
 
-        KernelIsa isa = Paths.IsaOf(Path);
+        KernelIsa isa = Path.Isa;
         _bh.CopyTo(_u, 0);
         FastKernels.Axpy(isa, 1f, column, _u);
         FastKernels.RnnStep(isa, _whhT, _hPrev, _u, _h, Activation.Tanh);

@@ -8,6 +8,7 @@ namespace Bptt.Fast.Bench;
 public class Gemm : IHasWork
 {
     private float[] _a = null!, _b = null!, _c = null!;
+    private int _m, _n, _k;
 
     [ParamsSource(nameof(Shapes))]
     public string Shape { get; set; } = "512³";
@@ -15,9 +16,9 @@ public class Gemm : IHasWork
     public virtual IEnumerable<string> Shapes => ["256³", "512³", "1024³", "S 64×128×128", "BM 512×512×512", "L 2048×1024×1024"];
 
     [ParamsSource(nameof(PathValues))]
-    public string Path { get; set; } = Paths.Reference;
+    public PathParam Path { get; set; } = Paths.Default;
 
-    public static IEnumerable<string> PathValues => Paths.All;
+    public static IEnumerable<PathParam> PathValues => Paths.All;
 
     public double Flops
     {
@@ -30,7 +31,7 @@ public class Gemm : IHasWork
 
     public string Group => Shape;
 
-    public bool IsReference => Path == Paths.Reference;
+    public bool IsReference => Path.IsReference;
 
     private (int M, int N, int K) Dims
     {
@@ -46,24 +47,25 @@ public class Gemm : IHasWork
     public void Setup()
     {
         (int m, int n, int k) = Dims;
+        (_m, _n, _k) = (m, n, k);
         var random = new Random(3);
         _a = Enumerable.Range(0, m * k).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
         _b = Enumerable.Range(0, k * n).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
         _c = new float[m * n];
-        Multiply(); // grows the per-thread packing buffers once
+        Paths.WarmUp(Multiply); // also grows the per-thread packing buffers once
     }
 
     [Benchmark]
     public void Multiply()
     {
-        (int m, int n, int k) = Dims;
+        (int m, int n, int k) = (_m, _n, _k);
         if (IsReference)
         {
             ReferenceKernels.Gemm<float>(false, false, m, n, k, _a, k, _b, n, 0f, _c, n);
         }
         else
         {
-            FastKernels.Gemm(Paths.IsaOf(Path), false, false, m, n, k, _a, k, _b, n, 0f, _c, n);
+            FastKernels.Gemm(Path.Isa, false, false, m, n, k, _a, k, _b, n, 0f, _c, n);
         }
     }
 }
@@ -80,15 +82,15 @@ public class MatVec : IHasWork
     public int H { get; set; } = 128;
 
     [ParamsSource(nameof(PathValues))]
-    public string Path { get; set; } = Paths.Reference;
+    public PathParam Path { get; set; } = Paths.Default;
 
-    public static IEnumerable<string> PathValues => Paths.All;
+    public static IEnumerable<PathParam> PathValues => Paths.All;
 
     public double Flops => 2.0 * H * H;
 
     public string Group => Kernel + H;
 
-    public bool IsReference => Path == Paths.Reference;
+    public bool IsReference => Path.IsReference;
 
     [GlobalSetup]
     public void Setup()
@@ -98,6 +100,7 @@ public class MatVec : IHasWork
         _x = Enumerable.Range(0, H).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
         _u = Enumerable.Range(0, H).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
         _y = new float[H];
+        Paths.WarmUp(Run);
     }
 
     [Benchmark]
@@ -115,7 +118,7 @@ public class MatVec : IHasWork
             return;
         }
 
-        KernelIsa isa = Paths.IsaOf(Path);
+        KernelIsa isa = Path.Isa;
         switch (Kernel)
         {
             case "Gemv": FastKernels.Gemv(isa, _a, H, H, _x, _y); break;
@@ -137,15 +140,15 @@ public class Elementwise : IHasWork
     public int N { get; set; } = 256;
 
     [ParamsSource(nameof(PathValues))]
-    public string Path { get; set; } = Paths.Reference;
+    public PathParam Path { get; set; } = Paths.Default;
 
-    public static IEnumerable<string> PathValues => Paths.All;
+    public static IEnumerable<PathParam> PathValues => Paths.All;
 
     public double Flops => N;
 
     public string Group => Kernel + N;
 
-    public bool IsReference => Path == Paths.Reference;
+    public bool IsReference => Path.IsReference;
 
     [GlobalSetup]
     public void Setup()
@@ -153,6 +156,7 @@ public class Elementwise : IHasWork
         var random = new Random(5);
         _x = Enumerable.Range(0, N).Select(_ => ((float)random.NextDouble() - 0.5f) * 8).ToArray();
         _y = new float[N];
+        Paths.WarmUp(() => Run());
     }
 
     [Benchmark]
@@ -169,7 +173,7 @@ public class Elementwise : IHasWork
             return ReferenceKernels.SoftmaxCrossEntropy<float>(_x, 1, _y);
         }
 
-        KernelIsa isa = Paths.IsaOf(Path);
+        KernelIsa isa = Path.Isa;
         if (Kernel == "Tanh")
         {
             FastKernels.Activate(isa, Activation.Tanh, _x, _y);

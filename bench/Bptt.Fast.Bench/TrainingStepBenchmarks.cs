@@ -16,17 +16,17 @@ public class TrainingStep : IHasWork
     public Workload Workload { get; set; } = Workload.S;
 
     [ParamsSource(nameof(PathValues))]
-    public string Path { get; set; } = Paths.Reference;
+    public PathParam Path { get; set; } = Paths.Default;
 
     public static IEnumerable<Workload> Workloads => Workload.All;
 
-    public static IEnumerable<string> PathValues => Paths.All;
+    public static IEnumerable<PathParam> PathValues => Paths.All;
 
     public double Flops => Workload.TrainingFlops;
 
     public string Group => Workload.Name;
 
-    public bool IsReference => Path == Paths.Reference;
+    public bool IsReference => Path.IsReference;
 
     [GlobalSetup]
     public void Setup()
@@ -38,12 +38,13 @@ public class TrainingStep : IHasWork
         _grad = new RnnParameters(shape);
         _engine = IsReference
             ? new BpttEngine(shape, w.T, w.B, Activation.Tanh, KernelPath.Reference)
-            : new BpttEngine(shape, w.T, w.B, Activation.Tanh, KernelPath.Fast, Paths.IsaOf(Path));
+            : new BpttEngine(shape, w.T, w.B, Activation.Tanh, KernelPath.Fast, Path.Isa);
         _optimizer = new GradientDescent(shape, 1e-6f);
         var random = new Random(1);
         _inputs = w.Tokens ? [] : Enumerable.Range(0, w.T * w.B * w.I).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
         _tokens = w.Tokens ? Enumerable.Range(0, w.T * w.B).Select(_ => random.Next(w.I)).ToArray() : [];
         _targets = Enumerable.Range(0, w.T * w.B).Select(_ => random.Next(w.O)).ToArray();
+        Paths.WarmUp(() => Step());
     }
 
     [Benchmark]

@@ -1,7 +1,7 @@
 namespace Bptt.Fast.Bench;
 
 /// <summary>The fixed training workloads of DESIGN.md section 8 (dense input unless Tokens).</summary>
-public sealed record Workload(string Name, int T, int B, int I, int H, int O, bool Tokens = false)
+public sealed record Workload(string Name, int T, int B, int I, int H, int O, bool Tokens = false) : IComparable<Workload>, IComparable
 {
     public static readonly Workload S = new("S", 64, 1, 64, 128, 64);
     public static readonly Workload STokens = new("S-tokens", 64, 1, 64, 128, 64, Tokens: true);
@@ -15,4 +15,11 @@ public sealed record Workload(string Name, int T, int B, int I, int H, int O, bo
     public double TrainingFlops => 3.0 * 2 * T * B * (((double)I * H) + ((double)H * H) + ((double)H * O));
 
     public override string ToString() => Name;
+
+    /// <summary>Tables list the workloads in the order of <see cref="All"/>, small to large.</summary>
+    public int CompareTo(Workload? other) => Index(this).CompareTo(other is null ? -1 : Index(other));
+
+    public int CompareTo(object? obj) => CompareTo(obj as Workload);
+
+    private static int Index(Workload w) => All.ToList().FindIndex(x => x.Name == w.Name);
 }

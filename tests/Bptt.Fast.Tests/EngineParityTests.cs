@@ -54,7 +54,8 @@ public sealed class EngineParityTests
         var finalD = new double[bh];
         var dh0D = new double[bh];
         var dxD = spec.Tokens ? [] : new double[pd.Inputs.Length];
-        double lossD = reference.ComputeGradients(pd.Theta, pd.Batch(finalD, dh0D, dxD), gd);
+        var statesD = new double[spec.Steps * bh];
+        double lossD = reference.ComputeGradients(pd.Theta, pd.Batch(finalD, dh0D, dxD, statesD), gd);
 
         var engine = new BpttEngine(s, spec.Steps, spec.Batch, spec.Activation, KernelPath.Fast, isa);
         var theta = new RnnParameters(s);
@@ -63,7 +64,8 @@ public sealed class EngineParityTests
         var finalF = new float[bh];
         var dh0F = new float[bh];
         var dxF = spec.Tokens ? [] : new float[pf.Inputs.Length];
-        float lossF = engine.ComputeGradients(theta, pf.Batch(finalF, dh0F, dxF), grad);
+        var statesF = new float[spec.Steps * bh];
+        float lossF = engine.ComputeGradients(theta, pf.Batch(finalF, dh0F, dxF, statesF), grad);
 
         int reduction = spec.Steps * spec.Batch * Math.Max(s.InputSize, Math.Max(s.HiddenSize, s.OutputSize));
         double tol = 2e-6 * Math.Sqrt(reduction) + 2e-6;
@@ -77,6 +79,7 @@ public sealed class EngineParityTests
         AssertBlock(finalF, finalD, tol, "final state " + what);
         AssertBlock(dh0F, dh0D, tol, "∂h0 " + what);
         AssertBlock(dxF, dxD, tol, "∂x " + what);
+        AssertBlock(statesF, statesD, tol, "hidden states " + what);
 
         float evaluated = engine.Evaluate(theta, pf.Batch());
         Assert.Equal(lossF, evaluated);

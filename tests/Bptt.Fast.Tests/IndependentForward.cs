@@ -67,7 +67,7 @@ public static class IndependentForward
 
                 double max = v.Max();
                 double lse = max + Math.Log(v.Sum(z => Math.Exp(z - max)));
-                losses[row] = lse - v[p.Targets[row]];
+                losses[row] = p.Targets[row] < 0 ? 0 : lse - v[p.Targets[row]];
                 total += losses[row];
             }
         }

@@ -41,7 +41,8 @@ public sealed class Problem<T>
         Targets = new int[rows];
         for (int k = 0; k < rows; k++)
         {
-            Targets[k] = random.NextInt32(s.OutputSize);
+            // About one step in twelve has its target ignored (no loss there, the state still advances).
+            Targets[k] = random.NextInt32(12) == 0 && k > 0 ? SequenceBatch<T>.IgnoreTarget : random.NextInt32(s.OutputSize);
         }
 
         H0 = spec.WithH0 ? new T[spec.Batch * s.HiddenSize] : [];
@@ -76,10 +77,10 @@ public sealed class Problem<T>
 
     public int[] Lengths { get; }
 
-    public SequenceBatch<T> Batch(Span<T> finalState = default, Span<T> h0Gradient = default, Span<T> inputGradient = default) =>
+    public SequenceBatch<T> Batch(Span<T> finalState = default, Span<T> h0Gradient = default, Span<T> inputGradient = default, Span<T> hiddenStates = default) =>
         Spec.Tokens
-            ? new SequenceBatch<T>(Spec.Steps, Spec.Batch, Tokens, Targets) { InitialState = H0, Lengths = Lengths, FinalState = finalState, InitialStateGradient = h0Gradient }
-            : new SequenceBatch<T>(Spec.Steps, Spec.Batch, Inputs, Targets) { InitialState = H0, Lengths = Lengths, FinalState = finalState, InitialStateGradient = h0Gradient, InputGradient = inputGradient };
+            ? new SequenceBatch<T>(Spec.Steps, Spec.Batch, Tokens, Targets) { InitialState = H0, Lengths = Lengths, FinalState = finalState, InitialStateGradient = h0Gradient, HiddenStates = hiddenStates }
+            : new SequenceBatch<T>(Spec.Steps, Spec.Batch, Inputs, Targets) { InitialState = H0, Lengths = Lengths, FinalState = finalState, InitialStateGradient = h0Gradient, InputGradient = inputGradient, HiddenStates = hiddenStates };
 
     public int LengthOf(int b) => Lengths.Length == 0 ? Spec.Steps : Lengths[b];
 

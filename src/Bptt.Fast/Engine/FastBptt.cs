@@ -187,7 +187,7 @@ internal sealed class FastBptt
         for (int r = 0; r < rows; r++)
         {
             Span<float> row = e.Slice(r * outputs, outputs);
-            if (IsValid(in batch, r))
+            if (IsValid(in batch, r) && batch.Targets[r] >= 0)
             {
                 loss += FastKernels.SoftmaxCrossEntropyUnchecked(_isa, row, batch.Targets[r], row, writeErrors);
             }
@@ -195,6 +195,11 @@ internal sealed class FastBptt
             {
                 row.Clear();
             }
+        }
+
+        if (!batch.HiddenStates.IsEmpty)
+        {
+            hAll.CopyTo(batch.HiddenStates);
         }
 
         if (!batch.FinalState.IsEmpty)

@@ -46,11 +46,12 @@ internal static class BatchValidation
             Guard.OptionalLength(rows * i, batch.InputGradient.Length, "batch.InputGradient", $"steps × batch × inputSize = {steps}×{size}×{i}");
         }
 
-        CheckIds(batch.Targets, in batch, shape.OutputSize, "batch.Targets");
+        CheckIds(batch.Targets, in batch, shape.OutputSize, "batch.Targets", allowIgnore: true);
         Guard.OptionalLength(size * h, batch.InitialState.Length, "batch.InitialState", $"batch × hiddenSize = {size}×{h}");
         Guard.Finite(batch.InitialState, "batch.InitialState");
         Guard.OptionalLength(size * h, batch.FinalState.Length, "batch.FinalState", $"batch × hiddenSize = {size}×{h}");
         Guard.OptionalLength(size * h, batch.InitialStateGradient.Length, "batch.InitialStateGradient", $"batch × hiddenSize = {size}×{h}");
+        Guard.OptionalLength(rows * h, batch.HiddenStates.Length, "batch.HiddenStates", $"steps × batch × hiddenSize = {steps}×{size}×{h}");
 
         // Outputs must not alias any input or each other.
         ReadOnlySpan<T> inputs = batch.Inputs, h0 = batch.InitialState;
@@ -64,6 +65,12 @@ internal static class BatchValidation
         Guard.NoOverlap(dx, "batch.InputGradient", h0, "batch.InitialState");
         Guard.NoOverlap(dx, "batch.InputGradient", final, "batch.FinalState");
         Guard.NoOverlap(dx, "batch.InputGradient", dh0, "batch.InitialStateGradient");
+        ReadOnlySpan<T> hs = batch.HiddenStates;
+        Guard.NoOverlap(hs, "batch.HiddenStates", inputs, "batch.Inputs");
+        Guard.NoOverlap(hs, "batch.HiddenStates", h0, "batch.InitialState");
+        Guard.NoOverlap(hs, "batch.HiddenStates", final, "batch.FinalState");
+        Guard.NoOverlap(hs, "batch.HiddenStates", dh0, "batch.InitialStateGradient");
+        Guard.NoOverlap(hs, "batch.HiddenStates", dx, "batch.InputGradient");
     }
 
     /// <summary>θ (and the gradient block, when given) must match the shape, be distinct, and θ must be finite.</summary>
@@ -74,7 +81,7 @@ internal static class BatchValidation
         Guard.Finite(parameters, name);
     }
 
-    private static void CheckIds<T>(ReadOnlySpan<int> ids, in SequenceBatch<T> batch, int count, string name)
+    private static void CheckIds<T>(ReadOnlySpan<int> ids, in SequenceBatch<T> batch, int count, string name, bool allowIgnore = false)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
         int size = batch.BatchSize;
@@ -83,9 +90,9 @@ internal static class BatchValidation
             for (int b = 0; b < size; b++)
             {
                 int id = ids[(t * size) + b];
-                if (t < batch.LengthOf(b) && (uint)id >= (uint)count)
+                if (t < batch.LengthOf(b) && (uint)id >= (uint)count && !(allowIgnore && id == SequenceBatch<T>.IgnoreTarget))
                 {
-                    throw new ArgumentOutOfRangeException(name, id, $"Expected ids in [0, {count}); step {t}, sequence {b} holds {id}.");
+                    throw new ArgumentOutOfRangeException(name, id, $"Expected ids in [0, {count}){(allowIgnore ? " or -1 (ignore)" : "")}; step {t}, sequence {b} holds {id}.");
                 }
             }
         }

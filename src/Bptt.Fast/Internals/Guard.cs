@@ -67,6 +67,14 @@ internal static class Guard
         }
     }
 
+    public static void UnitInterval(float value, string paramName)
+    {
+        if (!(value >= 0f && value < 1f))
+        {
+            throw new ArgumentOutOfRangeException(paramName, value, $"Expected a value in [0, 1), actual {value}.");
+        }
+    }
+
     public static void Finite<T>(ReadOnlySpan<T> values, string paramName)
         where T : unmanaged, IFloatingPointIeee754<T>
     {

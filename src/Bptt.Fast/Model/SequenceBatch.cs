@@ -8,12 +8,16 @@ namespace Bptt.Fast;
 /// Targets are class ids, <c>[T, B]</c>. Optional: the initial state h₀ <c>[B, H]</c> (zeros when empty) and
 /// per-sequence lengths <c>[B]</c> for a ragged batch (1 ≤ T_b ≤ T; the entries after T_b are ignored and may hold anything).
 /// Optional outputs, written by the engine when not empty: the final state <c>[B, H]</c> (h at step T_b),
-/// ∂L/∂h₀ <c>[B, H]</c> and, for dense input, ∂L/∂x <c>[T, B, I]</c>.
+/// ∂L/∂h₀ <c>[B, H]</c>, every state hₜ <c>[T, B, H]</c> and, for dense input, ∂L/∂x <c>[T, B, I]</c>.
+/// A target of <see cref="IgnoreTarget"/> adds no loss at that step (eₜ = 0) while the state still advances.
 /// </summary>
 /// <typeparam name="T">float for the engine; double for the reference oracle.</typeparam>
 public readonly ref struct SequenceBatch<T>
     where T : unmanaged, IFloatingPointIeee754<T>
 {
+    /// <summary>A target that adds no loss at its step (eₜ = 0); the recurrence still runs through the step.</summary>
+    public const int IgnoreTarget = -1;
+
     /// <summary>A batch with dense inputs.</summary>
     /// <param name="steps">T, the number of time steps (at least 1).</param>
     /// <param name="batchSize">B, the number of sequences (at least 1).</param>
@@ -56,7 +60,7 @@ public readonly ref struct SequenceBatch<T>
     /// <summary>Token ids <c>[T, B]</c>; empty for dense input.</summary>
     public ReadOnlySpan<int> Tokens { get; }
 
-    /// <summary>Target class ids <c>[T, B]</c>.</summary>
+    /// <summary>Target class ids <c>[T, B]</c>, each in [0, O) or <see cref="IgnoreTarget"/>.</summary>
     public ReadOnlySpan<int> Targets { get; }
 
     /// <summary>Optional h₀ <c>[B, H]</c>; empty means zeros.</summary>
@@ -70,6 +74,9 @@ public readonly ref struct SequenceBatch<T>
 
     /// <summary>Optional output: ∂L/∂h₀ = W_hhᵀ δ₁ (equation 16), <c>[B, H]</c>.</summary>
     public Span<T> InitialStateGradient { get; init; }
+
+    /// <summary>Optional output: every state hₜ, <c>[T, B, H]</c>; zeros after a sequence's length.</summary>
+    public Span<T> HiddenStates { get; init; }
 
     /// <summary>Optional output, dense input only: ∂L/∂xₜ = W_xhᵀ δₜ (equation 16), <c>[T, B, I]</c>.</summary>
     public Span<T> InputGradient { get; init; }

@@ -193,7 +193,7 @@ public sealed class ReferenceBptt<T>
                 }
 
                 int target = batch.Targets[row];
-                T lt = T.Log(sum) - (y[target] - max);
+                T lt = target < 0 ? T.Zero : T.Log(sum) - (y[target] - max);
                 _loss[row] = lt;
                 total += lt; // (5) L = Σₜ Lₜ, also over the batch.
                 for (int k = 0; k < outputs; k++)
@@ -201,8 +201,12 @@ public sealed class ReferenceBptt<T>
                     y[k] = T.Exp(y[k] - max) / sum;
                 }
 
-                // (7) eₜ = yₜ − ŷₜ.
-                if (computeErrors)
+                // (7) eₜ = yₜ − ŷₜ; a step whose target is ignored has no loss, so eₜ = 0.
+                if (computeErrors && target < 0)
+                {
+                    y.Clear();
+                }
+                else if (computeErrors)
                 {
                     y[target] -= T.One;
                 }
@@ -212,6 +216,11 @@ public sealed class ReferenceBptt<T>
             {
                 _h.AsSpan(((length - 1) * size * hidden) + (b * hidden), hidden).CopyTo(batch.FinalState.Slice(b * hidden, hidden));
             }
+        }
+
+        if (!batch.HiddenStates.IsEmpty)
+        {
+            HiddenStatesMutable.CopyTo(batch.HiddenStates);
         }
 
         return total;

@@ -11,13 +11,24 @@ namespace Bptt.Fast.Training;
 /// </summary>
 public abstract class Optimizer
 {
-    /// <summary>Creates an optimizer for blocks of <paramref name="shape"/>.</summary>
+    private readonly RnnParameters[] _state;
+
+    /// <summary>Creates an optimizer for blocks of <paramref name="shape"/> with <paramref name="stateBlocks"/> blocks of state.</summary>
     /// <param name="shape">The network sizes.</param>
-    protected Optimizer(RnnShape shape)
+    /// <param name="stateBlocks">How many θ-shaped state blocks the rule keeps (momentum: 1, Adam: 2).</param>
+    protected Optimizer(RnnShape shape, int stateBlocks = 0)
     {
         shape.Validate(nameof(shape));
         Shape = shape;
+        _state = new RnnParameters[stateBlocks];
+        for (int k = 0; k < stateBlocks; k++)
+        {
+            _state[k] = new RnnParameters(shape);
+        }
     }
+
+    /// <summary>The optimizer's state, each block in θ's layout (for checkpoints): velocity, accumulators, moments.</summary>
+    public IReadOnlyList<RnnParameters> State => _state;
 
     /// <summary>The network sizes.</summary>
     public RnnShape Shape { get; }
@@ -53,13 +64,37 @@ public abstract class Optimizer
         return true;
     }
 
+    /// <summary>Clears the state and the step count, as if new.</summary>
+    public void Reset()
+    {
+        foreach (RnnParameters block in _state)
+        {
+            block.Clear();
+        }
+
+        StepCount = 0;
+    }
+
+    /// <summary>Sets the step count, e.g. when restoring a checkpoint together with <see cref="State"/>.</summary>
+    /// <param name="stepCount">The number of steps applied so far, at least 0.</param>
+    public void RestoreStepCount(long stepCount)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(stepCount);
+        StepCount = stepCount;
+    }
+
+    /// <summary>The state block <paramref name="index"/> as a span.</summary>
+    /// <param name="index">The block.</param>
+    /// <returns>The block's values.</returns>
+    protected Span<float> StateBlock(int index) => _state[index].Values;
+
     /// <summary>The update rule itself; called only with finite gradients of the right shape.</summary>
     /// <param name="parameters">θ.</param>
     /// <param name="gradients">∂L/∂θ.</param>
     protected abstract void Apply(Span<float> parameters, ReadOnlySpan<float> gradients);
 }
 
-/// <summary>The seed's rule, plain gradient descent: θ ← θ − η ∂L/∂θ.</summary>
+/// <summary>The seed's rule, plain gradient descent: θ ← θ − η (∂L/∂θ + λθ), with λ = 0 by default.</summary>
 public sealed class GradientDescent : Optimizer
 {
     private float _learningRate;
@@ -67,11 +102,17 @@ public sealed class GradientDescent : Optimizer
     /// <summary>Creates the optimizer.</summary>
     /// <param name="shape">The network sizes.</param>
     /// <param name="learningRate">η, finite and &gt; 0.</param>
-    public GradientDescent(RnnShape shape, float learningRate)
+    /// <param name="weightDecay">λ, finite and ≥ 0 (L2 penalty ½λ‖θ‖² added to the loss).</param>
+    public GradientDescent(RnnShape shape, float learningRate, float weightDecay = 0f)
         : base(shape)
     {
         LearningRate = learningRate;
+        Guard.NonNegative(weightDecay, nameof(weightDecay));
+        WeightDecay = weightDecay;
     }
+
+    /// <summary>λ.</summary>
+    public float WeightDecay { get; }
 
     /// <summary>η, finite and &gt; 0.</summary>
     public float LearningRate
@@ -85,6 +126,13 @@ public sealed class GradientDescent : Optimizer
     }
 
     /// <inheritdoc/>
-    protected override void Apply(Span<float> parameters, ReadOnlySpan<float> gradients) =>
+    protected override void Apply(Span<float> parameters, ReadOnlySpan<float> gradients)
+    {
+        if (WeightDecay != 0f)
+        {
+            UpdateRules.Scale(parameters, 1f - (_learningRate * WeightDecay));
+        }
+
         FastKernels.Axpy(-_learningRate, gradients, parameters);
+    }
 }

@@ -1,0 +1,90 @@
+using System.Numerics;
+using System.Runtime.InteropServices;
+using Bptt.Fast.Internals;
+
+namespace Bptt.Fast.Training;
+
+/// <summary>
+/// Gradient clipping over the whole parameter block. Both methods return the global L2 norm ‖∂L/∂θ‖₂ measured before
+/// clipping. A gradient holding NaN or ±∞ is left exactly as it is (its norm is returned non-finite), so that the
+/// optimizer's non-finite guard still sees it and refuses the step.
+/// </summary>
+public static class GradientClipping
+{
+    /// <summary>‖x‖₂, summed in float vectors over chunks and in double across chunks.</summary>
+    /// <param name="values">The values.</param>
+    /// <returns>The L2 norm (NaN or ∞ when any element is).</returns>
+    public static float GlobalNorm(ReadOnlySpan<float> values)
+    {
+        const int Chunk = 1024;
+        double total = 0;
+        for (int start = 0; start < values.Length; start += Chunk)
+        {
+            ReadOnlySpan<float> part = values.Slice(start, Math.Min(Chunk, values.Length - start));
+            ReadOnlySpan<Vector<float>> vectors = MemoryMarshal.Cast<float, Vector<float>>(part);
+            Vector<float> acc = Vector<float>.Zero;
+            foreach (Vector<float> v in vectors)
+            {
+                acc += v * v;
+            }
+
+            double sum = Vector.Sum(acc);
+            for (int k = vectors.Length * Vector<float>.Count; k < part.Length; k++)
+            {
+                sum += part[k] * (double)part[k];
+            }
+
+            total += sum;
+        }
+
+        return (float)Math.Sqrt(total);
+    }
+
+    /// <summary>If ‖g‖₂ &gt; <paramref name="maxNorm"/>, scales g by maxNorm/‖g‖₂ so that its norm becomes maxNorm.</summary>
+    /// <param name="gradients">∂L/∂θ, scaled in place.</param>
+    /// <param name="maxNorm">The largest norm allowed, finite and &gt; 0.</param>
+    /// <returns>The norm before clipping.</returns>
+    public static float ClipByGlobalNorm(RnnParameters gradients, float maxNorm)
+    {
+        ArgumentNullException.ThrowIfNull(gradients);
+        Guard.Positive(maxNorm, nameof(maxNorm));
+        float norm = GlobalNorm(gradients.Values);
+        if (float.IsFinite(norm) && norm > maxNorm)
+        {
+            UpdateRules.Scale(gradients.Values, maxNorm / norm);
+        }
+
+        return norm;
+    }
+
+    /// <summary>Clamps every element of g to [−limit, limit] (NaN stays NaN).</summary>
+    /// <param name="gradients">∂L/∂θ, clamped in place.</param>
+    /// <param name="limit">The largest magnitude allowed, finite and &gt; 0.</param>
+    /// <returns>The norm before clipping.</returns>
+    public static float ClipByValue(RnnParameters gradients, float limit)
+    {
+        ArgumentNullException.ThrowIfNull(gradients);
+        Guard.Positive(limit, nameof(limit));
+        float norm = GlobalNorm(gradients.Values);
+        if (!float.IsFinite(norm))
+        {
+            return norm;
+        }
+
+        Span<Vector<float>> vectors = MemoryMarshal.Cast<float, Vector<float>>(gradients.Values);
+        var hi = new Vector<float>(limit);
+        var lo = new Vector<float>(-limit);
+        for (int k = 0; k < vectors.Length; k++)
+        {
+            vectors[k] = Vector.Min(Vector.Max(vectors[k], lo), hi);
+        }
+
+        Span<float> values = gradients.Values;
+        for (int k = vectors.Length * Vector<float>.Count; k < values.Length; k++)
+        {
+            values[k] = Math.Clamp(values[k], -limit, limit);
+        }
+
+        return norm;
+    }
+}

@@ -1,0 +1,202 @@
+using Bptt.Fast.Internals;
+
+namespace Bptt.Fast.Training;
+
+/// <summary>What one call of <see cref="TruncatedBpttTrainer"/>.Train did.</summary>
+/// <param name="Loss">Σ Lₜ over the steps of the call (each step's loss counted once).</param>
+/// <param name="Steps">Steps of the stream consumed.</param>
+/// <param name="Updates">Optimizer steps applied.</param>
+/// <param name="Refused">Optimizer steps refused because the loss or gradient was not finite.</param>
+/// <param name="LastGradientNorm">‖∂L/∂θ‖₂ of the last update, before clipping (0 when clipping is off).</param>
+public readonly record struct TrainingReport(double Loss, int Steps, int Updates, int Refused, float LastGradientNorm);
+
+/// <summary>
+/// Truncated BPTT over one long stream (tokens or dense vectors), in the general k1/k2 form: every k1 new steps it runs
+/// BPTT over the last k2 ≥ k1 steps and applies one optimizer step. The hidden state is carried across calls and the
+/// gradient is cut k2 steps back. With k1 = k2 = k this is the classic chunked form: chunks of k steps, state carried,
+/// gradient cut at each border. The last k2 inputs, targets and the states before them are kept in a sliding window
+/// buffer; the window's older k2 − k1 steps contribute no loss (their targets are ignored) but carry the gradient back.
+/// After construction nothing is allocated. A refused step (non-finite loss or gradient) leaves θ and the optimizer
+/// unchanged, restores the carried state from before the block and empties the window.
+/// </summary>
+public sealed class TruncatedBpttTrainer
+{
+    private readonly BpttEngine _engine;
+    private readonly Optimizer _optimizer;
+    private readonly RnnParameters _gradients;
+    private readonly float[] _state, _stateBefore, _windowStart;
+    private readonly float[] _inputs;     // [k2, I] dense history
+    private readonly int[] _tokens;       // [k2] token history
+    private readonly int[] _targets;      // [k2] target history
+    private readonly int[] _windowTargets;
+    private readonly float[] _states;     // [k2, H]: the state before each step of the history
+    private readonly float[] _windowStates; // [k2, H]: hₜ of the window
+    private int _count;
+
+    /// <summary>Creates a trainer.</summary>
+    /// <param name="engine">The engine; batch 1 is used, and its maxSteps must be at least k2.</param>
+    /// <param name="optimizer">The update rule, for the engine's shape.</param>
+    /// <param name="updateEvery">k1: steps between updates, at least 1.</param>
+    /// <param name="backpropSteps">k2 ≥ k1: how far back each update propagates; 0 means k2 = k1.</param>
+    /// <param name="clipNorm">If &gt; 0, the gradient is clipped to this global L2 norm before each update.</param>
+    public TruncatedBpttTrainer(BpttEngine engine, Optimizer optimizer, int updateEvery, int backpropSteps = 0, float clipNorm = 0f)
+    {
+        ArgumentNullException.ThrowIfNull(engine);
+        ArgumentNullException.ThrowIfNull(optimizer);
+        Guard.SameShape(engine.Shape, optimizer.Shape, nameof(optimizer));
+        int k2 = backpropSteps == 0 ? updateEvery : backpropSteps;
+        Guard.InRange(updateEvery, 1, engine.MaxSteps, nameof(updateEvery));
+        Guard.InRange(k2, updateEvery, engine.MaxSteps, nameof(backpropSteps));
+        Guard.NonNegative(clipNorm, nameof(clipNorm));
+        _engine = engine;
+        _optimizer = optimizer;
+        UpdateEvery = updateEvery;
+        BackpropSteps = k2;
+        ClipNorm = clipNorm;
+        RnnShape s = engine.Shape;
+        _gradients = new RnnParameters(s);
+        _state = new float[s.HiddenSize];
+        _stateBefore = new float[s.HiddenSize];
+        _windowStart = new float[s.HiddenSize];
+        _inputs = new float[k2 * s.InputSize];
+        _tokens = new int[k2];
+        _targets = new int[k2];
+        _windowTargets = new int[k2];
+        _states = new float[k2 * s.HiddenSize];
+        _windowStates = new float[k2 * s.HiddenSize];
+    }
+
+    /// <summary>k1.</summary>
+    public int UpdateEvery { get; }
+
+    /// <summary>k2.</summary>
+    public int BackpropSteps { get; }
+
+    /// <summary>The clipping norm, or 0 for none.</summary>
+    public float ClipNorm { get; }
+
+    /// <summary>The carried hidden state h after the last consumed step (writable, e.g. to restore it).</summary>
+    public Span<float> State => _state;
+
+    /// <summary>The gradient of the last update, in θ's layout.</summary>
+    public RnnParameters LastGradients => _gradients;
+
+    /// <summary>Forgets the stream: zero state, empty window.</summary>
+    public void Reset()
+    {
+        Array.Clear(_state);
+        _count = 0;
+    }
+
+    /// <summary>Trains on the next <c>tokens.Length</c> steps of a token stream.</summary>
+    /// <param name="parameters">θ, updated in place.</param>
+    /// <param name="tokens">Input token ids, each in [0, I).</param>
+    /// <param name="targets">Target ids, the same length, each in [0, O) or <see cref="SequenceBatch{T}.IgnoreTarget"/>.</param>
+    /// <returns>What was done.</returns>
+    public TrainingReport Train(RnnParameters parameters, ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets) =>
+        Train(parameters, default, tokens, targets, isTokens: true);
+
+    /// <summary>Trains on the next <c>inputs.Length / I</c> steps of a dense stream.</summary>
+    /// <param name="parameters">θ, updated in place.</param>
+    /// <param name="inputs">xₜ for each step, <c>[N, I]</c>, finite.</param>
+    /// <param name="targets">Target ids, N of them.</param>
+    /// <returns>What was done.</returns>
+    public TrainingReport Train(RnnParameters parameters, ReadOnlySpan<float> inputs, ReadOnlySpan<int> targets) =>
+        Train(parameters, inputs, default, targets, isTokens: false);
+
+    private TrainingReport Train(RnnParameters parameters, ReadOnlySpan<float> inputs, ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, bool isTokens)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        Guard.SameShape(_engine.Shape, parameters.Shape, nameof(parameters));
+        RnnShape s = _engine.Shape;
+        int n = targets.Length;
+        if (isTokens)
+        {
+            Guard.Length(n, tokens.Length, nameof(tokens), "targets.Length");
+        }
+        else
+        {
+            Guard.Length(n * s.InputSize, inputs.Length, nameof(inputs), "targets.Length × inputSize");
+            Guard.Finite(inputs, nameof(inputs));
+        }
+
+        for (int t = 0; t < n; t++)
+        {
+            if ((isTokens && (uint)tokens[t] >= (uint)s.InputSize) || ((uint)targets[t] >= (uint)s.OutputSize && targets[t] != SequenceBatch<float>.IgnoreTarget))
+            {
+                throw new ArgumentOutOfRangeException(isTokens && (uint)tokens[t] >= (uint)s.InputSize ? nameof(tokens) : nameof(targets), $"Step {t} holds an id out of range (I = {s.InputSize}, O = {s.OutputSize}).");
+            }
+        }
+
+        BatchValidation.ValidateParameters<float>(parameters.Values, nameof(parameters), s);
+        double loss = 0;
+        int updates = 0, refused = 0;
+        float norm = 0;
+        for (int start = 0; start < n; start += UpdateEvery)
+        {
+            int block = Math.Min(UpdateEvery, n - start);
+            float blockLoss = TrainBlock(parameters, inputs, tokens, targets, isTokens, start, block, out bool applied, out norm);
+            loss += blockLoss;
+            updates += applied ? 1 : 0;
+            refused += applied ? 0 : 1;
+        }
+
+        return new TrainingReport(loss, n, updates, refused, norm);
+    }
+
+    private float TrainBlock(RnnParameters parameters, ReadOnlySpan<float> inputs, ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, bool isTokens, int start, int block, out bool applied, out float norm)
+    {
+        int i = _engine.Shape.InputSize, h = _engine.Shape.HiddenSize, k2 = BackpropSteps;
+
+        // Slide the window so that the block fits, dropping the oldest steps.
+        int drop = Math.Max(0, _count + block - k2);
+        if (drop > 0)
+        {
+            int keep = _count - drop;
+            _targets.AsSpan(drop, keep).CopyTo(_targets);
+            _tokens.AsSpan(drop, keep).CopyTo(_tokens);
+            _inputs.AsSpan(drop * i, keep * i).CopyTo(_inputs);
+            _states.AsSpan(drop * h, keep * h).CopyTo(_states);
+            _count = keep;
+        }
+
+        int old = _count;
+        targets.Slice(start, block).CopyTo(_targets.AsSpan(old));
+        if (isTokens)
+        {
+            tokens.Slice(start, block).CopyTo(_tokens.AsSpan(old));
+        }
+        else
+        {
+            inputs.Slice(start * i, block * i).CopyTo(_inputs.AsSpan(old * i));
+        }
+
+        _count = old + block;
+        int length = _count;
+
+        // The window starts from the state before its first step; its old steps carry gradient but no loss.
+        ReadOnlySpan<float> startState = old > 0 ? _states.AsSpan(0, h) : _state;
+        startState.CopyTo(_windowStart);
+        _state.CopyTo(_stateBefore);
+        _windowTargets.AsSpan(0, old).Fill(SequenceBatch<float>.IgnoreTarget);
+        _targets.AsSpan(old, block).CopyTo(_windowTargets.AsSpan(old));
+        Span<float> windowStates = _windowStates.AsSpan(0, length * h);
+        SequenceBatch<float> batch = isTokens
+            ? new SequenceBatch<float>(length, 1, _tokens.AsSpan(0, length), _windowTargets.AsSpan(0, length)) { InitialState = _windowStart, FinalState = _state, HiddenStates = windowStates }
+            : new SequenceBatch<float>(length, 1, _inputs.AsSpan(0, length * i), _windowTargets.AsSpan(0, length)) { InitialState = _windowStart, FinalState = _state, HiddenStates = windowStates };
+        float loss = _engine.ComputeGradients(parameters, batch, _gradients);
+        norm = ClipNorm > 0 ? GradientClipping.ClipByGlobalNorm(_gradients, ClipNorm) : 0f;
+        applied = _optimizer.Step(parameters, _gradients, loss);
+        if (!applied)
+        {
+            _stateBefore.CopyTo(_state);
+            _count = 0;
+            return loss;
+        }
+
+        // The state before window step j is hⱼ₋₁ of this forward pass (the window start for j = 0).
+        _windowStart.CopyTo(_states.AsSpan(0, h));
+        windowStates[..((length - 1) * h)].CopyTo(_states.AsSpan(h));
+        return loss;
+    }
+}

@@ -1,0 +1,67 @@
+using Bptt.Fast.Bench;
+using Xunit;
+
+namespace Bptt.Fast.Tests;
+
+/// <summary>Every benchmark body runs once, untimed, on every path, so that CI catches a broken bench.</summary>
+public sealed class BenchSmokeTests
+{
+    public static TheoryData<string> PathNames()
+    {
+        var data = new TheoryData<string>();
+        foreach (PathParam p in Paths.All)
+        {
+            data.Add(p.Name);
+        }
+
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(PathNames))]
+    public void EveryBenchmarkBodyRunsOnce(string pathName)
+    {
+        Paths.SkipWarmUp = true;
+        PathParam path = Paths.All.Single(p => p.Name == pathName);
+        foreach (Workload w in new[] { Workload.S, Workload.STokens })
+        {
+            var training = new TrainingStep { Workload = w, Path = path };
+            training.Setup();
+            Assert.True(float.IsFinite(training.Step()));
+            Assert.Equal(w.TrainingFlops, training.Flops);
+        }
+
+        var inference = new InferenceStep { H = 128, Path = path };
+        inference.Setup();
+        Assert.True(float.IsFinite(inference.Step()));
+
+        var gemm = new Gemm { Shape = "S 64×128×128", Path = path };
+        gemm.Setup();
+        gemm.Multiply();
+        Assert.Equal(2.0 * 64 * 128 * 128, gemm.Flops);
+
+        foreach (string kernel in new[] { "Gemv", "GemvTransposed", "RnnStep" })
+        {
+            var matVec = new MatVec { Kernel = kernel, H = 128, Path = path };
+            matVec.Setup();
+            matVec.Run();
+        }
+
+        foreach (string kernel in new[] { "SoftmaxCrossEntropy", "Tanh" })
+        {
+            var elementwise = new Elementwise { Kernel = kernel, N = 64, Path = path };
+            elementwise.Setup();
+            Assert.True(float.IsFinite(elementwise.Run()));
+        }
+    }
+
+    [Fact]
+    public void TheHeadlineSetCoversEveryWorkloadAndPath()
+    {
+        Assert.Equal(["S", "S-tokens", "M", "BM", "L"], TrainingStep.Workloads.Select(w => w.Name));
+        Assert.Equal(Paths.Reference, Paths.All.First().Name);
+        Assert.Contains(Paths.All, p => p.Name == "Fast." + KernelInfo.BestSupported);
+        Assert.Equal(["512³"], new HeadlineGemm().Shapes);
+        Assert.True(Workload.S.CompareTo(Workload.L) < 0);
+    }
+}
