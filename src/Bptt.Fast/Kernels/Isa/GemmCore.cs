@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace Bptt.Fast.Kernels.Isa;
 
@@ -134,6 +135,44 @@ internal static class GemmCore<TOps, TVec>
         {
             int mr = Math.Min(MR, mc - ii);
             ref float panel = ref Unsafe.Add(ref packed, (nint)ii * kc);
+            if (mr == MR && !transposeA)
+            {
+                // Full panel of A as stored: six row streams, interleaved.
+                ref float r0 = ref Unsafe.Add(ref a, ((nint)(i0 + ii) * lda) + p0);
+                ref float r1 = ref Unsafe.Add(ref r0, lda);
+                ref float r2 = ref Unsafe.Add(ref r1, lda);
+                ref float r3 = ref Unsafe.Add(ref r2, lda);
+                ref float r4 = ref Unsafe.Add(ref r3, lda);
+                ref float r5 = ref Unsafe.Add(ref r4, lda);
+                for (int p = 0; p < kc; p++)
+                {
+                    ref float dst = ref Unsafe.Add(ref panel, (nint)p * MR);
+                    dst = Unsafe.Add(ref r0, p);
+                    Unsafe.Add(ref dst, 1) = Unsafe.Add(ref r1, p);
+                    Unsafe.Add(ref dst, 2) = Unsafe.Add(ref r2, p);
+                    Unsafe.Add(ref dst, 3) = Unsafe.Add(ref r3, p);
+                    Unsafe.Add(ref dst, 4) = Unsafe.Add(ref r4, p);
+                    Unsafe.Add(ref dst, 5) = Unsafe.Add(ref r5, p);
+                }
+
+                continue;
+            }
+
+            if (mr == MR)
+            {
+                // Full panel of Aᵀ: each depth p is six consecutive floats of one stored row.
+                for (int p = 0; p < kc; p++)
+                {
+                    ref float src = ref Unsafe.Add(ref a, ((nint)(p0 + p) * lda) + i0 + ii);
+                    ref float dst = ref Unsafe.Add(ref panel, (nint)p * MR);
+                    Unsafe.WriteUnaligned(ref Unsafe.As<float, byte>(ref dst), Unsafe.ReadUnaligned<Vector128<float>>(ref Unsafe.As<float, byte>(ref src)));
+                    Unsafe.Add(ref dst, 4) = Unsafe.Add(ref src, 4);
+                    Unsafe.Add(ref dst, 5) = Unsafe.Add(ref src, 5);
+                }
+
+                continue;
+            }
+
             for (int p = 0; p < kc; p++)
             {
                 ref float dst = ref Unsafe.Add(ref panel, (nint)p * MR);
