@@ -1,18 +1,21 @@
 using BenchmarkDotNet.Attributes;
-using Bptt.Fast.Kernels;
+using Bptt.Fast.Serving;
 using Bptt.Fast.Reference;
 
 namespace Bptt.Fast.Bench;
 
 /// <summary>
-/// One streaming inference step, token in, hₜ and probabilities out, vocabulary 64: u = b_h + W_xh[:, token],
-/// hₜ = f(u + W_hh hₜ₋₁) (fused step), vₜ = W_hy hₜ + b_y, yₜ = softmax(vₜ).
+/// One streaming inference step, token in, hₜ and probabilities out, vocabulary 64: the fast rows call
+/// <see cref="RnnModel.Step(int, RnnState, Span{float}, StepOutput)"/>; the reference row composes the scalar kernels:
+/// u = b_h + W_xh[:, token], hₜ = f(u + W_hh hₜ₋₁), vₜ = W_hy hₜ + b_y, yₜ = softmax(vₜ).
 /// </summary>
 public class InferenceStep : IHasWork
 {
     private const int Vocabulary = 64;
     private float[] _wxhT = null!, _whhT = null!, _bh = null!, _why = null!, _by = null!, _h = null!, _hPrev = null!, _u = null!, _logits = null!, _probs = null!;
     private int _token;
+    private RnnModel _model = null!;
+    private RnnState _state = null!;
 
     [Params(128, 256, 512, 1024)]
     public int H { get; set; } = 128;
@@ -44,6 +47,14 @@ public class InferenceStep : IHasWork
         _u = new float[H];
         _logits = new float[Vocabulary];
         _probs = new float[Vocabulary];
+        if (!IsReference)
+        {
+            var theta = new RnnParameters(new RnnShape(Vocabulary, H, Vocabulary));
+            theta.InitializeGlorot(2);
+            _model = new RnnModel(theta, Activation.Tanh, Path.Isa);
+            _state = _model.CreateState();
+        }
+
         Paths.WarmUp(() => Step());
     }
 
@@ -71,13 +82,41 @@ public class InferenceStep : IHasWork
             return _probs[0];
         }
 
-        KernelIsa isa = Path.Isa;
-        _bh.CopyTo(_u, 0);
-        FastKernels.Axpy(isa, 1f, column, _u);
-        FastKernels.RnnStep(isa, _whhT, _hPrev, _u, _h, Activation.Tanh);
-        FastKernels.Gemv(isa, _why, Vocabulary, H, _h, _logits);
-        FastKernels.Axpy(isa, 1f, _by, _logits);
-        FastKernels.SoftmaxCrossEntropy(isa, _logits, 0, _probs);
+        _model.Step(_token, _state, _probs);
         return _probs[0];
     }
+}
+
+/// <summary>One step of 16 independent streams at once (<see cref="RnnModel.StepBatch"/>), vocabulary 64.</summary>
+public class InferenceBatch16 : IHasWork
+{
+    private const int Vocabulary = 64, Streams = 16;
+    private RnnModel _model = null!;
+    private RnnStateBatch _states = null!;
+    private int[] _tokens = null!;
+    private float[] _probs = null!;
+
+    [Params(256, 512)]
+    public int H { get; set; } = 256;
+
+    public double Flops => 2.0 * Streams * ((H * (double)H) + (H * (double)Vocabulary));
+
+    public string Group => "batch16 H=" + H;
+
+    public bool IsReference => false;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var theta = new RnnParameters(new RnnShape(Vocabulary, H, Vocabulary));
+        theta.InitializeGlorot(3);
+        _model = new RnnModel(theta);
+        _states = _model.CreateStateBatch(Streams);
+        _tokens = Enumerable.Range(0, Streams).Select(k => (k * 7) % Vocabulary).ToArray();
+        _probs = new float[Streams * Vocabulary];
+        Paths.WarmUp(Step);
+    }
+
+    [Benchmark]
+    public void Step() => _model.StepBatch(_tokens, _states, _probs);
 }

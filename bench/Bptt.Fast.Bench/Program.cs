@@ -12,7 +12,7 @@ namespace Bptt.Fast.Bench;
 
 /// <summary>
 /// <c>dotnet run -c Release --project bench/Bptt.Fast.Bench</c>: measures the FMA peak, runs the quick job over the
-/// headline set (training steps S, S-tokens, M, BM, L; inference steps; GEMM 512³) on every path, prints one summary,
+/// headline set (training steps S, S-tokens, M, BM, L; single and batched inference steps; GEMM 512³) on every path, prints one summary,
 /// and writes bench/results/&lt;cpu&gt;.md and .png. <c>--full</c> gives the full statistical run. Any other arguments go to
 /// BenchmarkSwitcher (e.g. <c>--filter *MatVec*</c>, <c>--list flat</c>); the kernel micro-benchmarks (Gemm, MatVec,
 /// Elementwise) run that way.
@@ -33,7 +33,7 @@ public static class Program
             return summaries.Any(s => s.HasCriticalValidationErrors) ? 1 : 0;
         }
 
-        Summary summary = BenchmarkRunner.Run([typeof(TrainingStep), typeof(InferenceStep), typeof(HeadlineGemm)], config.WithOptions(ConfigOptions.JoinSummary)).Single();
+        Summary summary = BenchmarkRunner.Run([typeof(TrainingStep), typeof(InferenceStep), typeof(InferenceBatch16), typeof(HeadlineGemm)], config.WithOptions(ConfigOptions.JoinSummary)).Single();
         Results.Write(summary, peak, full);
         return summary.HasCriticalValidationErrors ? 1 : 0;
     }

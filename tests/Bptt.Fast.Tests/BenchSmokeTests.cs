@@ -56,6 +56,18 @@ public sealed class BenchSmokeTests
     }
 
     [Fact]
+    public void PathIndependentBodiesRunOnce()
+    {
+        Paths.SkipWarmUp = true;
+        var batch = new InferenceBatch16 { H = 256 };
+        batch.Setup();
+        batch.Step();
+        using var parallel = new DataParallel { Workload = Workload.BM, Workers = 2 };
+        parallel.Setup();
+        Assert.True(float.IsFinite(parallel.Step()));
+    }
+
+    [Fact]
     public void TheHeadlineSetCoversEveryWorkloadAndPath()
     {
         Assert.Equal(["S", "S-tokens", "M", "BM", "L"], TrainingStep.Workloads.Select(w => w.Name));

@@ -1,0 +1,277 @@
+using Bptt.Fast.Internals;
+using Bptt.Fast.Kernels;
+using Bptt.Fast.Kernels.Isa;
+
+namespace Bptt.Fast.Serving;
+
+/// <summary>What a streaming step writes for the output layer.</summary>
+public enum StepOutput
+{
+    /// <summary>yₜ = softmax(vₜ), equation (4).</summary>
+    Probabilities,
+
+    /// <summary>vₜ = W_hy hₜ + b_y, equation (3).</summary>
+    Logits,
+}
+
+/// <summary>
+/// A trained network, read-only, for streaming inference: load it once and share it between any number of threads.
+/// Each caller keeps its own small <see cref="RnnState"/> (or an <see cref="RnnStateBatch"/> for many streams at once).
+/// A step runs equations (1)–(4) with the fast kernels: hₜ = f(W_xh xₜ + W_hh hₜ₋₁ + b_h), then vₜ = W_hy hₜ + b_y and,
+/// if asked, yₜ = softmax(vₜ). The weights are copied and packed at construction; a step allocates nothing.
+/// </summary>
+public sealed class RnnModel
+{
+    private readonly float[] _wxhT;     // [I, H]: column `token` of W_xh is row `token` here
+    private readonly float[] _wxh;      // [H, I], dense input
+    private readonly float[] _stepPacked; // W_hhᵀ in column-block panels (single stream)
+    private readonly AlignedBuffer _whhTPackedGemm; // op(B) = W_hhᵀ for the batched step
+    private readonly AlignedBuffer _whyTPackedGemm; // op(B) = W_hyᵀ for the batched output layer
+    private readonly float[] _bh, _why, _by;
+    private readonly KernelIsa _isa;
+
+    /// <summary>Copies θ into a read-only model.</summary>
+    /// <param name="parameters">θ; must be finite.</param>
+    /// <param name="activation">f of equation (2), as trained.</param>
+    public RnnModel(RnnParameters parameters, Activation activation = Activation.Tanh)
+        : this(parameters, activation, KernelInfo.Isa)
+    {
+    }
+
+    internal RnnModel(RnnParameters parameters, Activation activation, KernelIsa isa)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        if (!Enum.IsDefined(activation))
+        {
+            throw new ArgumentOutOfRangeException(nameof(activation), activation, "Expected Tanh, Relu or Sigmoid.");
+        }
+
+        BatchValidation.ValidateParameters<float>(parameters.Values, nameof(parameters), parameters.Shape);
+        RnnShape s = parameters.Shape;
+        int i = s.InputSize, h = s.HiddenSize, o = s.OutputSize;
+        Shape = s;
+        Activation = activation;
+        _isa = isa;
+        _wxh = parameters.Wxh.ToArray();
+        _wxhT = new float[i * h];
+        FastKernels.Transpose(_wxh, h, i, _wxhT);
+        var whhT = new float[h * h];
+        FastKernels.Transpose(parameters.Whh, h, h, whhT);
+        _stepPacked = new float[h * h];
+        FastKernels.PackColumnBlocks(isa, whhT, h, h, _stepPacked);
+        _whhTPackedGemm = new AlignedBuffer(Gemm.PackedBLength(isa, h, h));
+        Gemm.PackB(isa, true, h, h, parameters.Whh, h, _whhTPackedGemm.Span);
+        _whyTPackedGemm = new AlignedBuffer(Gemm.PackedBLength(isa, h, o));
+        Gemm.PackB(isa, true, h, o, parameters.Why, h, _whyTPackedGemm.Span);
+        _bh = parameters.Bh.ToArray();
+        _why = parameters.Why.ToArray();
+        _by = parameters.By.ToArray();
+    }
+
+    /// <summary>The network sizes.</summary>
+    public RnnShape Shape { get; }
+
+    /// <summary>f.</summary>
+    public Activation Activation { get; }
+
+    /// <summary>A new state for one stream, h = 0.</summary>
+    /// <returns>The state.</returns>
+    public RnnState CreateState() => new(Shape);
+
+    /// <summary>A new state block for <paramref name="count"/> streams stepped together.</summary>
+    /// <param name="count">Streams, at least 1.</param>
+    /// <returns>The states.</returns>
+    public RnnStateBatch CreateStateBatch(int count) => new(Shape, count);
+
+    /// <summary>One step of one stream with token input: advances <paramref name="state"/> and writes yₜ or vₜ.</summary>
+    /// <param name="token">xₜ as a token id in [0, I).</param>
+    /// <param name="state">The caller's state (not shared between threads).</param>
+    /// <param name="output">O floats: probabilities or logits.</param>
+    /// <param name="kind">What to write.</param>
+    public void Step(int token, RnnState state, Span<float> output, StepOutput kind = StepOutput.Probabilities)
+    {
+        CheckState(state, output, kind);
+        Guard.InRange(token, 0, Shape.InputSize - 1, nameof(token));
+        int h = Shape.HiddenSize;
+        Span<float> u = state.Scratch;
+        _bh.CopyTo(u);
+        FastKernels.AxpyUnchecked(_isa, 1f, _wxhT.AsSpan(token * h, h), u);
+        Advance(state, output, kind);
+    }
+
+    /// <summary>One step of one stream with a dense input vector.</summary>
+    /// <param name="input">xₜ, I finite floats.</param>
+    /// <param name="state">The caller's state.</param>
+    /// <param name="output">O floats: probabilities or logits.</param>
+    /// <param name="kind">What to write.</param>
+    public void Step(ReadOnlySpan<float> input, RnnState state, Span<float> output, StepOutput kind = StepOutput.Probabilities)
+    {
+        CheckState(state, output, kind);
+        Guard.Length(Shape.InputSize, input.Length, nameof(input), "inputSize");
+        Guard.Finite(input, nameof(input));
+        Span<float> u = state.Scratch;
+        FastKernels.Gemv(_isa, _wxh, Shape.HiddenSize, Shape.InputSize, input, u);
+        FastKernels.AxpyUnchecked(_isa, 1f, _bh, u);
+        Advance(state, output, kind);
+    }
+
+    /// <summary>
+    /// One step of many independent streams at once (servers that group requests): row b of <paramref name="states"/>
+    /// advances with <c>tokens[b]</c>, and row b of <paramref name="outputs"/> (<c>[B, O]</c>) receives its yₜ or vₜ.
+    /// The recurrent and output products run as GEMMs over all B rows.
+    /// </summary>
+    /// <param name="tokens">B token ids.</param>
+    /// <param name="states">B states.</param>
+    /// <param name="outputs">B·O floats.</param>
+    /// <param name="kind">What to write.</param>
+    public void StepBatch(ReadOnlySpan<int> tokens, RnnStateBatch states, Span<float> outputs, StepOutput kind = StepOutput.Probabilities)
+    {
+        ArgumentNullException.ThrowIfNull(states);
+        Guard.SameShape(Shape, states.Shape, nameof(states));
+        int b = states.Count, h = Shape.HiddenSize, o = Shape.OutputSize;
+        Guard.Length(b, tokens.Length, nameof(tokens), "states.Count");
+        Guard.Length(b * o, outputs.Length, nameof(outputs), "states.Count × outputSize");
+        CheckKind(kind);
+        for (int r = 0; r < b; r++)
+        {
+            Guard.InRange(tokens[r], 0, Shape.InputSize - 1, nameof(tokens));
+        }
+
+        Span<float> u = states.Scratch;
+        for (int r = 0; r < b; r++)
+        {
+            Span<float> row = u.Slice(r * h, h);
+            _bh.CopyTo(row);
+            FastKernels.AxpyUnchecked(_isa, 1f, _wxhT.AsSpan(tokens[r] * h, h), row);
+        }
+
+        // (1)–(2): U += H₋₁ W_hhᵀ, then h = f(U); the new states replace the old.
+        Gemm.Multiply(_isa, false, b, h, h, states.Hidden, h, _whhTPackedGemm.Span, 1f, u, h, states.PackA);
+        FastKernels.Activate(_isa, Activation, u, u);
+        u.CopyTo(states.Hidden);
+
+        // (3): V = H W_hyᵀ + b_y; (4) per row.
+        for (int r = 0; r < b; r++)
+        {
+            _by.CopyTo(outputs.Slice(r * o, o));
+        }
+
+        Gemm.Multiply(_isa, false, b, o, h, states.Hidden, h, _whyTPackedGemm.Span, 1f, outputs, o, states.PackA);
+        if (kind == StepOutput.Probabilities)
+        {
+            for (int r = 0; r < b; r++)
+            {
+                Softmax(outputs.Slice(r * o, o));
+            }
+        }
+    }
+
+    /// <summary>The most probable class of <paramref name="output"/> (probabilities or logits; the first on ties).</summary>
+    /// <param name="output">O values.</param>
+    /// <returns>The index of the largest value.</returns>
+    public static int Greedy(ReadOnlySpan<float> output)
+    {
+        if (output.IsEmpty)
+        {
+            throw new ArgumentException("Expected at least one value, actual 0.", nameof(output));
+        }
+
+        int best = 0;
+        for (int k = 1; k < output.Length; k++)
+        {
+            if (output[k] > output[best])
+            {
+                best = k;
+            }
+        }
+
+        return best;
+    }
+
+    /// <summary>
+    /// Draws a class from softmax(v / τ) given the logits v, with the caller's random source: τ → 0 approaches greedy,
+    /// τ = 1 samples the model's distribution, τ &gt; 1 flattens it. Nothing is allocated.
+    /// </summary>
+    /// <param name="logits">vₜ, O finite values (use <see cref="StepOutput.Logits"/>).</param>
+    /// <param name="temperature">τ, finite and &gt; 0.</param>
+    /// <param name="random">The caller's random source.</param>
+    /// <returns>The sampled class.</returns>
+    public static int Sample(ReadOnlySpan<float> logits, float temperature, Random random)
+    {
+        ArgumentNullException.ThrowIfNull(random);
+        Guard.Positive(temperature, nameof(temperature));
+        if (logits.IsEmpty)
+        {
+            throw new ArgumentException("Expected at least one logit, actual 0.", nameof(logits));
+        }
+
+        Guard.Finite(logits, nameof(logits));
+        float max = logits[0];
+        foreach (float v in logits)
+        {
+            max = MathF.Max(max, v);
+        }
+
+        double sum = 0;
+        foreach (float v in logits)
+        {
+            sum += Math.Exp((v - max) / temperature);
+        }
+
+        double u = random.NextDouble() * sum;
+        for (int k = 0; k < logits.Length; k++)
+        {
+            u -= Math.Exp((logits[k] - max) / temperature);
+            if (u < 0)
+            {
+                return k;
+            }
+        }
+
+        return logits.Length - 1;
+    }
+
+    private void Advance(RnnState state, Span<float> output, StepOutput kind)
+    {
+        int h = Shape.HiddenSize, o = Shape.OutputSize;
+        Span<float> u = state.Scratch;
+        switch (Activation)
+        {
+            case Activation.Tanh: FastKernels.PackedTransposedProduct<ActivationEpilogue<TanhKind>>(_isa, _stepPacked, h, h, state.Hidden, u, default, u); break;
+            case Activation.Relu: FastKernels.PackedTransposedProduct<ActivationEpilogue<ReluKind>>(_isa, _stepPacked, h, h, state.Hidden, u, default, u); break;
+            default: FastKernels.PackedTransposedProduct<ActivationEpilogue<SigmoidKind>>(_isa, _stepPacked, h, h, state.Hidden, u, default, u); break;
+        }
+
+        u.CopyTo(state.Hidden);
+        FastKernels.Gemv(_isa, _why, o, h, state.Hidden, output);
+        FastKernels.AxpyUnchecked(_isa, 1f, _by, output);
+        if (kind == StepOutput.Probabilities)
+        {
+            Softmax(output);
+        }
+    }
+
+    /// <summary>(4) in place, stable: yₖ = e^(vₖ − max v) / Σ e^(v − max v).</summary>
+    private void Softmax(Span<float> v)
+    {
+        // The fused kernel writes yₖ − [k = 0]; add the 1 back to get yₖ.
+        FastKernels.SoftmaxCrossEntropyUnchecked(_isa, v, 0, v, writeError: true);
+        v[0] += 1f;
+    }
+
+    private void CheckState(RnnState state, Span<float> output, StepOutput kind)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        Guard.SameShape(Shape, state.Shape, nameof(state));
+        Guard.Length(Shape.OutputSize, output.Length, nameof(output), "outputSize");
+        CheckKind(kind);
+    }
+
+    private static void CheckKind(StepOutput kind)
+    {
+        if (!Enum.IsDefined(kind))
+        {
+            throw new ArgumentOutOfRangeException(nameof(kind), kind, "Expected Probabilities or Logits.");
+        }
+    }
+}
