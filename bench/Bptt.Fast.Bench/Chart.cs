@@ -37,7 +37,7 @@ public static class Chart
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(ticks);
         plot.Axes.Margins(bottom: 0);
         plot.YLabel("% of measured FMA peak");
-        plot.Title($"Training step, one thread — {Peak.Cpu} (peak {peak:F0} GFLOP/s)");
+        plot.Title($"Training step, one thread — {FmaPeak.Cpu} (peak {peak:F0} GFLOP/s)");
         for (int p = 0; p < paths.Length; p++)
         {
             plot.Legend.ManualItems.Add(new LegendItem { LabelText = paths[p], FillColor = palette[p % palette.Length] });

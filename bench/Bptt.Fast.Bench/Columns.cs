@@ -46,7 +46,7 @@ public sealed class WorkColumn(string name, Func<double, double, double, string>
         BenchmarkReport? report = summary[benchmarkCase];
         double? ns = report?.ResultStatistics?.Mean;
         IHasWork? work = Describe(benchmarkCase);
-        return ns is null || work is null ? "-" : format(work.Flops, ns.Value, Peak.GflopsPerSecond);
+        return ns is null || work is null ? "-" : format(work.Flops, ns.Value, FmaPeak.GflopsPerSecond);
     }
 
     public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style) => GetValue(summary, benchmarkCase);

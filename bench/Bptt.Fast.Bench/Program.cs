@@ -23,8 +23,8 @@ public static class Program
     {
         bool full = args.Contains("--full");
         string[] rest = args.Where(a => a != "--full").ToArray();
-        double peak = Peak.Measure();
-        Console.WriteLine($"CPU: {Peak.Cpu}; measured single-core fp32 FMA peak: {peak:F1} GFLOP/s; fast path: {KernelInfo.Description}");
+        double peak = FmaPeak.Measure();
+        Console.WriteLine($"CPU: {FmaPeak.Cpu}; measured single-core fp32 FMA peak: {peak:F1} GFLOP/s; fast path: {KernelInfo.Description}");
 
         IConfig config = Config(full);
         if (rest.Length > 0)

@@ -13,7 +13,7 @@ public static class Results
     {
         string dir = Path.Combine(RepositoryRoot(), "bench", "results");
         Directory.CreateDirectory(dir);
-        string slug = new string(Peak.Cpu.Select(c => char.IsLetterOrDigit(c) ? char.ToLowerInvariant(c) : '-').ToArray()).Trim('-');
+        string slug = new string(FmaPeak.Cpu.Select(c => char.IsLetterOrDigit(c) ? char.ToLowerInvariant(c) : '-').ToArray()).Trim('-');
         while (slug.Contains("--", StringComparison.Ordinal))
         {
             slug = slug.Replace("--", "-", StringComparison.Ordinal);
@@ -22,7 +22,7 @@ public static class Results
         var log = new AccumulationLogger();
         MarkdownExporter.GitHub.ExportToLog(summary, log);
         var md = new StringBuilder();
-        md.AppendLine(CultureInfo.InvariantCulture, $"# Bptt.Fast benchmark: {Peak.Cpu}");
+        md.AppendLine(CultureInfo.InvariantCulture, $"# Bptt.Fast benchmark: {FmaPeak.Cpu}");
         md.AppendLine();
         md.AppendLine(CultureInfo.InvariantCulture, $"Measured single-core fp32 FMA peak: **{peak:F1} GFLOP/s**. Fast path default: {KernelInfo.Description}. Job: {(full ? "full" : "quick")}, one thread.");
         md.AppendLine("Training FLOPs are 3 × forward, forward = 2·T·B·(I·H + H·H + H·O). `vs reference` is the speed-up over the scalar reference path measured in the same run.");

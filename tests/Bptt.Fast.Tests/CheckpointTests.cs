@@ -41,16 +41,19 @@ public sealed class CheckpointTests : IDisposable
     {
         (RnnParameters theta, Adam adam) = Trained();
         string path = Path.Combine(_dir, "model.ckpt");
-        Checkpoint.Save(path, theta, Activation.Sigmoid, adam, randomState: 0xDEADBEEFCAFEUL);
+        float[] carried = [0.25f, -0.5f, 0.75f];
+        Checkpoint.Save(path, theta, Activation.Sigmoid, adam, randomState: 0xDEADBEEFCAFEUL, carriedState: carried);
 
         var loaded = new RnnParameters(Shape);
         var adam2 = new Adam(Shape, 0.01f);
-        CheckpointInfo info = Checkpoint.Load(path, loaded, adam2);
+        var carried2 = new float[3];
+        CheckpointInfo info = Checkpoint.Load(path, loaded, adam2, carried2);
+        Assert.Equal(carried, carried2);
         Assert.Equal(Bits(theta.Values), Bits(loaded.Values));
         Assert.Equal(Bits(adam.State[0].Values), Bits(adam2.State[0].Values));
         Assert.Equal(Bits(adam.State[1].Values), Bits(adam2.State[1].Values));
         Assert.Equal(3, adam2.StepCount);
-        Assert.Equal(new CheckpointInfo(Shape, Activation.Sigmoid, 3, 0xDEADBEEFCAFEUL, "Adam", 2), info);
+        Assert.Equal(new CheckpointInfo(Shape, Activation.Sigmoid, 3, 0xDEADBEEFCAFEUL, "Adam", 2, 3), info);
         Assert.Equal(info, Checkpoint.ReadInfo(path));
 
         // The restored optimizer continues exactly like the original.
@@ -74,7 +77,8 @@ public sealed class CheckpointTests : IDisposable
         int thetaOffset = 8 + 20 + 8 + 8 + 4 + 0 + 4 + 4;
         Assert.Equal((uint)Shape.ParameterCount, BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(thetaOffset - 4)));
         Assert.Equal(theta.Values[0], BinaryPrimitives.ReadSingleLittleEndian(b.AsSpan(thetaOffset)));
-        Assert.Equal(thetaOffset + (4 * Shape.ParameterCount) + 4, b.Length);
+        Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(thetaOffset + (4 * Shape.ParameterCount)))); // no carried state
+        Assert.Equal(thetaOffset + (4 * Shape.ParameterCount) + 4 + 4, b.Length);
         Assert.Equal(System.IO.Hashing.Crc32.HashToUInt32(b.AsSpan(0, b.Length - 4)), BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(b.Length - 4)));
     }
 
@@ -122,7 +126,7 @@ public sealed class CheckpointTests : IDisposable
 
         var changed = theta.Clone();
         changed.Values.Fill(1f);
-        Assert.Throws<IOException>(() => Checkpoint.Save(path, changed, Activation.Tanh, adam, 0, stream => new FailingStream(stream, failAfter: 100)));
+        Assert.Throws<IOException>(() => Checkpoint.Save(path, changed, Activation.Tanh, adam, 0, default, stream => new FailingStream(stream, failAfter: 100)));
         Assert.Equal(good, File.ReadAllBytes(path));
         Assert.Single(Directory.GetFiles(_dir)); // no temporary file left behind
         var loaded = new RnnParameters(Shape);

@@ -1,3 +1,4 @@
+using Bptt.Fast.Serving;
 using Bptt.Fast.Training;
 using Xunit;
 
@@ -39,7 +40,7 @@ public sealed class ReadmeExampleTests
             found++;
         }
 
-        Assert.Equal(2, found);
+        Assert.Equal(3, found);
     }
 
     private static (double First, double Last) TrainingExample()
@@ -65,6 +66,39 @@ public sealed class ReadmeExampleTests
         }
         // README example end
         return (first, last);
+    }
+
+    [Fact]
+    public void ServingExampleSamplesAndRoundTripsACheckpoint()
+    {
+        var shape = new RnnShape(InputSize: 4, HiddenSize: 24, OutputSize: 4);
+        var theta = new RnnParameters(shape);
+        theta.InitializeGlorot(seed: 3);
+        var optimizer = new Adam(shape);
+        var random = new Random(5);
+        string path = Path.Combine(Path.GetTempPath(), $"bptt-readme-{Environment.ProcessId}.ckpt");
+        var generated = new List<int>();
+        // README example begin
+        var model = new RnnModel(theta);                           // read-only copy of θ; share it between threads
+        RnnState state = model.CreateState();                       // one small state per caller or stream
+        var logits = new float[shape.OutputSize];
+        int token = 0;
+        for (int t = 0; t < 20; t++)
+        {
+            model.Step(token, state, logits, StepOutput.Logits);    // equations (1)–(3), no allocation
+            token = RnnModel.Sample(logits, temperature: 0.8f, random);
+            generated.Add(token);
+        }
+
+        Checkpoint.Save(path, theta, Activation.Tanh, optimizer);   // atomic: temp file, flush, rename
+        var restored = new RnnParameters(shape);
+        CheckpointInfo info = Checkpoint.Load(path, restored, optimizer);
+        // README example end
+        File.Delete(path);
+        Assert.Equal(20, generated.Count);
+        Assert.All(generated, g => Assert.InRange(g, 0, 3));
+        Assert.Equal(theta.Values.ToArray(), restored.Values.ToArray());
+        Assert.Equal(shape, info.Shape);
     }
 
     internal static string RepositoryRoot()

@@ -13,7 +13,8 @@ namespace Bptt.Fast.Serving;
 /// <param name="RandomState">The caller's random-generator state (0 when none was saved).</param>
 /// <param name="OptimizerName">The optimizer's type name, or empty when no optimizer state was saved.</param>
 /// <param name="StateBlocks">θ-shaped optimizer state blocks saved.</param>
-public sealed record CheckpointInfo(RnnShape Shape, Activation Activation, long StepCount, ulong RandomState, string OptimizerName, int StateBlocks);
+/// <param name="CarriedStateLength">Floats of carried stream state saved (e.g. a truncated-BPTT hidden state), 0 for none.</param>
+public sealed record CheckpointInfo(RnnShape Shape, Activation Activation, long StepCount, ulong RandomState, string OptimizerName, int StateBlocks, int CarriedStateLength = 0);
 
 /// <summary>
 /// Saves and loads θ, optionally with the optimizer state, the step count and a random-generator state.
@@ -38,10 +39,11 @@ public static class Checkpoint
     /// <param name="activation">f, recorded in the header.</param>
     /// <param name="optimizer">Optional: its state blocks and step count are saved too.</param>
     /// <param name="randomState">Optional: the caller's random-generator state.</param>
-    public static void Save(Stream stream, RnnParameters parameters, Activation activation, Optimizer? optimizer = null, ulong randomState = 0)
+    /// <param name="carriedState">Optional: stream state to carry, e.g. <see cref="TruncatedBpttTrainer.State"/>.</param>
+    public static void Save(Stream stream, RnnParameters parameters, Activation activation, Optimizer? optimizer = null, ulong randomState = 0, ReadOnlySpan<float> carriedState = default)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        byte[] bytes = Serialize(parameters, activation, optimizer, randomState);
+        byte[] bytes = Serialize(parameters, activation, optimizer, randomState, carriedState);
         stream.Write(bytes);
         stream.Flush();
     }
@@ -52,13 +54,14 @@ public static class Checkpoint
     /// <param name="activation">f.</param>
     /// <param name="optimizer">Optional optimizer state.</param>
     /// <param name="randomState">Optional random-generator state.</param>
-    public static void Save(string path, RnnParameters parameters, Activation activation, Optimizer? optimizer = null, ulong randomState = 0) =>
-        Save(path, parameters, activation, optimizer, randomState, wrap: null);
+    /// <param name="carriedState">Optional stream state to carry.</param>
+    public static void Save(string path, RnnParameters parameters, Activation activation, Optimizer? optimizer = null, ulong randomState = 0, ReadOnlySpan<float> carriedState = default) =>
+        Save(path, parameters, activation, optimizer, randomState, carriedState, wrap: null);
 
-    internal static void Save(string path, RnnParameters parameters, Activation activation, Optimizer? optimizer, ulong randomState, Func<Stream, Stream>? wrap)
+    internal static void Save(string path, RnnParameters parameters, Activation activation, Optimizer? optimizer, ulong randomState, ReadOnlySpan<float> carriedState, Func<Stream, Stream>? wrap)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        byte[] bytes = Serialize(parameters, activation, optimizer, randomState);
+        byte[] bytes = Serialize(parameters, activation, optimizer, randomState, carriedState);
         string full = Path.GetFullPath(path);
         string dir = Path.GetDirectoryName(full) ?? ".";
         string temp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Environment.TickCount64}.tmp");
@@ -85,24 +88,26 @@ public static class Checkpoint
     /// <param name="stream">A readable stream positioned at the checkpoint.</param>
     /// <param name="parameters">Receives θ; its shape must match the file's.</param>
     /// <param name="optimizer">Optional: receives the saved state and step count; its type must match.</param>
+    /// <param name="carriedState">Optional: receives the carried stream state; its length must match the saved one.</param>
     /// <returns>The header.</returns>
-    public static CheckpointInfo Load(Stream stream, RnnParameters parameters, Optimizer? optimizer = null)
+    public static CheckpointInfo Load(Stream stream, RnnParameters parameters, Optimizer? optimizer = null, Span<float> carriedState = default)
     {
         ArgumentNullException.ThrowIfNull(stream);
         using var buffer = new MemoryStream();
         stream.CopyTo(buffer);
-        return Deserialize(buffer.GetBuffer().AsSpan(0, (int)buffer.Length), parameters, optimizer);
+        return Deserialize(buffer.GetBuffer().AsSpan(0, (int)buffer.Length), parameters, optimizer, carriedState);
     }
 
     /// <summary>Reads a checkpoint file.</summary>
     /// <param name="path">The file.</param>
     /// <param name="parameters">Receives θ.</param>
     /// <param name="optimizer">Optional: receives the optimizer state.</param>
+    /// <param name="carriedState">Optional: receives the carried stream state.</param>
     /// <returns>The header.</returns>
-    public static CheckpointInfo Load(string path, RnnParameters parameters, Optimizer? optimizer = null)
+    public static CheckpointInfo Load(string path, RnnParameters parameters, Optimizer? optimizer = null, Span<float> carriedState = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        return Deserialize(File.ReadAllBytes(path), parameters, optimizer);
+        return Deserialize(File.ReadAllBytes(path), parameters, optimizer, carriedState);
     }
 
     /// <summary>Reads only the header of a checkpoint file (after checking the whole file), e.g. to size the parameters.</summary>
@@ -115,7 +120,7 @@ public static class Checkpoint
         return Parse(bytes, out _, out _);
     }
 
-    private static byte[] Serialize(RnnParameters parameters, Activation activation, Optimizer? optimizer, ulong randomState)
+    private static byte[] Serialize(RnnParameters parameters, Activation activation, Optimizer? optimizer, ulong randomState, ReadOnlySpan<float> carried)
     {
         ArgumentNullException.ThrowIfNull(parameters);
         if (!Enum.IsDefined(activation))
@@ -132,7 +137,9 @@ public static class Checkpoint
         int p = s.ParameterCount, blocks = optimizer?.State.Count ?? 0;
         byte[] name = Encoding.UTF8.GetBytes(optimizer?.GetType().Name ?? "");
         int headerLength = 8 + (4 * 5) + 8 + 8 + 4 + name.Length + 4 + 4;
-        var bytes = new byte[headerLength + (4L * p * (1 + blocks)) + 4 > Array.MaxLength ? throw new ArgumentException("The checkpoint would exceed 2 GiB.", nameof(parameters)) : headerLength + (4 * p * (1 + blocks)) + 4];
+        long total = headerLength + (4L * p * (1 + blocks)) + 4 + (4L * carried.Length) + 4;
+        var bytes = new byte[total > Array.MaxLength ? throw new ArgumentException("The checkpoint would exceed 2 GiB.", nameof(parameters)) : (int)total];
+        Guard.Finite(carried, "carriedState");
         var w = new Writer(bytes);
         w.Bytes(Magic);
         w.U32(Version);
@@ -152,14 +159,21 @@ public static class Checkpoint
             w.Floats(optimizer!.State[b].Values);
         }
 
+        w.U32((uint)carried.Length);
+        w.Floats(carried);
         w.U32(Crc32.HashToUInt32(bytes.AsSpan(0, w.Position)));
         return bytes;
     }
 
-    private static CheckpointInfo Deserialize(ReadOnlySpan<byte> bytes, RnnParameters parameters, Optimizer? optimizer)
+    private static CheckpointInfo Deserialize(ReadOnlySpan<byte> bytes, RnnParameters parameters, Optimizer? optimizer, Span<float> carried)
     {
         ArgumentNullException.ThrowIfNull(parameters);
         CheckpointInfo info = Parse(bytes, out int thetaOffset, out int p);
+        if (!carried.IsEmpty && carried.Length != info.CarriedStateLength)
+        {
+            throw new InvalidDataException($"The checkpoint carries {info.CarriedStateLength} floats of stream state; the target holds {carried.Length}.");
+        }
+
         if (info.Shape != parameters.Shape)
         {
             throw new InvalidDataException($"Checkpoint shape {info.Shape} does not match the target's shape {parameters.Shape}.");
@@ -196,6 +210,12 @@ public static class Checkpoint
             }
 
             optimizer.RestoreStepCount(info.StepCount);
+        }
+
+        if (!carried.IsEmpty)
+        {
+            int offset = thetaOffset + (4 * p * (1 + info.StateBlocks)) + 4;
+            System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes.Slice(offset, 4 * carried.Length)).CopyTo(carried);
         }
 
         return info;
@@ -256,13 +276,20 @@ public static class Checkpoint
         }
 
         thetaOffset = r.Position;
-        long expected = thetaOffset + (4L * p * (1 + blocks)) + 4;
+        long carriedAt = thetaOffset + (4L * p * (1 + blocks));
+        if (carriedAt + 8 > bytes.Length)
+        {
+            throw new InvalidDataException($"Checkpoint length {bytes.Length} bytes; the header promises at least {carriedAt + 8}.");
+        }
+
+        uint carried = BinaryPrimitives.ReadUInt32LittleEndian(bytes[(int)carriedAt..]);
+        long expected = carriedAt + 4 + (4L * carried) + 4;
         if (bytes.Length != expected)
         {
             throw new InvalidDataException($"Checkpoint length {bytes.Length} bytes; the header promises {expected}.");
         }
 
-        return new CheckpointInfo(shape, (Activation)activation, step, random, name, blocks);
+        return new CheckpointInfo(shape, (Activation)activation, step, random, name, blocks, (int)carried);
     }
 
     private ref struct Writer(Span<byte> bytes)

@@ -4,18 +4,23 @@ using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
 
-namespace Bptt.Fast.Bench;
+namespace Bptt.Fast;
 
 /// <summary>
-/// The machine's single-core fp32 FMA peak, measured once at start-up: 12 independent FMA chains (enough to cover
-/// latency × throughput on current cores), each FMA counting 2 flops per lane. AVX2+FMA on x64, AdvSimd on arm64.
+/// The machine's single-core fp32 FMA peak, measured: 12 independent FMA chains (enough to cover latency × throughput
+/// on current cores), each FMA counting 2 flops per lane, best of 5 timed runs. AVX2+FMA on x64, AdvSimd on arm64.
+/// The benchmarks and <c>bptt info</c> report their speed as a share of it.
 /// </summary>
-public static class Peak
+public static class FmaPeak
 {
+    /// <summary>The last measured peak in GFLOP/s, or NaN before <see cref="Measure"/>.</summary>
     public static double GflopsPerSecond { get; private set; } = double.NaN;
 
+    /// <summary>The CPU model name (from /proc/cpuinfo), or the architecture.</summary>
     public static string Cpu { get; } = ReadCpuModel();
 
+    /// <summary>Measures the peak (about a second) and returns it in GFLOP/s.</summary>
+    /// <returns>GFLOP/s.</returns>
     public static double Measure()
     {
         double best = 0;

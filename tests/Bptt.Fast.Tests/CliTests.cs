@@ -1,0 +1,126 @@
+using Bptt.Fast.Cli;
+using Xunit;
+
+namespace Bptt.Fast.Tests;
+
+/// <summary>The bptt commands run in-process with tiny settings.</summary>
+public sealed class CliTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("bptt-cli-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static (int Code, string Out, string Err) Run(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        int code = Commands.Run(args, output, error, interactive: false);
+        return (code, output.ToString(), error.ToString());
+    }
+
+    private string P(string name) => Path.Combine(_dir, name);
+
+    [Fact]
+    public void TrainOnTheGrammarForFiftyStepsThenSample()
+    {
+        (int code, string output, string error) = Run("train", "--steps", "50", "--hidden", "16", "--checkpoint", P("m.ckpt"));
+        Assert.True(code == 0, error);
+        Assert.Contains("held-out loss", output, StringComparison.Ordinal);
+        Assert.Contains("grammar optimum", output, StringComparison.Ordinal);
+        Assert.Contains("top prediction legal", output, StringComparison.Ordinal);
+        Assert.True(File.Exists(P("m.ckpt")));
+        Assert.True(new FileInfo(P("m.ckpt.loss.png")).Length > 1000);
+        Assert.Equal(50, File.ReadAllLines(P("m.ckpt.loss.csv")).Length);
+
+        (code, output, error) = Run("sample", "--checkpoint", P("m.ckpt"), "--length", "40", "--temperature", "0.8", "--seed", "3", "--prime", "BT");
+        Assert.True(code == 0, error);
+        string text = output.Trim();
+        Assert.Equal(42, text.Length);
+        Assert.StartsWith("BT", text, StringComparison.Ordinal);
+        Assert.All(text, c => Assert.Contains(c, ReberGrammar.Symbols));
+        Assert.Equal(text, Run("sample", "--checkpoint", P("m.ckpt"), "--length", "40", "--temperature", "0.8", "--seed", "3", "--prime", "BT").Out.Trim());
+    }
+
+    [Fact]
+    public void TrainOnAUtf8TextFile()
+    {
+        File.WriteAllText(P("t.txt"), string.Concat(Enumerable.Repeat("the cat sat on the mat; ünïcödé ok. ", 20)));
+        (int code, string output, string error) = Run("train", "--text", P("t.txt"), "--steps", "30", "--hidden", "12", "--chunk", "8", "--optimizer", "adagrad", "--lr", "0.1", "--checkpoint", P("t.ckpt"));
+        Assert.True(code == 0, error);
+        Assert.Contains("final smoothed training loss", output, StringComparison.Ordinal);
+        Assert.Equal(" .;acdehkmnostéïöü", File.ReadAllText(P("t.ckpt.vocab"))); // distinct characters in ordinal order
+    }
+
+    [Fact]
+    public void ResumeReproducesTheUninterruptedLossCurveExactly()
+    {
+        string[] common = ["train", "--steps", "60", "--hidden", "12", "--chunk", "10", "--seed", "5"];
+        Assert.Equal(0, Run([.. common, "--checkpoint", P("full.ckpt")]).Code);
+        Assert.Equal(0, Run(["train", "--steps", "25", "--hidden", "12", "--chunk", "10", "--seed", "5", "--checkpoint", P("part.ckpt")]).Code);
+        (int code, string output, string error) = Run([.. common, "--checkpoint", P("part.ckpt"), "--resume"]);
+        Assert.True(code == 0, error);
+        Assert.Contains("resumed", output, StringComparison.Ordinal);
+        Assert.Equal(File.ReadAllLines(P("full.ckpt.loss.csv")), File.ReadAllLines(P("part.ckpt.loss.csv")));
+        Assert.Equal(File.ReadAllBytes(P("full.ckpt")), File.ReadAllBytes(P("part.ckpt")));
+    }
+
+    [Fact]
+    public void CheckPassesAndInfoReportsThePath()
+    {
+        (int code, string output, _) = Run("check");
+        Assert.Equal(0, code);
+        Assert.Contains("PASS", output, StringComparison.Ordinal);
+        Assert.Contains(KernelInfo.Isa.ToString(), output, StringComparison.Ordinal);
+        (code, output, _) = Run("info");
+        Assert.Equal(0, code);
+        Assert.Contains("FMA peak", output, StringComparison.Ordinal);
+    }
+
+    public static TheoryData<string, int> BadInputs() => new()
+    {
+        { "missing file", 2 },
+        { "empty file", 2 },
+        { "binary file", 2 },
+        { "unknown option", 2 },
+        { "out-of-range number", 2 },
+        { "not a number", 2 },
+        { "unwritable checkpoint folder", 2 },
+        { "existing checkpoint", 2 },
+        { "sample without checkpoint", 2 },
+        { "corrupted checkpoint", 1 },
+        { "unknown command", 2 },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadInputs))]
+    public void BadInputGetsOneLineAndANonZeroExitCodeAndOverwritesNothing(string what, int expectedCode)
+    {
+        File.WriteAllText(P("empty.txt"), "");
+        File.WriteAllBytes(P("binary.txt"), [0x41, 0x00, 0x42, 0xFF]);
+        File.WriteAllText(P("existing.ckpt"), "precious");
+        File.WriteAllText(P("bad.ckpt"), "BPTTCKPT but not really a checkpoint at all, just text");
+        File.WriteAllText(P("bad.ckpt.vocab"), "BTPSXVE");
+        string[] args = what switch
+        {
+            "missing file" => ["train", "--text", P("nope.txt"), "--checkpoint", P("x.ckpt")],
+            "empty file" => ["train", "--text", P("empty.txt"), "--checkpoint", P("x.ckpt")],
+            "binary file" => ["train", "--text", P("binary.txt"), "--checkpoint", P("x.ckpt")],
+            "unknown option" => ["train", "--bogus", "1"],
+            "out-of-range number" => ["train", "--hidden", "0", "--checkpoint", P("x.ckpt")],
+            "not a number" => ["sample", "--checkpoint", P("bad.ckpt"), "--temperature", "warm"],
+            "unwritable checkpoint folder" => ["train", "--steps", "5", "--checkpoint", P("no/such/folder/x.ckpt")],
+            "existing checkpoint" => ["train", "--steps", "5", "--checkpoint", P("existing.ckpt")],
+            "sample without checkpoint" => ["sample", "--length", "5"],
+            "corrupted checkpoint" => ["sample", "--checkpoint", P("bad.ckpt")],
+            _ => ["fly"],
+        };
+        (int code, string output, string error) = Run(args);
+        Assert.Equal(expectedCode, code);
+        Assert.Single(error.Trim().Split('\n'));
+        Assert.StartsWith("bptt: ", error, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", error, StringComparison.Ordinal);
+        Assert.Equal("precious", File.ReadAllText(P("existing.ckpt")));
+        Assert.False(File.Exists(P("x.ckpt")));
+        Assert.Equal(string.Empty, output.Trim());
+    }
+}
