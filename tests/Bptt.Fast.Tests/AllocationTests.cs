@@ -51,12 +51,26 @@ internal static class AllocationProbe
             Thread.Sleep(250);
         }
 
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int k = 0; k < calls; k++)
+        // A per-call allocation shows in every window of calls; the runtime's own one-off work (tier-up, OSR, done later
+        // when the machine is busy) shows in one window at most. So: up to five windows, and one of them must be clean.
+        Span<long> windows = stackalloc long[5];
+        for (int attempt = 0; attempt < windows.Length; attempt++)
         {
-            step();
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int k = 0; k < calls; k++)
+            {
+                step();
+            }
+
+            windows[attempt] = GC.GetAllocatedBytesForCurrentThread() - before;
+            if (windows[attempt] == 0)
+            {
+                return;
+            }
+
+            Thread.Sleep(250);
         }
 
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Fail($"every window of {calls} calls allocated: {string.Join(", ", windows.ToArray())} bytes");
     }
 }
