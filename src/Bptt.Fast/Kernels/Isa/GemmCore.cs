@@ -121,7 +121,14 @@ internal static class GemmCore<TOps, TVec>
                         int mr = Math.Min(MR, mc - ii);
                         ref float aPanel = ref Unsafe.Add(ref par, (nint)ii * kc);
                         ref float cTile = ref Unsafe.Add(ref cr, ((nint)(i0 + ii) * ldc) + j0);
-                        MicroKernel(kc, ref aPanel, ref bPanel, ref cTile, ldc, mr, nc, betaBlock);
+                        if (mr <= 4)
+                        {
+                            MicroKernel4(kc, ref aPanel, ref bPanel, ref cTile, ldc, mr, nc, betaBlock); // a short last panel: no wasted rows
+                        }
+                        else
+                        {
+                            MicroKernel(kc, ref aPanel, ref bPanel, ref cTile, ldc, mr, nc, betaBlock);
+                        }
                     }
                 }
             }
@@ -250,6 +257,60 @@ internal static class GemmCore<TOps, TVec>
         TOps.Store(c41, ref Unsafe.Add(ref t, (4 * ld) + w));
         TOps.Store(c50, ref Unsafe.Add(ref t, 5 * ld));
         TOps.Store(c51, ref Unsafe.Add(ref t, (5 * ld) + w));
+        StoreEdge(ref t, ld, ref c, ldc, mr, nc, beta);
+    }
+
+    /// <summary>The 4×NR tile for a last panel of at most four rows (the panel is still packed MR wide; rows 4 and 5 are skipped).</summary>
+    private static void MicroKernel4(int kc, ref float a, ref float b, ref float c, int ldc, int mr, int nc, float beta)
+    {
+        int w = TOps.Count;
+        TVec c00 = TOps.Zero, c01 = TOps.Zero, c10 = TOps.Zero, c11 = TOps.Zero, c20 = TOps.Zero, c21 = TOps.Zero, c30 = TOps.Zero, c31 = TOps.Zero;
+        for (int p = 0; p < kc; p++)
+        {
+            TVec b0 = TOps.Load(ref b);
+            TVec b1 = TOps.Load(ref Unsafe.Add(ref b, w));
+            TVec av = TOps.Broadcast(a);
+            c00 = TOps.MultiplyAdd(av, b0, c00);
+            c01 = TOps.MultiplyAdd(av, b1, c01);
+            av = TOps.Broadcast(Unsafe.Add(ref a, 1));
+            c10 = TOps.MultiplyAdd(av, b0, c10);
+            c11 = TOps.MultiplyAdd(av, b1, c11);
+            av = TOps.Broadcast(Unsafe.Add(ref a, 2));
+            c20 = TOps.MultiplyAdd(av, b0, c20);
+            c21 = TOps.MultiplyAdd(av, b1, c21);
+            av = TOps.Broadcast(Unsafe.Add(ref a, 3));
+            c30 = TOps.MultiplyAdd(av, b0, c30);
+            c31 = TOps.MultiplyAdd(av, b1, c31);
+            a = ref Unsafe.Add(ref a, MR);
+            b = ref Unsafe.Add(ref b, 2 * w);
+        }
+
+        if (mr == 4 && nc == 2 * w)
+        {
+            StoreRow(c00, c01, ref c, beta, w);
+            StoreRow(c10, c11, ref Unsafe.Add(ref c, ldc), beta, w);
+            StoreRow(c20, c21, ref Unsafe.Add(ref c, 2 * (nint)ldc), beta, w);
+            StoreRow(c30, c31, ref Unsafe.Add(ref c, 3 * (nint)ldc), beta, w);
+            return;
+        }
+
+        Span<float> tile = stackalloc float[4 * 2 * 32];
+        ref float t = ref MemoryMarshal.GetReference(tile);
+        int ld = 2 * w;
+        TOps.Store(c00, ref t);
+        TOps.Store(c01, ref Unsafe.Add(ref t, w));
+        TOps.Store(c10, ref Unsafe.Add(ref t, ld));
+        TOps.Store(c11, ref Unsafe.Add(ref t, ld + w));
+        TOps.Store(c20, ref Unsafe.Add(ref t, 2 * ld));
+        TOps.Store(c21, ref Unsafe.Add(ref t, (2 * ld) + w));
+        TOps.Store(c30, ref Unsafe.Add(ref t, 3 * ld));
+        TOps.Store(c31, ref Unsafe.Add(ref t, (3 * ld) + w));
+        StoreEdge(ref t, ld, ref c, ldc, mr, nc, beta);
+    }
+
+    /// <summary>Copies the valid mr×nc part of a spilled tile into C, with β.</summary>
+    private static void StoreEdge(ref float t, int ld, ref float c, int ldc, int mr, int nc, float beta)
+    {
         for (int i = 0; i < mr; i++)
         {
             for (int j = 0; j < nc; j++)
