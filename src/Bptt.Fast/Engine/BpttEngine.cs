@@ -93,14 +93,7 @@ public sealed class BpttEngine
     /// <returns>The loss L; NaN or ±∞ only if the arithmetic overflowed.</returns>
     public float ComputeGradients(RnnParameters parameters, in SequenceBatch<float> batch, RnnParameters gradients, bool accumulate = false)
     {
-        ArgumentNullException.ThrowIfNull(parameters);
-        ArgumentNullException.ThrowIfNull(gradients);
-        Guard.SameShape(Shape, parameters.Shape, nameof(parameters));
-        Guard.SameShape(Shape, gradients.Shape, nameof(gradients));
-        if (ReferenceEquals(parameters, gradients))
-        {
-            throw new ArgumentException("The gradient block must be a different object from the parameters.", nameof(gradients));
-        }
+        Guard.ParameterAndGradientBlocks(Shape, parameters, gradients);
 
         return _reference is not null
             ? _reference.ComputeGradients(parameters.Values, in batch, gradients.Values, accumulate)

@@ -78,14 +78,7 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
     public float ComputeGradients(RnnParameters parameters, in SequenceBatch<float> batch, RnnParameters gradients, bool accumulate = false)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        ArgumentNullException.ThrowIfNull(parameters);
-        ArgumentNullException.ThrowIfNull(gradients);
-        Guard.SameShape(Shape, parameters.Shape, nameof(parameters));
-        Guard.SameShape(Shape, gradients.Shape, nameof(gradients));
-        if (ReferenceEquals(parameters, gradients))
-        {
-            throw new ArgumentException("The gradient block must be a different object from the parameters.", nameof(gradients));
-        }
+        Guard.ParameterAndGradientBlocks(Shape, parameters, gradients);
 
         BatchValidation.ValidateParameters<float>(parameters.Values, nameof(parameters), Shape);
         BatchValidation.Validate(in batch, Shape, MaxSteps, MaxBatch);

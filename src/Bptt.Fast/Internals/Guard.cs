@@ -16,6 +16,19 @@ internal static class Guard
         }
     }
 
+    /// <summary>θ and ∂L/∂θ: both given, both of <paramref name="shape"/>, and two different blocks.</summary>
+    public static void ParameterAndGradientBlocks(RnnShape shape, RnnParameters parameters, RnnParameters gradients)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        ArgumentNullException.ThrowIfNull(gradients);
+        SameShape(shape, parameters.Shape, nameof(parameters));
+        SameShape(shape, gradients.Shape, nameof(gradients));
+        if (ReferenceEquals(parameters, gradients))
+        {
+            throw new ArgumentException("The gradient block must be a different object from the parameters.", nameof(gradients));
+        }
+    }
+
     /// <summary>Throws unless actual = expected, described by a constant string.</summary>
     public static void Length(int expected, int actual, string paramName, string what)
     {

@@ -45,14 +45,7 @@ public abstract class Optimizer
     /// <returns>True when the update was applied; false when it was refused for a non-finite loss or gradient.</returns>
     public bool Step(RnnParameters parameters, RnnParameters gradients, float loss = 0f)
     {
-        ArgumentNullException.ThrowIfNull(parameters);
-        ArgumentNullException.ThrowIfNull(gradients);
-        Guard.SameShape(Shape, parameters.Shape, nameof(parameters));
-        Guard.SameShape(Shape, gradients.Shape, nameof(gradients));
-        if (ReferenceEquals(parameters, gradients))
-        {
-            throw new ArgumentException("The gradient block must be a different object from the parameters.", nameof(gradients));
-        }
+        Guard.ParameterAndGradientBlocks(Shape, parameters, gradients);
 
         if (!float.IsFinite(loss) || FastKernels.FirstNonFinite(gradients.Values) >= 0)
         {
