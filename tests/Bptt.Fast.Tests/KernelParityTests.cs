@@ -38,6 +38,36 @@ public sealed class KernelParityTests
 
     [Theory]
     [MemberData(nameof(KernelCases.Isas), MemberType = typeof(KernelCases))]
+    public void GerRankOneUpdate(KernelIsa isa)
+    {
+        var random = new SplitMix64(8);
+        foreach (int len in KernelCases.Lengths)
+        {
+            foreach ((int m, int n) in new[] { (len, 5), (3, len) })
+            {
+                var x = new Guarded(m, OffsetFor(m), ref random);
+                var y = new Guarded(n, OffsetFor(n + 1), ref random);
+                var a = new Guarded(m * n, OffsetFor(m + n), ref random);
+                double[] expected = a.ToDouble(), magnitude = expected.Select(Math.Abs).ToArray();
+                ReferenceKernels.Ger(-1.5, x.ToDouble(), y.ToDouble(), expected);
+                double[] xd = x.ToDouble(), yd = y.ToDouble();
+                for (int i = 0; i < m; i++)
+                {
+                    for (int j = 0; j < n; j++)
+                    {
+                        magnitude[(i * n) + j] += Math.Abs(1.5 * xd[i] * yd[j]);
+                    }
+                }
+
+                FastKernels.Ger(isa, -1.5f, x.Span, y.Span, a.Span);
+                KernelCases.AssertClose(a.Span, expected, magnitude, 2, $"{isa} Ger {m}x{n}");
+                a.AssertGuardsIntact($"{isa} Ger {m}x{n}");
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(KernelCases.Isas), MemberType = typeof(KernelCases))]
     public void GemvAndGemvTransposed(KernelIsa isa)
     {
         var random = new SplitMix64(2);
@@ -82,6 +112,15 @@ public sealed class KernelParityTests
         {
             int m = dims[random.NextInt32(dims.Length)], n = dims[random.NextInt32(dims.Length)], k = dims[random.NextInt32(dims.Length)];
             CheckGemm(isa, random.NextInt32(2) == 1, random.NextInt32(2) == 1, m, n, k, random.NextInt32(3) == 0 ? 1f : 0f, ref random);
+        }
+
+        // Every length of each dimension in turn (the other two small), all four transpose combinations.
+        foreach (int len in KernelCases.Lengths)
+        {
+            bool ta = (len & 1) == 1, tb = (len & 2) == 2;
+            CheckGemm(isa, ta, tb, len, 5, 3, 0f, ref random);
+            CheckGemm(isa, tb, ta, 4, len, 3, 1f, ref random);
+            CheckGemm(isa, ta, !tb, 3, 7, len, 0f, ref random);
         }
 
         // Past the cache blocks: k > KC = 256, m > MC = 144, and long thin shapes.
