@@ -35,15 +35,13 @@ public class DataParallel : IHasWork, IDisposable
     public void Setup()
     {
         Workload w = Workload;
-        var shape = new RnnShape(w.I, w.H, w.O);
+        RnnShape shape = w.Shape;
         _theta = new RnnParameters(shape);
         _theta.InitializeGlorot(1);
         _grad = new RnnParameters(shape);
         _engine = new ParallelBpttEngine(shape, w.T, w.B, Activation.Tanh, Workers);
         _optimizer = new GradientDescent(shape, 1e-6f);
-        var random = new Random(1);
-        _inputs = Enumerable.Range(0, w.T * w.B * w.I).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
-        _targets = Enumerable.Range(0, w.T * w.B).Select(_ => random.Next(w.O)).ToArray();
+        (_inputs, _, _targets) = w.Data();
         Paths.WarmUp(() => Step());
     }
 

@@ -32,7 +32,7 @@ public class TrainingStep : IHasWork
     public void Setup()
     {
         Workload w = Workload;
-        var shape = new RnnShape(w.I, w.H, w.O);
+        RnnShape shape = w.Shape;
         _theta = new RnnParameters(shape);
         _theta.InitializeGlorot(1);
         _grad = new RnnParameters(shape);
@@ -40,10 +40,7 @@ public class TrainingStep : IHasWork
             ? new BpttEngine(shape, w.T, w.B, Activation.Tanh, KernelPath.Reference)
             : new BpttEngine(shape, w.T, w.B, Activation.Tanh, KernelPath.Fast, Path.Isa);
         _optimizer = new GradientDescent(shape, 1e-6f);
-        var random = new Random(1);
-        _inputs = w.Tokens ? [] : Enumerable.Range(0, w.T * w.B * w.I).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
-        _tokens = w.Tokens ? Enumerable.Range(0, w.T * w.B).Select(_ => random.Next(w.I)).ToArray() : [];
-        _targets = Enumerable.Range(0, w.T * w.B).Select(_ => random.Next(w.O)).ToArray();
+        (_inputs, _tokens, _targets) = w.Data();
         Paths.WarmUp(() => Step());
     }
 

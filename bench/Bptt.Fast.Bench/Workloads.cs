@@ -16,6 +16,19 @@ public sealed record Workload(string Name, int T, int B, int I, int H, int O, bo
 
     public override string ToString() => Name;
 
+    /// <summary>The shape of the network this workload trains.</summary>
+    public RnnShape Shape => new(I, H, O);
+
+    /// <summary>Deterministic inputs (dense, or tokens for a token workload) and targets, time-major.</summary>
+    public (float[] Inputs, int[] Tokens, int[] Targets) Data()
+    {
+        var random = new Random(1);
+        float[] inputs = Tokens ? [] : Enumerable.Range(0, T * B * I).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
+        int[] tokens = Tokens ? Enumerable.Range(0, T * B).Select(_ => random.Next(I)).ToArray() : [];
+        int[] targets = Enumerable.Range(0, T * B).Select(_ => random.Next(O)).ToArray();
+        return (inputs, tokens, targets);
+    }
+
     /// <summary>Tables list the workloads in the order of <see cref="All"/>, small to large.</summary>
     public int CompareTo(Workload? other) => Index(this).CompareTo(other is null ? -1 : Index(other));
 
