@@ -6,13 +6,15 @@ namespace Bptt.Fast;
 /// <summary>
 /// Computes the loss and the BPTT gradient of an Elman network over a batch of sequences (DESIGN.md section 1).
 /// The engine owns every buffer, sized once from (maxSteps, maxBatch): after construction a call allocates nothing.
-/// One engine serves one thread at a time; use one engine per thread.
+/// One engine serves one thread at a time (use one engine per thread); a call that overlaps another call of the same
+/// engine throws <see cref="InvalidOperationException"/> instead of mixing their buffers.
 /// </summary>
 public sealed class BpttEngine
 {
     private readonly ReferenceBptt<float>? _reference;
     private readonly FastBptt? _fast;
     private readonly KernelIsa _fastIsa;
+    private SingleCaller _gate;
 
     /// <summary>Creates an engine and its workspace.</summary>
     /// <param name="shape">The network sizes.</param>
@@ -20,22 +22,19 @@ public sealed class BpttEngine
     /// <param name="maxBatch">The largest B a call may use (at least 1).</param>
     /// <param name="activation">The recurrent non-linearity f of equation (2).</param>
     /// <param name="path">The fast path (default) or the scalar reference path.</param>
-    public BpttEngine(RnnShape shape, int maxSteps, int maxBatch = 1, Activation activation = Activation.Tanh, KernelPath path = KernelPath.Fast)
-        : this(shape, maxSteps, maxBatch, activation, path, KernelInfo.Isa)
+    /// <param name="maxWorkspaceBytes">The most memory the workspace may take (default <see cref="DefaultMaxWorkspaceBytes"/>).</param>
+    /// <exception cref="ArgumentOutOfRangeException">A size below 1, a shape above <see cref="RnnShape.MaxParameterCount"/>
+    /// parameters, maxSteps above 2^20, maxBatch above 2^16, an undefined enum value, or a workspace above
+    /// <paramref name="maxWorkspaceBytes"/> (or a buffer above <see cref="Array.MaxLength"/> elements).</exception>
+    public BpttEngine(RnnShape shape, int maxSteps, int maxBatch = 1, Activation activation = Activation.Tanh, KernelPath path = KernelPath.Fast, long maxWorkspaceBytes = DefaultMaxWorkspaceBytes)
+        : this(shape, maxSteps, maxBatch, activation, path, KernelInfo.Isa, maxWorkspaceBytes)
     {
     }
 
     /// <summary>An engine whose fast path runs the kernels of <paramref name="isa"/> (tests and benchmarks compare ISAs in one process).</summary>
-    internal BpttEngine(RnnShape shape, int maxSteps, int maxBatch, Activation activation, KernelPath path, KernelIsa isa)
+    internal BpttEngine(RnnShape shape, int maxSteps, int maxBatch, Activation activation, KernelPath path, KernelIsa isa, long maxWorkspaceBytes = DefaultMaxWorkspaceBytes)
     {
-        shape.Validate(nameof(shape));
-        Guard.InRange(maxSteps, 1, 1 << 20, nameof(maxSteps));
-        Guard.InRange(maxBatch, 1, 1 << 16, nameof(maxBatch));
-        if (!Enum.IsDefined(activation))
-        {
-            throw new ArgumentOutOfRangeException(nameof(activation), activation, "Expected Tanh, Relu or Sigmoid.");
-        }
-
+        EngineLimits.Check(shape, maxSteps, maxBatch, activation, maxWorkspaceBytes);
         if (!Enum.IsDefined(path))
         {
             throw new ArgumentOutOfRangeException(nameof(path), path, "Expected Fast or Reference.");
@@ -48,6 +47,7 @@ public sealed class BpttEngine
         Path = path;
         if (path == KernelPath.Reference)
         {
+            EngineLimits.CheckWorkspace(ReferenceBptt<float>.WorkspaceBytes(shape, maxSteps, maxBatch), maxWorkspaceBytes, maxSteps, maxBatch);
             _reference = new ReferenceBptt<float>(shape, maxSteps, maxBatch, activation);
         }
         else
@@ -57,10 +57,17 @@ public sealed class BpttEngine
                 throw new ArgumentOutOfRangeException(nameof(isa), isa, $"This machine does not support {isa}; best supported: {KernelInfo.BestSupported}.");
             }
 
+            EngineLimits.CheckWorkspace(FastBptt.Plan(shape, maxSteps, maxBatch, isa).Bytes, maxWorkspaceBytes, maxSteps, maxBatch);
             _fast = new FastBptt(shape, maxSteps, maxBatch, activation, isa);
             _fastIsa = isa;
         }
     }
+
+    /// <summary>
+    /// The default workspace budget of an engine, 4 GiB: a constructor whose buffers for (maxSteps, maxBatch) would need
+    /// more throws instead of reserving it. Pass a larger maxWorkspaceBytes to allow more.
+    /// </summary>
+    public const long DefaultMaxWorkspaceBytes = 4L << 30;
 
     /// <summary>The network sizes.</summary>
     public RnnShape Shape { get; }
@@ -83,7 +90,7 @@ public sealed class BpttEngine
     /// <summary>
     /// Runs the forward and backward pass and returns L = Σ_b Σₜ Lₜ (equations 1–16). Writes ∂L/∂θ into
     /// <paramref name="gradients"/>: it overwrites it, or adds to it when <paramref name="accumulate"/> is true.
-    /// Also writes the optional outputs of <paramref name="batch"/> (final state, ∂L/∂h₀, ∂L/∂x).
+    /// Also writes the optional outputs of <paramref name="batch"/> (final state, ∂L/∂h₀, ∂L/∂x, every hₜ).
     /// Every argument is checked before anything is written; a call that throws changes nothing.
     /// </summary>
     /// <param name="parameters">θ; must match <see cref="Shape"/> and be finite.</param>
@@ -91,25 +98,49 @@ public sealed class BpttEngine
     /// <param name="gradients">Receives ∂L/∂θ; a different block of the same shape.</param>
     /// <param name="accumulate">Add to <paramref name="gradients"/> instead of overwriting it.</param>
     /// <returns>The loss L; NaN or ±∞ only if the arithmetic overflowed.</returns>
+    /// <exception cref="ArgumentNullException">A block is null.</exception>
+    /// <exception cref="ArgumentException">A shape or length mismatch, non-finite θ or dense input, or a writable span
+    /// (∂L/∂θ, FinalState, InitialStateGradient, InputGradient, HiddenStates) that overlaps any other argument.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">T or B out of [1, max], a length out of [1, T], or a token or target id out of range.</exception>
+    /// <exception cref="InvalidOperationException">Another thread is inside a call of this engine.</exception>
     public float ComputeGradients(RnnParameters parameters, in SequenceBatch<float> batch, RnnParameters gradients, bool accumulate = false)
     {
         Guard.ParameterAndGradientBlocks(Shape, parameters, gradients);
-
-        return _reference is not null
-            ? _reference.ComputeGradients(parameters.Values, in batch, gradients.Values, accumulate)
-            : _fast!.ComputeGradients(parameters.Values, in batch, gradients.Values, accumulate);
+        _gate.Enter(this);
+        try
+        {
+            return _reference is not null
+                ? _reference.ComputeGradients(parameters.Values, in batch, gradients.Values, accumulate)
+                : _fast!.ComputeGradients(parameters.Values, in batch, gradients.Values, accumulate);
+        }
+        finally
+        {
+            _gate.Exit();
+        }
     }
 
-    /// <summary>Runs the forward pass only and returns L. Writes the batch's final state when given.</summary>
+    /// <summary>Runs the forward pass only and returns L. Writes the batch's final state and hidden states when given.</summary>
     /// <param name="parameters">θ; must match <see cref="Shape"/> and be finite.</param>
     /// <param name="batch">The sequences.</param>
     /// <returns>The loss L.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="parameters"/> is null.</exception>
+    /// <exception cref="ArgumentException">As for <see cref="ComputeGradients"/>.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">As for <see cref="ComputeGradients"/>.</exception>
+    /// <exception cref="InvalidOperationException">Another thread is inside a call of this engine.</exception>
     public float Evaluate(RnnParameters parameters, in SequenceBatch<float> batch)
     {
         ArgumentNullException.ThrowIfNull(parameters);
         Guard.SameShape(Shape, parameters.Shape, nameof(parameters));
-        return _reference is not null
-            ? _reference.Evaluate(parameters.Values, in batch)
-            : _fast!.Evaluate(parameters.Values, in batch);
+        _gate.Enter(this);
+        try
+        {
+            return _reference is not null
+                ? _reference.Evaluate(parameters.Values, in batch)
+                : _fast!.Evaluate(parameters.Values, in batch);
+        }
+        finally
+        {
+            _gate.Exit();
+        }
     }
 }

@@ -37,32 +37,48 @@ internal sealed class FastBptt
         MaxBatch = maxBatch;
         Activation = activation;
         _isa = isa;
-        int i = shape.InputSize, h = shape.HiddenSize, o = shape.OutputSize;
-        long rows = (long)maxSteps * maxBatch;
-        long largest = (rows + maxBatch) * Math.Max(Math.Max(h, o), i);
-        if (largest > Array.MaxLength)
-        {
-            throw new ArgumentOutOfRangeException(nameof(maxSteps), maxSteps, $"maxSteps × maxBatch × max(I, H, O) must fit one array; actual {largest} floats.");
-        }
-
-        int r = (int)rows;
-        _hs = new float[(r + maxBatch) * h];
-        _e = new float[r * o];
-        _delta = new float[r * h];
-        _whhT = new float[h * h];
-        bool batched = maxBatch >= BatchedRecurrenceMinBatch;
-        _stepForward = new float[h * h];
-        _stepBackward = new float[h * h];
-        _wxhT = new float[i * h];
-        _dWxhT = new float[i * h];
-        _xMasked = new float[r * i];
+        WorkspacePlan plan = Plan(shape, maxSteps, maxBatch, isa);
+        _hs = new float[plan.States];
+        _e = new float[plan.Errors];
+        _delta = new float[plan.Deltas];
+        _whhT = new float[plan.SquareH];
+        _stepForward = new float[plan.SquareH];
+        _stepBackward = new float[plan.SquareH];
+        _wxhT = new float[plan.InputByHidden];
+        _dWxhT = new float[plan.InputByHidden];
+        _xMasked = new float[plan.MaskedInputs];
         _packA = new AlignedBuffer(Gemm.PackALength);
-        int packB = Math.Max(Math.Max(Gemm.PackedBLength(isa, i, h), Gemm.PackedBLength(isa, h, o)), Gemm.PackedBLength(isa, o, h));
-        packB = Math.Max(packB, Math.Max(Gemm.PackedBLength(isa, r, h), Gemm.PackedBLength(isa, r, i)));
-        packB = Math.Max(packB, Gemm.PackedBLength(isa, h, i));
-        _packB = new AlignedBuffer(packB);
-        _packedWhh = new AlignedBuffer(batched ? Gemm.PackedBLength(isa, h, h) : 0);
-        _packedWhhT = new AlignedBuffer(batched ? Gemm.PackedBLength(isa, h, h) : 0);
+        _packB = new AlignedBuffer(plan.PackB);
+        _packedWhh = new AlignedBuffer(plan.PackedWhh);
+        _packedWhhT = new AlignedBuffer(plan.PackedWhh);
+    }
+
+    /// <summary>The floats of every buffer of an engine, each computed in 64 bits and proven to fit one array.</summary>
+    internal readonly record struct WorkspacePlan(int States, int Errors, int Deltas, int SquareH, int InputByHidden, int MaskedInputs, int PackB, int PackedWhh)
+    {
+        /// <summary>The whole workspace in bytes.</summary>
+        public long Bytes => 4L * (States + (long)Errors + Deltas + (3L * SquareH) + (2L * InputByHidden) + MaskedInputs + Gemm.PackALength + PackB + (2L * PackedWhh));
+    }
+
+    /// <summary>
+    /// Sizes the workspace for (maxSteps, maxBatch) with every product in 64 bits. Throws <see cref="ArgumentOutOfRangeException"/>
+    /// (naming maxSteps) when a buffer would not fit one array. The caller compares <see cref="WorkspacePlan.Bytes"/> with its limit.
+    /// </summary>
+    internal static WorkspacePlan Plan(RnnShape shape, int maxSteps, int maxBatch, KernelIsa isa)
+    {
+        int i = shape.InputSize, h = shape.HiddenSize, o = shape.OutputSize;
+        long rows = Sizes.Product(maxSteps, maxBatch);
+        const string P = "maxSteps";
+        bool batched = maxBatch >= BatchedRecurrenceMinBatch;
+        return new WorkspacePlan(
+            States: Sizes.ArrayLength(Sizes.Product(Sizes.Sum(rows, maxBatch), h), P, "state buffer [(T+1)·B, H]"),
+            Errors: Sizes.ArrayLength(Sizes.Product(rows, o), P, "output buffer [T·B, O]"),
+            Deltas: Sizes.ArrayLength(Sizes.Product(rows, h), P, "δ buffer [T·B, H]"),
+            SquareH: Sizes.ArrayLength(Sizes.Product(h, h), P, "W_hh copy [H, H]"),
+            InputByHidden: Sizes.ArrayLength(Sizes.Product(i, h), P, "W_xhᵀ copy [I, H]"),
+            MaskedInputs: Sizes.ArrayLength(Sizes.Product(rows, i), P, "masked input buffer [T·B, I]"),
+            PackB: Sizes.ArrayLength(Gemm.PackBBlockLength(isa, Math.Max(Math.Max(h, o), i)), P, "B packing block"),
+            PackedWhh: Sizes.ArrayLength(batched ? Gemm.PackedBLength(isa, h, h) : 0, P, "packed W_hh"));
     }
 
     public RnnShape Shape { get; }
@@ -77,6 +93,7 @@ internal sealed class FastBptt
     {
         BatchValidation.ValidateParameters(theta, "parameters", Shape);
         BatchValidation.Validate(in batch, Shape, MaxSteps, MaxBatch);
+        BatchValidation.CheckAliasing(in batch, theta, default);
         return Forward(theta, in batch, writeErrors: false);
     }
 
@@ -84,7 +101,13 @@ internal sealed class FastBptt
     {
         BatchValidation.ValidateParameters(theta, "parameters", Shape);
         BatchValidation.Validate(in batch, Shape, MaxSteps, MaxBatch);
-        Guard.NoOverlap<float, float>(gradients, nameof(gradients), batch.Inputs, "batch.Inputs");
+        BatchValidation.CheckAliasing(in batch, theta, gradients);
+        return ComputeGradientsValidated(theta, in batch, gradients, accumulate);
+    }
+
+    /// <summary>The same, for a caller that has already validated every argument (the data-parallel engine's workers).</summary>
+    internal float ComputeGradientsValidated(ReadOnlySpan<float> theta, in SequenceBatch<float> batch, Span<float> gradients, bool accumulate)
+    {
         float loss = Forward(theta, in batch, writeErrors: true);
         Backward(theta, in batch, gradients, accumulate);
         return loss;

@@ -5,19 +5,21 @@ using Bptt.Fast.Kernels;
 namespace Bptt.Fast;
 
 /// <summary>
-/// Data-parallel BPTT on several cores: the B sequences of a batch are split into contiguous groups, one
-/// <see cref="BpttEngine"/> per worker computes each group's loss and gradient, and the gradients are summed. The result
-/// equals <see cref="BpttEngine"/>'s within float rounding (only the order of the batch sum changes). The calling thread
-/// is worker 0; the others are dedicated background threads started once. A steady-state call allocates nothing.
-/// Dispose it to stop the threads. One call at a time.
+/// Data-parallel BPTT on several cores: the B sequences of a batch are split into contiguous groups, one fast BPTT
+/// workspace per worker computes each group's loss and gradient, and the gradients are summed. The result equals
+/// <see cref="BpttEngine"/>'s within float rounding (only the order of the batch sum changes). The calling thread is
+/// worker 0; the others are background threads started once. A steady-state call allocates nothing.
+/// <para>Contract: every argument is validated once, on the calling thread, before any worker starts; the workers write
+/// only their private buffers, and the caller's outputs (∂L/∂θ and the batch's outputs) are written by the calling
+/// thread after every worker has succeeded, so a call that throws changes nothing. One call at a time: a call that
+/// overlaps another throws <see cref="InvalidOperationException"/>. Dispose the engine to stop its threads; an engine that
+/// is dropped without <see cref="Dispose"/> stops them from its finalizer (the threads never keep the engine alive).</para>
 /// </summary>
 public sealed unsafe class ParallelBpttEngine : IDisposable
 {
     private readonly Worker[] _workers;
-    private readonly CountdownEvent _done;
-    private BatchPointers _batch;
-    private RnnParameters? _parameters;
-    private int _active;
+    private readonly Coordinator _job;
+    private SingleCaller _gate;
     private bool _disposed;
 
     /// <summary>Creates the engine and starts its worker threads.</summary>
@@ -26,28 +28,46 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
     /// <param name="maxBatch">The largest B a call may use (at least 1).</param>
     /// <param name="activation">f of equation (2).</param>
     /// <param name="workers">Worker count (0: one per core); never more than <paramref name="maxBatch"/>.</param>
-    public ParallelBpttEngine(RnnShape shape, int maxSteps, int maxBatch, Activation activation = Activation.Tanh, int workers = 0)
+    /// <param name="maxWorkspaceBytes">The most memory all workers' workspaces may take together.</param>
+    /// <exception cref="ArgumentOutOfRangeException">As for <see cref="BpttEngine(RnnShape, int, int, Activation, KernelPath, long)"/>, or
+    /// a worker count outside [0, 1024].</exception>
+    public ParallelBpttEngine(RnnShape shape, int maxSteps, int maxBatch, Activation activation = Activation.Tanh, int workers = 0, long maxWorkspaceBytes = BpttEngine.DefaultMaxWorkspaceBytes)
     {
-        shape.Validate(nameof(shape));
-        Guard.InRange(maxSteps, 1, 1 << 20, nameof(maxSteps));
-        Guard.InRange(maxBatch, 1, 1 << 16, nameof(maxBatch));
+        EngineLimits.Check(shape, maxSteps, maxBatch, activation, maxWorkspaceBytes);
         Guard.InRange(workers, 0, 1024, nameof(workers));
         int count = Math.Min(workers == 0 ? Environment.ProcessorCount : workers, maxBatch);
         int perWorker = (maxBatch + count - 1) / count;
+        KernelIsa isa = KernelInfo.Isa;
+        long rows = Sizes.Product(maxSteps, perWorker);
+        long gatherFloats = Sizes.Sum(Sizes.Product(rows, Sizes.Sum(2L * shape.InputSize, shape.HiddenSize)), Sizes.Product(3L * perWorker, shape.HiddenSize));
+        long perWorkerBytes = Sizes.Sum(FastBptt.Plan(shape, maxSteps, perWorker, isa).Bytes, Sizes.Sum(Sizes.Product(gatherFloats, 4), Sizes.Product(rows, 8)));
+        perWorkerBytes = Sizes.Sum(perWorkerBytes, 4L * shape.ParameterCount);
+        EngineLimits.CheckWorkspace(Sizes.Product(perWorkerBytes, count), maxWorkspaceBytes, maxSteps, maxBatch);
         Shape = shape;
         MaxSteps = maxSteps;
         MaxBatch = maxBatch;
         Activation = activation;
-        _done = new CountdownEvent(1);
+        _job = new Coordinator();
         _workers = new Worker[count];
         for (int w = 0; w < count; w++)
         {
-            _workers[w] = new Worker(this, w, new BpttEngine(shape, maxSteps, perWorker, activation), perWorker);
+            _workers[w] = new Worker(_job, w, new FastBptt(shape, maxSteps, perWorker, activation, isa), perWorker);
         }
 
         for (int w = 1; w < count; w++)
         {
             _workers[w].Start();
+        }
+    }
+
+    /// <summary>Stops the worker threads of an engine that was not disposed.</summary>
+    ~ParallelBpttEngine()
+    {
+        // A constructor that threw part-way leaves some workers unset.
+        Worker?[]? workers = _workers;
+        for (int w = 1; workers is not null && w < workers.Length; w++)
+        {
+            workers[w]?.RequestStop();
         }
     }
 
@@ -75,55 +95,27 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
     /// <param name="gradients">Receives ∂L/∂θ.</param>
     /// <param name="accumulate">Add to <paramref name="gradients"/> instead of overwriting it.</param>
     /// <returns>The loss L.</returns>
+    /// <exception cref="ArgumentNullException">A block is null.</exception>
+    /// <exception cref="ArgumentException">As for <see cref="BpttEngine.ComputeGradients"/>.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">As for <see cref="BpttEngine.ComputeGradients"/>.</exception>
+    /// <exception cref="InvalidOperationException">Another thread is inside a call of this engine.</exception>
+    /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
     public float ComputeGradients(RnnParameters parameters, in SequenceBatch<float> batch, RnnParameters gradients, bool accumulate = false)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         Guard.ParameterAndGradientBlocks(Shape, parameters, gradients);
-
         BatchValidation.ValidateParameters<float>(parameters.Values, nameof(parameters), Shape);
         BatchValidation.Validate(in batch, Shape, MaxSteps, MaxBatch);
-        fixed (float* inputs = batch.Inputs, h0 = batch.InitialState, final = batch.FinalState, dh0 = batch.InitialStateGradient, dx = batch.InputGradient, states = batch.HiddenStates)
-        fixed (int* tokens = batch.Tokens, targets = batch.Targets, lengths = batch.Lengths)
+        BatchValidation.CheckAliasing<float>(in batch, parameters.Values, gradients.Values);
+        _gate.Enter(this);
+        try
         {
-            _batch = new BatchPointers(batch.Steps, batch.BatchSize, batch.IsTokenInput, inputs, tokens, targets, lengths, h0, final, dh0, dx, states);
-            _parameters = parameters;
-            int active = Math.Min(_workers.Length, batch.BatchSize);
-            _active = active;
-            _done.Reset(active);
-            for (int w = 1; w < active; w++)
-            {
-                _workers[w].Signal();
-            }
-
-            _workers[0].Run();
-            _done.Wait();
-            _parameters = null;
+            return Run(parameters, in batch, gradients, accumulate);
         }
-
-        for (int w = 0; w < _active; w++)
+        finally
         {
-            if (_workers[w].Error is { } error)
-            {
-                ExceptionDispatchInfo.Throw(error);
-            }
+            _gate.Exit();
         }
-
-        double loss = 0;
-        for (int w = 0; w < _active; w++)
-        {
-            loss += _workers[w].Loss;
-            ReadOnlySpan<float> g = _workers[w].Gradients.Values;
-            if (w == 0 && !accumulate)
-            {
-                g.CopyTo(gradients.Values);
-            }
-            else
-            {
-                FastKernels.Axpy(1f, g, gradients.Values);
-            }
-        }
-
-        return (float)loss;
     }
 
     /// <summary>Stops the worker threads.</summary>
@@ -140,7 +132,56 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
             _workers[w].Stop();
         }
 
-        _done.Dispose();
+        _job.Done.Dispose();
+        GC.SuppressFinalize(this);
+    }
+
+    private float Run(RnnParameters parameters, in SequenceBatch<float> batch, RnnParameters gradients, bool accumulate)
+    {
+        int active = Math.Min(_workers.Length, batch.BatchSize);
+        fixed (float* inputs = batch.Inputs, h0 = batch.InitialState, final = batch.FinalState, dh0 = batch.InitialStateGradient, dx = batch.InputGradient, states = batch.HiddenStates)
+        fixed (int* tokens = batch.Tokens, targets = batch.Targets, lengths = batch.Lengths)
+        {
+            _job.Batch = new BatchPointers(batch.Steps, batch.BatchSize, batch.IsTokenInput, inputs, tokens, targets, lengths, h0, final, dh0, dx, states);
+            _job.Parameters = parameters;
+            _job.Active = active;
+            _job.Done.Reset(active);
+            for (int w = 1; w < active; w++)
+            {
+                _workers[w].Signal();
+            }
+
+            _workers[0].Run();
+            _job.Done.Wait();
+            _job.Parameters = null;
+
+            for (int w = 0; w < active; w++)
+            {
+                if (_workers[w].Error is { } error)
+                {
+                    ExceptionDispatchInfo.Throw(error);
+                }
+            }
+
+            // Every worker succeeded: only now do the caller's outputs change.
+            double loss = 0;
+            for (int w = 0; w < active; w++)
+            {
+                loss += _workers[w].Loss;
+                _workers[w].Scatter();
+                ReadOnlySpan<float> g = _workers[w].Gradients;
+                if (w == 0 && !accumulate)
+                {
+                    g.CopyTo(gradients.Values);
+                }
+                else
+                {
+                    FastKernels.AxpyUnchecked(KernelInfo.Isa, 1f, g, gradients.Values);
+                }
+            }
+
+            return (float)loss;
+        }
     }
 
     /// <summary>The caller's batch as raw pointers, valid while the calling thread waits inside <c>fixed</c>.</summary>
@@ -152,26 +193,38 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
         public readonly int* TokenIds = tokenIds, Targets = targets, Lengths = lengths;
     }
 
+    /// <summary>What the workers share for one call. The worker threads reference this, never the engine itself.</summary>
+    private sealed class Coordinator
+    {
+        public CountdownEvent Done { get; } = new(1);
+
+        public BatchPointers Batch { get; set; }
+
+        public RnnParameters? Parameters { get; set; }
+
+        public int Active { get; set; }
+    }
+
     private sealed class Worker
     {
-        private readonly ParallelBpttEngine _owner;
-        private readonly int _index, _capacity;
-        private readonly BpttEngine _engine;
+        private readonly Coordinator _job;
+        private readonly int _index;
+        private readonly FastBptt _engine;
         private readonly SemaphoreSlim _start = new(0);
-        private readonly float[] _inputs, _h0, _final, _dh0, _dx, _states;
+        private readonly float[] _gradients, _inputs, _h0, _final, _dh0, _dx, _states;
         private readonly int[] _tokens, _targets, _lengths;
         private Thread? _thread;
         private volatile bool _stop;
+        private int _first, _count;
 
-        public Worker(ParallelBpttEngine owner, int index, BpttEngine engine, int capacity)
+        public Worker(Coordinator job, int index, FastBptt engine, int capacity)
         {
-            _owner = owner;
+            _job = job;
             _index = index;
             _engine = engine;
-            _capacity = capacity;
             RnnShape s = engine.Shape;
-            int rows = engine.MaxSteps * capacity;
-            Gradients = new RnnParameters(s);
+            int rows = engine.MaxSteps * capacity; // ≤ the engine's own [T·B] buffers, which its plan proved to fit
+            _gradients = new float[s.ParameterCount];
             _inputs = new float[rows * s.InputSize];
             _dx = new float[rows * s.InputSize];
             _states = new float[rows * s.HiddenSize];
@@ -183,7 +236,7 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
             _lengths = new int[capacity];
         }
 
-        public RnnParameters Gradients { get; }
+        public ReadOnlySpan<float> Gradients => _gradients;
 
         public double Loss { get; private set; }
 
@@ -197,12 +250,73 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
 
         public void Signal() => _start.Release();
 
-        public void Stop()
+        /// <summary>Asks the thread to end without waiting (safe from a finalizer).</summary>
+        public void RequestStop()
         {
             _stop = true;
             _start.Release();
+        }
+
+        public void Stop()
+        {
+            RequestStop();
             _thread?.Join();
             _start.Dispose();
+        }
+
+        public void Run()
+        {
+            try
+            {
+                Error = null;
+                Compute();
+            }
+            catch (Exception e)
+            {
+                Error = e;
+            }
+            finally
+            {
+                _job.Done.Signal();
+            }
+        }
+
+        /// <summary>Copies this worker's part of the batch outputs into the caller's spans (calling thread, after success).</summary>
+        public void Scatter()
+        {
+            BatchPointers p = _job.Batch;
+            int ni = _engine.Shape.InputSize, nh = _engine.Shape.HiddenSize, first = _first, count = _count;
+            if (p.Final != null)
+            {
+                _final.AsSpan(0, count * nh).CopyTo(new Span<float>(p.Final + ((long)first * nh), count * nh));
+            }
+
+            if (p.Dh0 != null)
+            {
+                _dh0.AsSpan(0, count * nh).CopyTo(new Span<float>(p.Dh0 + ((long)first * nh), count * nh));
+            }
+
+            if (p.Dx == null && p.States == null)
+            {
+                return;
+            }
+
+            for (int t = 0; t < p.Steps; t++)
+            {
+                for (int b = 0; b < count; b++)
+                {
+                    long src = ((long)t * count) + b, dst = ((long)t * p.Size) + first + b;
+                    if (p.Dx != null)
+                    {
+                        _dx.AsSpan((int)(src * ni), ni).CopyTo(new Span<float>(p.Dx + (dst * ni), ni));
+                    }
+
+                    if (p.States != null)
+                    {
+                        _states.AsSpan((int)(src * nh), nh).CopyTo(new Span<float>(p.States + (dst * nh), nh));
+                    }
+                }
+            }
         }
 
         private void Loop()
@@ -219,36 +333,22 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
             }
         }
 
-        /// <summary>Gathers this worker's sequences, runs the engine, scatters the outputs back.</summary>
-        public void Run()
-        {
-            try
-            {
-                Error = null;
-                Compute();
-            }
-            catch (Exception e)
-            {
-                Error = e;
-            }
-            finally
-            {
-                _owner._done.Signal();
-            }
-        }
-
+        /// <summary>Gathers this worker's sequences and runs the validated fast BPTT into private buffers only.</summary>
         private void Compute()
         {
-            BatchPointers p = _owner._batch;
+            BatchPointers p = _job.Batch;
             RnnShape s = _engine.Shape;
-            int ni = s.InputSize, nh = s.HiddenSize, active = _owner._active;
+            int ni = s.InputSize, nh = s.HiddenSize, active = _job.Active;
             int first = (int)((long)p.Size * _index / active), count = (int)((long)p.Size * (_index + 1) / active) - first;
+            _first = first;
+            _count = count;
             int rows = p.Steps * count;
             for (int t = 0; t < p.Steps; t++)
             {
                 for (int b = 0; b < count; b++)
                 {
-                    int src = (t * p.Size) + first + b, dst = (t * count) + b;
+                    long src = ((long)t * p.Size) + first + b;
+                    int dst = (t * count) + b;
                     _targets[dst] = p.Targets[src];
                     if (p.Tokens)
                     {
@@ -256,7 +356,7 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
                     }
                     else
                     {
-                        new ReadOnlySpan<float>(p.Inputs + ((long)src * ni), ni).CopyTo(_inputs.AsSpan(dst * ni, ni));
+                        new ReadOnlySpan<float>(p.Inputs + (src * ni), ni).CopyTo(_inputs.AsSpan(dst * ni, ni));
                     }
                 }
             }
@@ -285,34 +385,7 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
                 InputGradient = p.Dx == null ? default : _dx.AsSpan(0, rows * ni),
                 HiddenStates = p.States == null ? default : _states.AsSpan(0, rows * nh),
             };
-            Loss = _engine.ComputeGradients(_owner._parameters!, batch, Gradients);
-
-            if (p.Final != null)
-            {
-                _final.AsSpan(0, count * nh).CopyTo(new Span<float>(p.Final + ((long)first * nh), count * nh));
-            }
-
-            if (p.Dh0 != null)
-            {
-                _dh0.AsSpan(0, count * nh).CopyTo(new Span<float>(p.Dh0 + ((long)first * nh), count * nh));
-            }
-
-            for (int t = 0; t < p.Steps; t++)
-            {
-                for (int b = 0; b < count; b++)
-                {
-                    int src = (t * count) + b, dst = (t * p.Size) + first + b;
-                    if (p.Dx != null)
-                    {
-                        _dx.AsSpan(src * ni, ni).CopyTo(new Span<float>(p.Dx + ((long)dst * ni), ni));
-                    }
-
-                    if (p.States != null)
-                    {
-                        _states.AsSpan(src * nh, nh).CopyTo(new Span<float>(p.States + ((long)dst * nh), nh));
-                    }
-                }
-            }
+            Loss = _engine.ComputeGradientsValidated(_job.Parameters!.Values, batch, _gradients, accumulate: false);
         }
     }
 }

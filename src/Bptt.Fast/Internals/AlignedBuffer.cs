@@ -12,10 +12,10 @@ internal sealed class AlignedBuffer
     private readonly float[] _array;
     private readonly int _offset;
 
-    public AlignedBuffer(int length)
+    public AlignedBuffer(long length)
     {
-        Length = length;
-        _array = GC.AllocateArray<float>(length + (Alignment / sizeof(float)), pinned: true);
+        Length = Sizes.ArrayLength(length, nameof(length), "aligned buffer");
+        _array = GC.AllocateArray<float>(Sizes.ArrayLength(length + (Alignment / sizeof(float)), nameof(length), "aligned buffer"), pinned: true);
         unsafe
         {
             nint address = (nint)Unsafe.AsPointer(ref _array[0]);

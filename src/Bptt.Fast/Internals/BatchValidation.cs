@@ -52,25 +52,28 @@ internal static class BatchValidation
         Guard.OptionalLength(size * h, batch.FinalState.Length, "batch.FinalState", $"batch × hiddenSize = {size}×{h}");
         Guard.OptionalLength(size * h, batch.InitialStateGradient.Length, "batch.InitialStateGradient", $"batch × hiddenSize = {size}×{h}");
         Guard.OptionalLength(rows * h, batch.HiddenStates.Length, "batch.HiddenStates", $"steps × batch × hiddenSize = {steps}×{size}×{h}");
+    }
 
-        // Outputs must not alias any input or each other.
-        ReadOnlySpan<T> inputs = batch.Inputs, h0 = batch.InitialState;
-        ReadOnlySpan<T> final = batch.FinalState, dh0 = batch.InitialStateGradient, dx = batch.InputGradient;
-        Guard.NoOverlap(final, "batch.FinalState", inputs, "batch.Inputs");
-        Guard.NoOverlap(final, "batch.FinalState", h0, "batch.InitialState");
-        Guard.NoOverlap(dh0, "batch.InitialStateGradient", inputs, "batch.Inputs");
-        Guard.NoOverlap(dh0, "batch.InitialStateGradient", h0, "batch.InitialState");
-        Guard.NoOverlap(dh0, "batch.InitialStateGradient", final, "batch.FinalState");
-        Guard.NoOverlap(dx, "batch.InputGradient", inputs, "batch.Inputs");
-        Guard.NoOverlap(dx, "batch.InputGradient", h0, "batch.InitialState");
-        Guard.NoOverlap(dx, "batch.InputGradient", final, "batch.FinalState");
-        Guard.NoOverlap(dx, "batch.InputGradient", dh0, "batch.InitialStateGradient");
-        ReadOnlySpan<T> hs = batch.HiddenStates;
-        Guard.NoOverlap(hs, "batch.HiddenStates", inputs, "batch.Inputs");
-        Guard.NoOverlap(hs, "batch.HiddenStates", h0, "batch.InitialState");
-        Guard.NoOverlap(hs, "batch.HiddenStates", final, "batch.FinalState");
-        Guard.NoOverlap(hs, "batch.HiddenStates", dh0, "batch.InitialStateGradient");
-        Guard.NoOverlap(hs, "batch.HiddenStates", dx, "batch.InputGradient");
+    /// <summary>
+    /// The aliasing rule (<see cref="Aliasing"/>) for every engine entry point: θ, the gradient block and every span of
+    /// the batch, with ∂L/∂θ and the batch's outputs writable. Throws <see cref="ArgumentException"/> naming the writable span.
+    /// </summary>
+    public static void CheckAliasing<T>(in SequenceBatch<T> batch, ReadOnlySpan<T> parameters, ReadOnlySpan<T> gradients)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var set = default(AliasSet);
+        set.Read(parameters, "parameters");
+        set.Read(batch.Inputs, "batch.Inputs");
+        set.Read(batch.Tokens, "batch.Tokens");
+        set.Read(batch.Targets, "batch.Targets");
+        set.Read(batch.Lengths, "batch.Lengths");
+        set.Read(batch.InitialState, "batch.InitialState");
+        set.Write(gradients, "gradients");
+        set.Write<T>(batch.FinalState, "batch.FinalState");
+        set.Write<T>(batch.InitialStateGradient, "batch.InitialStateGradient");
+        set.Write<T>(batch.InputGradient, "batch.InputGradient");
+        set.Write<T>(batch.HiddenStates, "batch.HiddenStates");
+        set.Check();
     }
 
     /// <summary>θ (and the gradient block, when given) must match the shape, be distinct, and θ must be finite.</summary>

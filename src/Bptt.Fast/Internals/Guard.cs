@@ -30,7 +30,7 @@ internal static class Guard
     }
 
     /// <summary>Throws unless actual = expected, described by a constant string.</summary>
-    public static void Length(int expected, int actual, string paramName, string what)
+    public static void Length(long expected, long actual, string paramName, string what)
     {
         if (expected != actual)
         {
@@ -39,7 +39,7 @@ internal static class Guard
     }
 
     /// <summary>Throws unless actual = expected. The description is formatted only on failure, so a passing check allocates nothing.</summary>
-    public static void Length(int expected, int actual, string paramName, [InterpolatedStringHandlerArgument(nameof(expected), nameof(actual))] ref LengthMessage what)
+    public static void Length(long expected, long actual, string paramName, [InterpolatedStringHandlerArgument(nameof(expected), nameof(actual))] ref LengthMessage what)
     {
         if (expected != actual)
         {
@@ -48,7 +48,7 @@ internal static class Guard
     }
 
     /// <summary>Throws unless actual is 0 (omitted) or expected.</summary>
-    public static void OptionalLength(int expected, int actual, string paramName, [InterpolatedStringHandlerArgument(nameof(expected), nameof(actual))] ref OptionalLengthMessage what)
+    public static void OptionalLength(long expected, long actual, string paramName, [InterpolatedStringHandlerArgument(nameof(expected), nameof(actual))] ref OptionalLengthMessage what)
     {
         if (actual != 0 && expected != actual)
         {
@@ -117,25 +117,6 @@ internal static class Guard
 
         return -1;
     }
-
-    public static void NoOverlap<TA, TB>(ReadOnlySpan<TA> a, string aName, ReadOnlySpan<TB> b, string bName)
-    {
-        if (a.IsEmpty || b.IsEmpty)
-        {
-            return;
-        }
-
-        ref byte aStart = ref Unsafe.As<TA, byte>(ref Unsafe.AsRef(in a[0]));
-        ref byte bStart = ref Unsafe.As<TB, byte>(ref Unsafe.AsRef(in b[0]));
-        nint aBytes = (nint)a.Length * Unsafe.SizeOf<TA>();
-        nint bBytes = (nint)b.Length * Unsafe.SizeOf<TB>();
-        nint offset = Unsafe.ByteOffset(ref aStart, ref bStart);
-        bool overlaps = offset >= 0 ? offset < aBytes : -offset < bBytes;
-        if (overlaps)
-        {
-            throw new ArgumentException($"'{aName}' and '{bName}' overlap in memory; an output must not share memory with another input or output.", aName);
-        }
-    }
 }
 
 /// <summary>An interpolated description that is formatted only when a length check fails.</summary>
@@ -144,7 +125,7 @@ internal ref struct LengthMessage
 {
     private DefaultInterpolatedStringHandler _inner;
 
-    public LengthMessage(int literalLength, int formattedCount, int expected, int actual, out bool shouldAppend)
+    public LengthMessage(int literalLength, int formattedCount, long expected, long actual, out bool shouldAppend)
     {
         shouldAppend = expected != actual;
         _inner = shouldAppend ? new DefaultInterpolatedStringHandler(literalLength, formattedCount) : default;
@@ -163,7 +144,7 @@ internal ref struct OptionalLengthMessage
 {
     private DefaultInterpolatedStringHandler _inner;
 
-    public OptionalLengthMessage(int literalLength, int formattedCount, int expected, int actual, out bool shouldAppend)
+    public OptionalLengthMessage(int literalLength, int formattedCount, long expected, long actual, out bool shouldAppend)
     {
         shouldAppend = actual != 0 && expected != actual;
         _inner = shouldAppend ? new DefaultInterpolatedStringHandler(literalLength, formattedCount) : default;

@@ -19,7 +19,7 @@ public static partial class FastKernels
     internal static void Activate(KernelIsa isa, Activation activation, ReadOnlySpan<float> u, Span<float> h)
     {
         Guard.Length(u.Length, h.Length, nameof(h), "u.Length");
-        CheckSameOrDisjoint(u, h, nameof(u));
+        Aliasing.DisjointOrSame<float, float>(h, nameof(h), u, nameof(u));
         switch (activation)
         {
             case Activation.Tanh: Map<ActivationEpilogue<TanhKind>>(isa, u, default, h); break;
@@ -41,8 +41,8 @@ public static partial class FastKernels
     {
         Guard.Length(g.Length, h.Length, nameof(h), "g.Length");
         Guard.Length(g.Length, delta.Length, nameof(delta), "g.Length");
-        CheckSameOrDisjoint(g, delta, nameof(g));
-        Guard.NoOverlap<float, float>(delta, nameof(delta), h, nameof(h));
+        Aliasing.DisjointOrSame<float, float>(delta, nameof(delta), g, nameof(g));
+        Aliasing.Disjoint<float, float>(delta, nameof(delta), h, nameof(h));
         switch (activation)
         {
             case Activation.Tanh: Map<DerivativeEpilogue<TanhKind>>(isa, g, h, delta); break;
@@ -71,7 +71,7 @@ public static partial class FastKernels
 
         Guard.InRange(target, 0, logits.Length - 1, nameof(target));
         Guard.Length(logits.Length, error.Length, nameof(error), "logits.Length");
-        CheckSameOrDisjoint(logits, error, nameof(logits));
+        Aliasing.DisjointOrSame<float, float>(error, nameof(error), logits, nameof(logits));
         return SoftmaxCrossEntropyUnchecked(isa, logits, target, error, writeError: true);
     }
 

@@ -14,7 +14,8 @@ public static partial class FastKernels
     /// C = op(A)·op(B) + βC, C m×n (row stride ldc), op(A) m×k, op(B) k×n, all row-major. op(A) is A (m×k, stride lda)
     /// or, when <paramref name="transposeA"/>, Aᵀ for A k×m; likewise op(B). Packed panels, a register-blocked FMA
     /// micro-kernel and L1/L2 blocking (BLIS structure). When β = 0, C is only written, never read.
-    /// The packing buffers are per thread and grow on first use; after that a call allocates nothing.
+    /// The packing buffers are per thread, allocated on first use and grown at most to MC×KC + KC×NC floats (about 4 MiB);
+    /// after that a call allocates nothing.
     /// </summary>
     /// <param name="transposeA">Use Aᵀ.</param>
     /// <param name="transposeB">Use Bᵀ.</param>
@@ -39,9 +40,10 @@ public static partial class FastKernels
             return;
         }
 
-        int packBLength = Kernels.Gemm.PackedBLength(isa, k, n);
+        // Per-thread packing buffers, bounded: A needs MC×KC floats and B one KC×NC block at most (4 MiB), whatever m, n, k.
+        int packBLength = (int)Kernels.Gemm.PackBBlockLength(isa, n);
         AlignedBuffer packA = t_packA ??= new AlignedBuffer(Kernels.Gemm.PackALength);
-        AlignedBuffer packB = t_packB is { } existing && existing.Length >= packBLength ? existing : (t_packB = new AlignedBuffer(Math.Max(packBLength, 1024)));
+        AlignedBuffer packB = t_packB is { } existing && existing.Length >= packBLength ? existing : (t_packB = new AlignedBuffer(packBLength));
         Kernels.Gemm.Run(isa, transposeA, transposeB, m, n, k, a, lda, b, ldb, beta, c, ldc, packA.Span, packB.Span);
     }
 
@@ -60,8 +62,8 @@ public static partial class FastKernels
         CheckOperand(transposeA ? k : m, transposeA ? m : k, a, lda, nameof(a), nameof(lda));
         CheckOperand(transposeB ? n : k, transposeB ? k : n, b, ldb, nameof(b), nameof(ldb));
         CheckOperand(m, n, c, ldc, nameof(c), nameof(ldc));
-        Guard.NoOverlap(c, nameof(c), a, nameof(a));
-        Guard.NoOverlap(c, nameof(c), b, nameof(b));
+        Aliasing.Disjoint(c, nameof(c), a, nameof(a));
+        Aliasing.Disjoint(c, nameof(c), b, nameof(b));
     }
 
     /// <summary>A stored rows×cols with row stride ld needs ld ≥ cols and (rows − 1)·ld + cols floats.</summary>

@@ -16,7 +16,7 @@ public static partial class FastKernels
     internal static void Axpy(KernelIsa isa, float alpha, ReadOnlySpan<float> x, Span<float> y)
     {
         Guard.Length(x.Length, y.Length, nameof(y), "x.Length");
-        Guard.NoOverlap<float, float>(y, nameof(y), x, nameof(x));
+        Aliasing.Disjoint<float, float>(y, nameof(y), x, nameof(x));
         AxpyUnchecked(isa, alpha, x, y);
     }
 
@@ -30,9 +30,9 @@ public static partial class FastKernels
     internal static void Ger(KernelIsa isa, float alpha, ReadOnlySpan<float> x, ReadOnlySpan<float> y, Span<float> a)
     {
         int m = x.Length, n = y.Length;
-        Guard.Length(m * n, a.Length, nameof(a), $"x.Length × y.Length = {m}×{n}");
-        Guard.NoOverlap<float, float>(a, nameof(a), x, nameof(x));
-        Guard.NoOverlap<float, float>(a, nameof(a), y, nameof(y));
+        Guard.Length((long)m * n, a.Length, nameof(a), $"x.Length × y.Length = {m}×{n}");
+        Aliasing.Disjoint<float, float>(a, nameof(a), x, nameof(x));
+        Aliasing.Disjoint<float, float>(a, nameof(a), y, nameof(y));
         for (int i = 0; i < m; i++)
         {
             AxpyUnchecked(isa, alpha * x[i], y, a.Slice(i * n, n));
@@ -51,7 +51,7 @@ public static partial class FastKernels
     {
         CheckMatrix(a, rows, cols, nameof(a));
         Guard.Length(cols, y.Length, nameof(y), "cols");
-        Guard.NoOverlap<float, float>(y, nameof(y), a, nameof(a));
+        Aliasing.Disjoint<float, float>(y, nameof(y), a, nameof(a));
         switch (isa)
         {
             case KernelIsa.Avx2: SimdKernels<Avx2Simd, Vector256<float>>.ColumnSums(a, rows, cols, y, accumulate); break;

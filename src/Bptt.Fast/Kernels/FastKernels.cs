@@ -27,8 +27,8 @@ public static partial class FastKernels
         CheckMatrix(a, m, n, nameof(a));
         Guard.Length(n, x.Length, nameof(x), "n");
         Guard.Length(m, y.Length, nameof(y), "m");
-        Guard.NoOverlap<float, float>(y, nameof(y), a, nameof(a));
-        Guard.NoOverlap<float, float>(y, nameof(y), x, nameof(x));
+        Aliasing.Disjoint<float, float>(y, nameof(y), a, nameof(a));
+        Aliasing.Disjoint<float, float>(y, nameof(y), x, nameof(x));
         switch (isa)
         {
             case KernelIsa.Avx2: SimdKernels<Avx2Simd, Vector256<float>>.Gemv(a, m, n, x, y); break;
@@ -51,8 +51,8 @@ public static partial class FastKernels
         CheckMatrix(a, m, n, nameof(a));
         Guard.Length(m, x.Length, nameof(x), "m");
         Guard.Length(n, y.Length, nameof(y), "n");
-        Guard.NoOverlap<float, float>(y, nameof(y), a, nameof(a));
-        Guard.NoOverlap<float, float>(y, nameof(y), x, nameof(x));
+        Aliasing.Disjoint<float, float>(y, nameof(y), a, nameof(a));
+        Aliasing.Disjoint<float, float>(y, nameof(y), x, nameof(x));
         TransposedProduct<IdentityEpilogue>(isa, a, m, n, x, default, default, y);
     }
 
@@ -74,9 +74,9 @@ public static partial class FastKernels
         CheckMatrix(whhTransposed, hidden, hidden, nameof(whhTransposed));
         Guard.Length(hidden, hPrevious.Length, nameof(hPrevious), "H = h.Length");
         Guard.Length(hidden, u.Length, nameof(u), "H = h.Length");
-        Guard.NoOverlap<float, float>(h, nameof(h), whhTransposed, nameof(whhTransposed));
-        Guard.NoOverlap<float, float>(h, nameof(h), hPrevious, nameof(hPrevious));
-        CheckSameOrDisjoint(u, h, nameof(u));
+        Aliasing.Disjoint<float, float>(h, nameof(h), whhTransposed, nameof(whhTransposed));
+        Aliasing.Disjoint<float, float>(h, nameof(h), hPrevious, nameof(hPrevious));
+        Aliasing.DisjointOrSame<float, float>(h, nameof(h), u, nameof(u));
         switch (activation)
         {
             case Activation.Tanh: TransposedProduct<ActivationEpilogue<TanhKind>>(isa, whhTransposed, hidden, hidden, hPrevious, u, default, h); break;
@@ -106,10 +106,10 @@ public static partial class FastKernels
         Guard.Length(hidden, deltaNext.Length, nameof(deltaNext), "H = delta.Length");
         Guard.Length(hidden, g.Length, nameof(g), "H = delta.Length");
         Guard.Length(hidden, h.Length, nameof(h), "H = delta.Length");
-        Guard.NoOverlap<float, float>(delta, nameof(delta), whh, nameof(whh));
-        Guard.NoOverlap<float, float>(delta, nameof(delta), deltaNext, nameof(deltaNext));
-        Guard.NoOverlap<float, float>(delta, nameof(delta), h, nameof(h));
-        CheckSameOrDisjoint(g, delta, nameof(g));
+        Aliasing.Disjoint<float, float>(delta, nameof(delta), whh, nameof(whh));
+        Aliasing.Disjoint<float, float>(delta, nameof(delta), deltaNext, nameof(deltaNext));
+        Aliasing.Disjoint<float, float>(delta, nameof(delta), h, nameof(h));
+        Aliasing.DisjointOrSame<float, float>(delta, nameof(delta), g, nameof(g));
         switch (activation)
         {
             case Activation.Tanh: TransposedProduct<DerivativeEpilogue<TanhKind>>(isa, whh, hidden, hidden, deltaNext, g, h, delta); break;
@@ -163,16 +163,6 @@ public static partial class FastKernels
             throw new ArgumentOutOfRangeException(m < 0 ? "m" : "n", m < 0 ? m : n, $"Expected dimensions >= 0, actual {m}×{n}.");
         }
 
-        Guard.Length(m * n, a.Length, name, $"{m}×{n}");
-    }
-
-    private static void CheckSameOrDisjoint(ReadOnlySpan<float> input, ReadOnlySpan<float> output, string inputName)
-    {
-        bool same = !input.IsEmpty && input.Length == output.Length && System.Runtime.CompilerServices.Unsafe.AreSame(
-            ref System.Runtime.InteropServices.MemoryMarshal.GetReference(input), ref System.Runtime.InteropServices.MemoryMarshal.GetReference(output));
-        if (!same)
-        {
-            Guard.NoOverlap(output, "output", input, inputName);
-        }
+        Guard.Length((long)m * n, a.Length, name, $"{m}×{n}");
     }
 }

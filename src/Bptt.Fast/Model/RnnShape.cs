@@ -14,19 +14,27 @@ public readonly record struct RnnShape(int InputSize, int HiddenSize, int Output
     public int WxhOffset => 0;
 
     /// <summary>Offset of W_hh (H×H, row-major) in θ.</summary>
-    public int WhhOffset => HiddenSize * InputSize;
+    public int WhhOffset => checked(HiddenSize * InputSize);
 
     /// <summary>Offset of b_h (H) in θ.</summary>
-    public int BhOffset => WhhOffset + (HiddenSize * HiddenSize);
+    public int BhOffset => checked(WhhOffset + (HiddenSize * HiddenSize));
 
     /// <summary>Offset of W_hy (O×H, row-major) in θ.</summary>
-    public int WhyOffset => BhOffset + HiddenSize;
+    public int WhyOffset => checked(BhOffset + HiddenSize);
 
     /// <summary>Offset of b_y (O) in θ.</summary>
-    public int ByOffset => WhyOffset + (OutputSize * HiddenSize);
+    public int ByOffset => checked(WhyOffset + (OutputSize * HiddenSize));
 
-    /// <summary>Total number of parameters: H·I + H·H + H + O·H + O.</summary>
-    public int ParameterCount => ByOffset + OutputSize;
+    /// <summary>Total number of parameters: H·I + H·H + H + O·H + O (offsets and count are computed checked: a shape that
+    /// <see cref="Validate"/> refuses may throw <see cref="OverflowException"/> here instead of wrapping).</summary>
+    public int ParameterCount => checked(ByOffset + OutputSize);
+
+    /// <summary>Prints the three sizes only (the offsets of an invalid shape are not defined).</summary>
+    private bool PrintMembers(System.Text.StringBuilder builder)
+    {
+        builder.Append($"InputSize = {InputSize}, HiddenSize = {HiddenSize}, OutputSize = {OutputSize}");
+        return true;
+    }
 
     /// <summary>The largest parameter count a shape may have (the block is one array).</summary>
     public const int MaxParameterCount = 1 << 30;
@@ -39,6 +47,13 @@ public readonly record struct RnnShape(int InputSize, int HiddenSize, int Output
         {
             throw new ArgumentOutOfRangeException(paramName, this,
                 $"Every size of the shape must be at least 1; actual InputSize={InputSize}, HiddenSize={HiddenSize}, OutputSize={OutputSize}.");
+        }
+
+        // Each size is at most 2^30 here, so every product below is at most 2^60 and their sum cannot wrap a long.
+        if (InputSize > MaxParameterCount || HiddenSize > MaxParameterCount || OutputSize > MaxParameterCount)
+        {
+            throw new ArgumentOutOfRangeException(paramName, this,
+                $"The shape needs more than {MaxParameterCount} parameters (the largest supported); actual InputSize={InputSize}, HiddenSize={HiddenSize}, OutputSize={OutputSize}.");
         }
 
         long h = HiddenSize;

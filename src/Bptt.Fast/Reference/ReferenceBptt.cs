@@ -29,20 +29,9 @@ public sealed class ReferenceBptt<T>
     /// <param name="activation">The recurrent non-linearity f.</param>
     public ReferenceBptt(RnnShape shape, int maxSteps, int maxBatch, Activation activation)
     {
-        shape.Validate(nameof(shape));
-        Guard.InRange(maxSteps, 1, 1 << 20, nameof(maxSteps));
-        Guard.InRange(maxBatch, 1, 1 << 16, nameof(maxBatch));
-        if (!Enum.IsDefined(activation))
-        {
-            throw new ArgumentOutOfRangeException(nameof(activation), activation, "Expected Tanh, Relu or Sigmoid.");
-        }
-
+        EngineLimits.Check(shape, maxSteps, maxBatch, activation, long.MaxValue);
         long rows = (long)maxSteps * maxBatch;
-        if (rows * Math.Max(shape.HiddenSize, shape.OutputSize) > Array.MaxLength)
-        {
-            throw new ArgumentOutOfRangeException(nameof(maxSteps), maxSteps, $"maxSteps × maxBatch × max(H, O) must fit one array; actual {rows} rows.");
-        }
-
+        Sizes.ArrayLength(Sizes.Product(rows, Math.Max(shape.HiddenSize, shape.OutputSize)), nameof(maxSteps), "reference state or output buffer");
         Shape = shape;
         MaxSteps = maxSteps;
         MaxBatch = maxBatch;
@@ -53,6 +42,18 @@ public sealed class ReferenceBptt<T>
         _loss = new T[rows];
         _scratch = new T[shape.HiddenSize];
         _zeros = new T[shape.HiddenSize];
+    }
+
+    /// <summary>The bytes of the buffers an engine for (maxSteps, maxBatch) allocates, in 64 bits.</summary>
+    /// <param name="shape">The network sizes.</param>
+    /// <param name="maxSteps">The largest T.</param>
+    /// <param name="maxBatch">The largest B.</param>
+    /// <returns>The workspace size in bytes (saturating at <see cref="long.MaxValue"/>).</returns>
+    public static long WorkspaceBytes(RnnShape shape, int maxSteps, int maxBatch)
+    {
+        long rows = Sizes.Product(maxSteps, maxBatch);
+        long elements = Sizes.Sum(Sizes.Product(rows, Sizes.Sum((2L * shape.HiddenSize) + 1, shape.OutputSize)), 2L * shape.HiddenSize);
+        return Sizes.Product(elements, System.Runtime.CompilerServices.Unsafe.SizeOf<T>());
     }
 
     /// <summary>The network sizes.</summary>
@@ -87,6 +88,7 @@ public sealed class ReferenceBptt<T>
     {
         BatchValidation.ValidateParameters(parameters, nameof(parameters), Shape);
         BatchValidation.Validate(in batch, Shape, MaxSteps, MaxBatch);
+        BatchValidation.CheckAliasing(in batch, parameters, default);
         return Forward(parameters, in batch, computeErrors: false);
     }
 
@@ -103,9 +105,8 @@ public sealed class ReferenceBptt<T>
     {
         BatchValidation.ValidateParameters(parameters, nameof(parameters), Shape);
         Guard.Length(Shape.ParameterCount, gradients.Length, nameof(gradients), $"parameter count of {Shape}");
-        Guard.NoOverlap<T, T>(gradients, nameof(gradients), parameters, nameof(parameters));
         BatchValidation.Validate(in batch, Shape, MaxSteps, MaxBatch);
-        Guard.NoOverlap<T, T>(gradients, nameof(gradients), batch.Inputs, "batch.Inputs");
+        BatchValidation.CheckAliasing(in batch, parameters, gradients);
 
         T loss = Forward(parameters, in batch, computeErrors: true);
         if (!accumulate)

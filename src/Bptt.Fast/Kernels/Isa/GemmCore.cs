@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using Bptt.Fast.Internals;
 
 namespace Bptt.Fast.Kernels.Isa;
 
@@ -18,17 +19,17 @@ internal static class GemmCore<TOps, TVec>
     /// <summary>Rows of the micro-tile.</summary>
     public const int MR = Gemm.MicroRows;
 
-    /// <summary>Depth of one packed block, sized so an MR×KC panel of A and a KC×NR panel of B sit in L1.</summary>
-    public const int KC = 256;
+    /// <summary>Depth of one packed block.</summary>
+    public const int KC = Gemm.KC;
 
-    /// <summary>Rows of A packed at a time (a multiple of MR), sized for L2: 144×256 floats = 144 KiB.</summary>
-    public const int MC = 144;
+    /// <summary>Rows of A packed at a time.</summary>
+    public const int MC = Gemm.MC;
 
     /// <summary>Columns of the micro-tile: two vectors.</summary>
     public static int NR => 2 * TOps.Count;
 
-    /// <summary>Floats that <see cref="PackB"/> writes for op(B) of k×n.</summary>
-    public static int PackedBLength(int k, int n) => k * RoundUp(n, NR);
+    /// <summary>Floats that <see cref="PackB"/> writes for op(B) of k×n, in 64 bits.</summary>
+    public static long PackedBLength(int k, int n) => Sizes.Product(k, Sizes.RoundUp(n, NR));
 
     /// <summary>
     /// Packs op(B), k×n, into [k-block][column panel][p][NR] with zero padding. op(B) = B (k×n, row stride ldb) or,
@@ -36,6 +37,8 @@ internal static class GemmCore<TOps, TVec>
     /// </summary>
     public static void PackB(bool transposeB, int k, int n, ReadOnlySpan<float> b, int ldb, Span<float> packed)
     {
+        Bounds.Require(Bounds.Holds(b.Length, transposeB ? n : k, transposeB ? k : n, ldb));
+        Bounds.Require(packed.Length >= PackedBLength(k, n));
         ref float br = ref MemoryMarshal.GetReference(b);
         ref float pr = ref MemoryMarshal.GetReference(packed);
         int nr = NR, nPad = RoundUp(n, nr);
@@ -80,6 +83,9 @@ internal static class GemmCore<TOps, TVec>
     /// </summary>
     public static void Multiply(bool transposeA, int m, int n, int k, ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> packedB, float beta, Span<float> c, int ldc, Span<float> packA)
     {
+        Bounds.Require(Bounds.Holds(c.Length, m, n, ldc));
+        Bounds.Require(k == 0 || m == 0 || n == 0 || (Bounds.Holds(a.Length, transposeA ? k : m, transposeA ? m : k, lda)
+            && packedB.Length >= PackedBLength(k, n) && packA.Length >= (long)MC * KC));
         ref float cr = ref MemoryMarshal.GetReference(c);
         if (k == 0)
         {
@@ -336,5 +342,5 @@ internal static class GemmCore<TOps, TVec>
         TOps.Store(v1, ref Unsafe.Add(ref c, w));
     }
 
-    private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
+    private static int RoundUp(int value, int multiple) => (int)Sizes.RoundUp(value, multiple);
 }

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using Bptt.Fast.Internals;
 
 namespace Bptt.Fast.Kernels.Isa;
 
@@ -16,6 +17,7 @@ internal static class SimdKernels<TOps, TVec>
     /// <summary>y = y + αx.</summary>
     public static void Axpy(float alpha, ReadOnlySpan<float> x, Span<float> y)
     {
+        Bounds.Require(y.Length >= x.Length);
         ref float xr = ref MemoryMarshal.GetReference(x);
         ref float yr = ref MemoryMarshal.GetReference(y);
         TVec a = TOps.Broadcast(alpha);
@@ -34,6 +36,7 @@ internal static class SimdKernels<TOps, TVec>
     /// <summary>y = A x for A m×n row-major: dot-product form, four rows in flight with two accumulators each.</summary>
     public static void Gemv(ReadOnlySpan<float> a, int m, int n, ReadOnlySpan<float> x, Span<float> y)
     {
+        Bounds.Require(m >= 0 && n >= 0 && a.Length >= (long)m * n && x.Length >= n && y.Length >= m);
         ref float ar = ref MemoryMarshal.GetReference(a);
         ref float xr = ref MemoryMarshal.GetReference(x);
         ref float yr = ref MemoryMarshal.GetReference(y);
@@ -126,6 +129,8 @@ internal static class SimdKernels<TOps, TVec>
     public static void TransposedProduct<TEpi>(ReadOnlySpan<float> a, int m, int n, ReadOnlySpan<float> x, ReadOnlySpan<float> addend, ReadOnlySpan<float> aux, Span<float> y)
         where TEpi : struct, IEpilogue
     {
+        Bounds.Require(m >= 0 && n >= 0 && a.Length >= (long)m * n && x.Length >= m && y.Length >= n);
+        Bounds.Require((addend.IsEmpty || addend.Length >= n) && (!TEpi.UsesAux || aux.Length >= n));
         ref float ar = ref MemoryMarshal.GetReference(a);
         int col = 0;
         for (; col <= n - BlockWidth; col += BlockWidth)
@@ -146,6 +151,7 @@ internal static class SimdKernels<TOps, TVec>
     /// </summary>
     public static void PackColumnBlocks(ReadOnlySpan<float> a, int m, int n, Span<float> packed)
     {
+        Bounds.Require(m >= 0 && n >= 0 && a.Length >= (long)m * n && packed.Length >= (long)m * n);
         int bw = BlockWidth, blocks = n / bw, tail = n - (blocks * bw);
         for (int b = 0; b < blocks; b++)
         {
@@ -165,6 +171,8 @@ internal static class SimdKernels<TOps, TVec>
     public static void PackedTransposedProduct<TEpi>(ReadOnlySpan<float> packed, int m, int n, ReadOnlySpan<float> x, ReadOnlySpan<float> addend, ReadOnlySpan<float> aux, Span<float> y)
         where TEpi : struct, IEpilogue
     {
+        Bounds.Require(m >= 0 && n >= 0 && packed.Length >= (long)m * n && x.Length >= m && y.Length >= n);
+        Bounds.Require((addend.IsEmpty || addend.Length >= n) && (!TEpi.UsesAux || aux.Length >= n));
         ref float pr = ref MemoryMarshal.GetReference(packed);
         int bw = BlockWidth, blocks = n / bw;
         for (int b = 0; b < blocks; b++)
@@ -280,6 +288,7 @@ internal static class SimdKernels<TOps, TVec>
     public static void Map<TEpi>(ReadOnlySpan<float> x, ReadOnlySpan<float> aux, Span<float> y)
         where TEpi : struct, IEpilogue
     {
+        Bounds.Require(y.Length >= x.Length && (!TEpi.UsesAux || aux.Length >= x.Length));
         ref float xr = ref MemoryMarshal.GetReference(x);
         ref float hr = ref MemoryMarshal.GetReference(aux);
         ref float yr = ref MemoryMarshal.GetReference(y);
@@ -301,6 +310,7 @@ internal static class SimdKernels<TOps, TVec>
     /// </summary>
     public static float SoftmaxCrossEntropy(ReadOnlySpan<float> logits, int target, Span<float> error, bool writeError)
     {
+        Bounds.Require(!logits.IsEmpty && (uint)target < (uint)logits.Length && (!writeError || error.Length >= logits.Length));
         ref float vr = ref MemoryMarshal.GetReference(logits);
         ref float er = ref MemoryMarshal.GetReference(error);
         int n = logits.Length;
@@ -399,6 +409,7 @@ internal static class SimdKernels<TOps, TVec>
     /// <summary>y[j] = Σᵣ A[r, j] (+ y[j] when accumulating) for A rows×cols row-major: the bias gradients (8), (15).</summary>
     public static void ColumnSums(ReadOnlySpan<float> a, int rows, int cols, Span<float> y, bool accumulate)
     {
+        Bounds.Require(rows >= 0 && cols >= 0 && a.Length >= (long)rows * cols && y.Length >= cols);
         if (!accumulate)
         {
             y.Clear();
