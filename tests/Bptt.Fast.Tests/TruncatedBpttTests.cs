@@ -15,7 +15,15 @@ public sealed class TruncatedBpttTests
     {
         public List<float[]> Gradients { get; } = [];
 
-        protected override void Apply(Span<float> parameters, ReadOnlySpan<float> gradients) => Gradients.Add(gradients.ToArray());
+        protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, bool commit)
+        {
+            if (commit)
+            {
+                Gradients.Add(gradients.ToArray());
+            }
+
+            return true;
+        }
     }
 
     private static (int[] Tokens, int[] Targets) Stream(int n, ulong seed)

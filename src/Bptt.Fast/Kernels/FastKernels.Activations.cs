@@ -75,6 +75,38 @@ public static partial class FastKernels
         return SoftmaxCrossEntropyUnchecked(isa, logits, target, error, writeError: true);
     }
 
+    /// <summary>
+    /// Equation (4) alone: yₖ = e^(vₖ − max v) / Σ e^(v − max v), stable for logits of any finite size. Each probability is
+    /// computed directly, so tiny ones keep float's relative precision (down to about 1e−37).
+    /// </summary>
+    /// <param name="logits">vₜ, at least one float.</param>
+    /// <param name="probabilities">yₜ, the same length; may be the same span as logits.</param>
+    /// <exception cref="ArgumentException">No logits, a length mismatch, or a partial overlap.</exception>
+    public static void Softmax(ReadOnlySpan<float> logits, Span<float> probabilities) => Softmax(KernelInfo.Isa, logits, probabilities);
+
+    internal static void Softmax(KernelIsa isa, ReadOnlySpan<float> logits, Span<float> probabilities)
+    {
+        if (logits.IsEmpty)
+        {
+            throw new ArgumentException("Expected at least one logit, actual 0.", nameof(logits));
+        }
+
+        Guard.Length(logits.Length, probabilities.Length, nameof(probabilities), "logits.Length");
+        Aliasing.DisjointOrSame<float, float>(probabilities, nameof(probabilities), logits, nameof(logits));
+        SoftmaxUnchecked(isa, logits, probabilities);
+    }
+
+    internal static void SoftmaxUnchecked(KernelIsa isa, ReadOnlySpan<float> logits, Span<float> probabilities)
+    {
+        switch (isa)
+        {
+            case KernelIsa.Avx2: SimdKernels<Avx2Simd, Vector256<float>>.Softmax(logits, probabilities); break;
+            case KernelIsa.AdvSimd: SimdKernels<AdvSimdSimd, Vector128<float>>.Softmax(logits, probabilities); break;
+            case KernelIsa.Vector: SimdKernels<VectorSimd, Vector<float>>.Softmax(logits, probabilities); break;
+            default: SimdKernels<ScalarSimd, float>.Softmax(logits, probabilities); break;
+        }
+    }
+
     internal static float SoftmaxCrossEntropyUnchecked(KernelIsa isa, ReadOnlySpan<float> logits, int target, Span<float> error, bool writeError) => isa switch
     {
         KernelIsa.Avx2 => SimdKernels<Avx2Simd, Vector256<float>>.SoftmaxCrossEntropy(logits, target, error, writeError),

@@ -266,6 +266,32 @@ public static class ReferenceKernels
         return loss;
     }
 
+    /// <summary>Equation (4): yₖ = e^(vₖ − m) / Σ e^(v − m), m = max v.</summary>
+    /// <typeparam name="T">float or double.</typeparam>
+    /// <param name="logits">vₜ.</param>
+    /// <param name="probabilities">yₜ.</param>
+    public static void Softmax<T>(ReadOnlySpan<T> logits, Span<T> probabilities)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        Guard.Length(logits.Length, probabilities.Length, nameof(probabilities), "logits.Length");
+        T max = logits[0];
+        for (int k = 1; k < logits.Length; k++)
+        {
+            max = T.Max(max, logits[k]);
+        }
+
+        T sum = T.Zero;
+        for (int k = 0; k < logits.Length; k++)
+        {
+            sum += T.Exp(logits[k] - max);
+        }
+
+        for (int k = 0; k < logits.Length; k++)
+        {
+            probabilities[k] = T.Exp(logits[k] - max) / sum;
+        }
+    }
+
     /// <summary>The index of the first NaN or ±∞, or −1.</summary>
     /// <typeparam name="T">float or double.</typeparam>
     /// <param name="x">The values.</param>

@@ -88,15 +88,31 @@ public sealed class RnnModel
     /// <param name="state">The caller's state (not shared between threads).</param>
     /// <param name="output">O floats: probabilities or logits.</param>
     /// <param name="kind">What to write.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="state"/> is null.</exception>
+    /// <exception cref="ArgumentException">A state of another shape, an output of the wrong length, or an output that overlaps the state.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A token outside [0, I) or an undefined <paramref name="kind"/>.</exception>
+    /// <exception cref="InvalidOperationException">Another thread is stepping the same state.</exception>
     public void Step(int token, RnnState state, Span<float> output, StepOutput kind = StepOutput.Probabilities)
     {
         CheckState(state, output, kind);
         Guard.InRange(token, 0, Shape.InputSize - 1, nameof(token));
-        int h = Shape.HiddenSize;
-        Span<float> u = state.Scratch;
-        _bh.CopyTo(u);
-        FastKernels.AxpyUnchecked(_isa, 1f, _wxhT.AsSpan(token * h, h), u);
-        Advance(state, output, kind);
+        var set = default(AliasSet);
+        set.Write<float>(state.Hidden, "state.Hidden");
+        set.Write<float>(output, nameof(output));
+        set.Check();
+        state.Gate.Enter(state);
+        try
+        {
+            int h = Shape.HiddenSize;
+            Span<float> u = state.Scratch;
+            _bh.CopyTo(u);
+            FastKernels.AxpyUnchecked(_isa, 1f, _wxhT.AsSpan(token * h, h), u);
+            Advance(state, output, kind);
+        }
+        finally
+        {
+            state.Gate.Exit();
+        }
     }
 
     /// <summary>One step of one stream with a dense input vector.</summary>
@@ -104,15 +120,33 @@ public sealed class RnnModel
     /// <param name="state">The caller's state.</param>
     /// <param name="output">O floats: probabilities or logits.</param>
     /// <param name="kind">What to write.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="state"/> is null.</exception>
+    /// <exception cref="ArgumentException">A state of another shape, an input or output of the wrong length, a non-finite
+    /// input, or an output that overlaps the state or the input.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An undefined <paramref name="kind"/>.</exception>
+    /// <exception cref="InvalidOperationException">Another thread is stepping the same state.</exception>
     public void Step(ReadOnlySpan<float> input, RnnState state, Span<float> output, StepOutput kind = StepOutput.Probabilities)
     {
         CheckState(state, output, kind);
         Guard.Length(Shape.InputSize, input.Length, nameof(input), "inputSize");
         Guard.Finite(input, nameof(input));
-        Span<float> u = state.Scratch;
-        FastKernels.Gemv(_isa, _wxh, Shape.HiddenSize, Shape.InputSize, input, u);
-        FastKernels.AxpyUnchecked(_isa, 1f, _bh, u);
-        Advance(state, output, kind);
+        var set = default(AliasSet);
+        set.Read(input, nameof(input));
+        set.Write<float>(state.Hidden, "state.Hidden");
+        set.Write<float>(output, nameof(output));
+        set.Check();
+        state.Gate.Enter(state);
+        try
+        {
+            Span<float> u = state.Scratch;
+            FastKernels.Gemv(_isa, _wxh, Shape.HiddenSize, Shape.InputSize, input, u);
+            FastKernels.AxpyUnchecked(_isa, 1f, _bh, u);
+            Advance(state, output, kind);
+        }
+        finally
+        {
+            state.Gate.Exit();
+        }
     }
 
     /// <summary>
@@ -124,6 +158,10 @@ public sealed class RnnModel
     /// <param name="states">B states.</param>
     /// <param name="outputs">B·O floats.</param>
     /// <param name="kind">What to write.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="states"/> is null.</exception>
+    /// <exception cref="ArgumentException">States of another shape, a length mismatch, or outputs that overlap the states or tokens.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A token outside [0, I) or an undefined <paramref name="kind"/>.</exception>
+    /// <exception cref="InvalidOperationException">Another thread is stepping the same state block.</exception>
     public void StepBatch(ReadOnlySpan<int> tokens, RnnStateBatch states, Span<float> outputs, StepOutput kind = StepOutput.Probabilities)
     {
         ArgumentNullException.ThrowIfNull(states);
@@ -134,35 +172,52 @@ public sealed class RnnModel
         CheckKind(kind);
         for (int r = 0; r < b; r++)
         {
-            Guard.InRange(tokens[r], 0, Shape.InputSize - 1, nameof(tokens));
+            if ((uint)tokens[r] >= (uint)Shape.InputSize)
+            {
+                throw new ArgumentOutOfRangeException(nameof(tokens), tokens[r], $"Expected token ids in [0, {Shape.InputSize}); stream {r} holds {tokens[r]}.");
+            }
         }
 
-        Span<float> u = states.Scratch;
-        for (int r = 0; r < b; r++)
+        var set = default(AliasSet);
+        set.Read(tokens, nameof(tokens));
+        set.Write<float>(states.Hidden, "states.Hidden");
+        set.Write<float>(outputs, nameof(outputs));
+        set.Check();
+        states.Gate.Enter(states);
+        try
         {
-            Span<float> row = u.Slice(r * h, h);
-            _bh.CopyTo(row);
-            FastKernels.AxpyUnchecked(_isa, 1f, _wxhT.AsSpan(tokens[r] * h, h), row);
-        }
-
-        // (1)–(2): U += H₋₁ W_hhᵀ, then h = f(U); the new states replace the old.
-        Gemm.Multiply(_isa, false, b, h, h, states.Hidden, h, _whhTPackedGemm.Span, 1f, u, h, states.PackA);
-        FastKernels.Activate(_isa, Activation, u, u);
-        u.CopyTo(states.Hidden);
-
-        // (3): V = H W_hyᵀ + b_y; (4) per row.
-        for (int r = 0; r < b; r++)
-        {
-            _by.CopyTo(outputs.Slice(r * o, o));
-        }
-
-        Gemm.Multiply(_isa, false, b, o, h, states.Hidden, h, _whyTPackedGemm.Span, 1f, outputs, o, states.PackA);
-        if (kind == StepOutput.Probabilities)
-        {
+            Span<float> u = states.Scratch;
             for (int r = 0; r < b; r++)
             {
-                Softmax(outputs.Slice(r * o, o));
+                Span<float> row = u.Slice(r * h, h);
+                _bh.CopyTo(row);
+                FastKernels.AxpyUnchecked(_isa, 1f, _wxhT.AsSpan(tokens[r] * h, h), row);
             }
+
+            // (1)–(2): U += H₋₁ W_hhᵀ, then h = f(U); the new states replace the old.
+            Gemm.Multiply(_isa, false, b, h, h, states.Hidden, h, _whhTPackedGemm.Span, 1f, u, h, states.PackA);
+            FastKernels.Activate(_isa, Activation, u, u);
+            u.CopyTo(states.Hidden);
+
+            // (3): V = H W_hyᵀ + b_y; (4) per row.
+            for (int r = 0; r < b; r++)
+            {
+                _by.CopyTo(outputs.Slice(r * o, o));
+            }
+
+            Gemm.Multiply(_isa, false, b, o, h, states.Hidden, h, _whyTPackedGemm.Span, 1f, outputs, o, states.PackA);
+            if (kind == StepOutput.Probabilities)
+            {
+                for (int r = 0; r < b; r++)
+                {
+                    Span<float> row = outputs.Slice(r * o, o);
+                    FastKernels.SoftmaxUnchecked(_isa, row, row);
+                }
+            }
+        }
+        finally
+        {
+            states.Gate.Exit();
         }
     }
 
@@ -247,16 +302,8 @@ public sealed class RnnModel
         FastKernels.AxpyUnchecked(_isa, 1f, _by, output);
         if (kind == StepOutput.Probabilities)
         {
-            Softmax(output);
+            FastKernels.SoftmaxUnchecked(_isa, output, output); // (4) in place, each yₖ computed directly
         }
-    }
-
-    /// <summary>(4) in place, stable: yₖ = e^(vₖ − max v) / Σ e^(v − max v).</summary>
-    private void Softmax(Span<float> v)
-    {
-        // The fused kernel writes yₖ − [k = 0]; add the 1 back to get yₖ.
-        FastKernels.SoftmaxCrossEntropyUnchecked(_isa, v, 0, v, writeError: true);
-        v[0] += 1f;
     }
 
     private void CheckState(RnnState state, Span<float> output, StepOutput kind)

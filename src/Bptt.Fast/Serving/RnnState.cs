@@ -1,9 +1,13 @@
 namespace Bptt.Fast.Serving;
 
-/// <summary>The state of one stream: hₜ (readable and writable, e.g. to restore a session) and a little scratch space.</summary>
+/// <summary>
+/// The state of one stream: hₜ (readable and writable, e.g. to restore a session) and a little scratch space. One state
+/// serves one thread at a time; stepping it from two threads at once throws <see cref="InvalidOperationException"/>.
+/// </summary>
 public sealed class RnnState
 {
     private readonly float[] _hidden, _scratch;
+    private Internals.SingleCaller _gate;
 
     internal RnnState(RnnShape shape)
     {
@@ -20,6 +24,9 @@ public sealed class RnnState
 
     internal Span<float> Scratch => _scratch;
 
+    /// <summary>Detects two threads stepping this state at once.</summary>
+    internal ref Internals.SingleCaller Gate => ref _gate;
+
     /// <summary>h = 0.</summary>
     public void Reset() => Array.Clear(_hidden);
 }
@@ -29,14 +36,16 @@ public sealed class RnnStateBatch
 {
     private readonly float[] _hidden, _scratch;
     private readonly Internals.AlignedBuffer _packA;
+    private Internals.SingleCaller _gate;
 
     internal RnnStateBatch(RnnShape shape, int count)
     {
         Internals.Guard.InRange(count, 1, 1 << 16, nameof(count));
         Shape = shape;
         Count = count;
-        _hidden = new float[count * shape.HiddenSize];
-        _scratch = new float[count * shape.HiddenSize];
+        int length = Internals.Sizes.ArrayLength(Internals.Sizes.Product(count, shape.HiddenSize), nameof(count), "state block [B, H]");
+        _hidden = new float[length];
+        _scratch = new float[length];
         _packA = new Internals.AlignedBuffer(Kernels.Gemm.PackALength);
     }
 
@@ -52,6 +61,9 @@ public sealed class RnnStateBatch
     internal Span<float> Scratch => _scratch;
 
     internal Span<float> PackA => _packA.Span;
+
+    /// <summary>Detects two threads stepping this block at once.</summary>
+    internal ref Internals.SingleCaller Gate => ref _gate;
 
     /// <summary>Every h = 0.</summary>
     public void Reset() => Array.Clear(_hidden);

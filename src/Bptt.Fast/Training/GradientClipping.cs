@@ -11,10 +11,36 @@ namespace Bptt.Fast.Training;
 /// </summary>
 public static class GradientClipping
 {
-    /// <summary>‖x‖₂, summed in float vectors over chunks and in double across chunks.</summary>
+    /// <summary>
+    /// ‖x‖₂, summed in float vectors over chunks of 1024 and in double across chunks; a chunk whose float sum of squares
+    /// overflows (elements beyond about 1.8e19) is summed again in double, so a finite gradient always has a finite norm
+    /// internally. The float result saturates to +∞ only when the norm itself exceeds float's range.
+    /// </summary>
     /// <param name="values">The values.</param>
     /// <returns>The L2 norm (NaN or ∞ when any element is).</returns>
-    public static float GlobalNorm(ReadOnlySpan<float> values)
+    public static float GlobalNorm(ReadOnlySpan<float> values) => (float)Norm(values);
+
+    /// <summary>If ‖g‖₂ &gt; <paramref name="maxNorm"/>, scales g by maxNorm/‖g‖₂ so that its norm becomes maxNorm.</summary>
+    /// <param name="gradients">∂L/∂θ, scaled in place.</param>
+    /// <param name="maxNorm">The largest norm allowed, finite and &gt; 0.</param>
+    /// <returns>The norm before clipping (+∞ when it exceeds float's range; the gradient is clipped all the same).</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="gradients"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="maxNorm"/> is not finite and &gt; 0.</exception>
+    public static float ClipByGlobalNorm(RnnParameters gradients, float maxNorm)
+    {
+        ArgumentNullException.ThrowIfNull(gradients);
+        Guard.Positive(maxNorm, nameof(maxNorm));
+        double norm = Norm(gradients.Values);
+        if (double.IsFinite(norm) && norm > maxNorm)
+        {
+            UpdateRules.Scale(gradients.Values, (float)(maxNorm / norm));
+        }
+
+        return (float)norm;
+    }
+
+    /// <summary>‖x‖₂ in double (NaN or ∞ only when an element is).</summary>
+    internal static double Norm(ReadOnlySpan<float> values)
     {
         const int Chunk = 1024;
         double total = 0;
@@ -34,27 +60,20 @@ public static class GradientClipping
                 sum += part[k] * (double)part[k];
             }
 
+            if (double.IsInfinity(sum))
+            {
+                // The float squares overflowed; NaN (a NaN element) stays as it is.
+                sum = 0;
+                foreach (float x in part)
+                {
+                    sum += x * (double)x;
+                }
+            }
+
             total += sum;
         }
 
-        return (float)Math.Sqrt(total);
-    }
-
-    /// <summary>If ‖g‖₂ &gt; <paramref name="maxNorm"/>, scales g by maxNorm/‖g‖₂ so that its norm becomes maxNorm.</summary>
-    /// <param name="gradients">∂L/∂θ, scaled in place.</param>
-    /// <param name="maxNorm">The largest norm allowed, finite and &gt; 0.</param>
-    /// <returns>The norm before clipping.</returns>
-    public static float ClipByGlobalNorm(RnnParameters gradients, float maxNorm)
-    {
-        ArgumentNullException.ThrowIfNull(gradients);
-        Guard.Positive(maxNorm, nameof(maxNorm));
-        float norm = GlobalNorm(gradients.Values);
-        if (float.IsFinite(norm) && norm > maxNorm)
-        {
-            UpdateRules.Scale(gradients.Values, maxNorm / norm);
-        }
-
-        return norm;
+        return Math.Sqrt(total);
     }
 
     /// <summary>Clamps every element of g to [−limit, limit] (NaN stays NaN).</summary>
@@ -65,10 +84,10 @@ public static class GradientClipping
     {
         ArgumentNullException.ThrowIfNull(gradients);
         Guard.Positive(limit, nameof(limit));
-        float norm = GlobalNorm(gradients.Values);
-        if (!float.IsFinite(norm))
+        double norm = Norm(gradients.Values);
+        if (!double.IsFinite(norm))
         {
-            return norm;
+            return (float)norm;
         }
 
         Span<Vector<float>> vectors = MemoryMarshal.Cast<float, Vector<float>>(gradients.Values);
@@ -85,6 +104,6 @@ public static class GradientClipping
             values[k] = Math.Clamp(values[k], -limit, limit);
         }
 
-        return norm;
+        return (float)norm;
     }
 }

@@ -6,8 +6,9 @@ namespace Bptt.Fast.Training;
 /// <summary>
 /// Applies θ ← update(θ, ∂L/∂θ) over the single parameter block, after the whole gradient is known (DESIGN.md section 1:
 /// the derivation differentiates with respect to one fixed θ, so no weight changes while the gradient is still being summed).
-/// A step whose loss or gradient holds NaN or ±∞ is refused: <see cref="Step"/> returns false and θ and the optimizer state
-/// stay exactly as they were. A step allocates nothing.
+/// A step whose loss or gradient holds NaN or ±∞, or whose result would (an overflow from finite inputs, or a non-finite
+/// state restored from outside), is refused: <see cref="Step"/> returns false and θ and the optimizer state stay
+/// bit-identical. A step allocates nothing.
 /// </summary>
 public abstract class Optimizer
 {
@@ -33,6 +34,10 @@ public abstract class Optimizer
     /// <summary>The network sizes.</summary>
     public RnnShape Shape { get; }
 
+    /// <summary>The largest step count an optimizer reaches (2^53, exact in double and far beyond any run): beyond it
+    /// <see cref="Step"/> throws instead of wrapping the counter, and checkpoints holding more are refused.</summary>
+    public const long MaxStepCount = 1L << 53;
+
     /// <summary>The number of steps applied so far (refused steps do not count).</summary>
     public long StepCount { get; protected set; }
 
@@ -43,16 +48,26 @@ public abstract class Optimizer
     /// <param name="gradients">∂L/∂θ, read only.</param>
     /// <param name="loss">The loss of the step (optional); a non-finite loss refuses the step.</param>
     /// <returns>True when the update was applied; false when it was refused for a non-finite loss or gradient.</returns>
+    /// <exception cref="ArgumentNullException">A block is null.</exception>
+    /// <exception cref="ArgumentException">A block of another shape, or the same block for θ and the gradient.</exception>
+    /// <exception cref="InvalidOperationException">The step count has reached <see cref="MaxStepCount"/>.</exception>
     public bool Step(RnnParameters parameters, RnnParameters gradients, float loss = 0f)
     {
         Guard.ParameterAndGradientBlocks(Shape, parameters, gradients);
+        if (StepCount >= MaxStepCount)
+        {
+            throw new InvalidOperationException($"The step count has reached its limit: expected at most {MaxStepCount} steps, actual {StepCount}.");
+        }
 
-        if (!float.IsFinite(loss) || FastKernels.FirstNonFinite(gradients.Values) >= 0)
+        // Inputs first (cheap), then the result: the probe computes every new value of θ and of the state without
+        // writing, so an update that would overflow from finite inputs is refused with everything bit-identical.
+        if (!float.IsFinite(loss) || FastKernels.FirstNonFinite(gradients.Values) >= 0
+            || !Update(parameters.Values, gradients.Values, commit: false))
         {
             return false;
         }
 
-        Apply(parameters.Values, gradients.Values);
+        Update(parameters.Values, gradients.Values, commit: true);
         StepCount++;
         return true;
     }
@@ -70,9 +85,14 @@ public abstract class Optimizer
 
     /// <summary>Sets the step count, e.g. when restoring a checkpoint together with <see cref="State"/>.</summary>
     /// <param name="stepCount">The number of steps applied so far, at least 0.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="stepCount"/> is outside [0, <see cref="MaxStepCount"/>].</exception>
     public void RestoreStepCount(long stepCount)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(stepCount);
+        if (stepCount < 0 || stepCount > MaxStepCount)
+        {
+            throw new ArgumentOutOfRangeException(nameof(stepCount), stepCount, $"Expected a step count in [0, {MaxStepCount}], actual {stepCount}.");
+        }
+
         StepCount = stepCount;
     }
 
@@ -81,10 +101,17 @@ public abstract class Optimizer
     /// <returns>The block's values.</returns>
     protected Span<float> StateBlock(int index) => _state[index].Values;
 
-    /// <summary>The update rule itself; called only with finite gradients of the right shape.</summary>
+    /// <summary>
+    /// The update rule itself, called only with finite gradients of the right shape. With <paramref name="commit"/> false
+    /// it computes the new θ and state without writing anything and returns whether every new value is finite; with
+    /// <paramref name="commit"/> true it writes them, with exactly the same arithmetic. <see cref="Step"/> commits only
+    /// after a probe returned true.
+    /// </summary>
     /// <param name="parameters">θ.</param>
     /// <param name="gradients">∂L/∂θ.</param>
-    protected abstract void Apply(Span<float> parameters, ReadOnlySpan<float> gradients);
+    /// <param name="commit">Write the result (true) or only check it (false).</param>
+    /// <returns>Whether every new value of θ and of the state is finite (probe mode); true after a commit.</returns>
+    protected abstract bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, bool commit);
 }
 
 /// <summary>The seed's rule, plain gradient descent: θ ← θ − η (∂L/∂θ + λθ), with λ = 0 by default.</summary>
@@ -119,13 +146,6 @@ public sealed class GradientDescent : Optimizer
     }
 
     /// <inheritdoc/>
-    protected override void Apply(Span<float> parameters, ReadOnlySpan<float> gradients)
-    {
-        if (WeightDecay != 0f)
-        {
-            UpdateRules.Scale(parameters, 1f - (_learningRate * WeightDecay));
-        }
-
-        FastKernels.Axpy(-_learningRate, gradients, parameters);
-    }
+    protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, bool commit) =>
+        UpdateRules.GradientDescent(parameters, gradients, _learningRate, WeightDecay, commit);
 }

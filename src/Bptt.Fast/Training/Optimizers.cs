@@ -39,8 +39,8 @@ public sealed class Momentum : Optimizer
     public float WeightDecay { get; }
 
     /// <inheritdoc/>
-    protected override void Apply(Span<float> parameters, ReadOnlySpan<float> gradients) =>
-        UpdateRules.Momentum(parameters, gradients, StateBlock(0), LearningRate, MomentumFactor, WeightDecay, Nesterov);
+    protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, bool commit) =>
+        UpdateRules.Momentum(parameters, gradients, StateBlock(0), LearningRate, MomentumFactor, WeightDecay, Nesterov, commit);
 }
 
 /// <summary>Adagrad (Duchi, Hazan and Singer 2011): G ← G + g′²; θ ← θ − η g′/(√G + ε), g′ = ∂L/∂θ + λθ. State: G.</summary>
@@ -72,8 +72,8 @@ public sealed class Adagrad : Optimizer
     public float WeightDecay { get; }
 
     /// <inheritdoc/>
-    protected override void Apply(Span<float> parameters, ReadOnlySpan<float> gradients) =>
-        UpdateRules.Adagrad(parameters, gradients, StateBlock(0), LearningRate, Epsilon, WeightDecay);
+    protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, bool commit) =>
+        UpdateRules.Adagrad(parameters, gradients, StateBlock(0), LearningRate, Epsilon, WeightDecay, commit);
 }
 
 /// <summary>
@@ -123,8 +123,8 @@ public class Adam : Optimizer
     protected virtual bool DecoupledWeightDecay => false;
 
     /// <inheritdoc/>
-    protected override void Apply(Span<float> parameters, ReadOnlySpan<float> gradients) =>
-        UpdateRules.Adam(parameters, gradients, StateBlock(0), StateBlock(1), LearningRate, Beta1, Beta2, Epsilon, WeightDecay, DecoupledWeightDecay, StepCount + 1);
+    protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, bool commit) =>
+        UpdateRules.Adam(parameters, gradients, StateBlock(0), StateBlock(1), LearningRate, Beta1, Beta2, Epsilon, WeightDecay, DecoupledWeightDecay, StepCount + 1, commit);
 }
 
 /// <summary>AdamW (Loshchilov and Hutter 2019): Adam on the plain gradient, and θ ← θ − αλθ decoupled from it.</summary>

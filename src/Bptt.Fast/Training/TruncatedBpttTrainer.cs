@@ -8,11 +8,15 @@ namespace Bptt.Fast.Training;
 /// <param name="Updates">Optimizer steps applied.</param>
 /// <param name="Refused">Optimizer steps refused because the loss or gradient was not finite.</param>
 /// <param name="LastGradientNorm">‖∂L/∂θ‖₂ of the last update, before clipping (0 when clipping is off).</param>
-public readonly record struct TrainingReport(double Loss, int Steps, int Updates, int Refused, float LastGradientNorm);
+/// <param name="PendingSteps">Steps of the stream buffered after the call, waiting for the next update (fewer than k1).</param>
+public readonly record struct TrainingReport(double Loss, int Steps, int Updates, int Refused, float LastGradientNorm, int PendingSteps = 0);
 
 /// <summary>
-/// Truncated BPTT over one long stream (tokens or dense vectors), in the general k1/k2 form: every k1 new steps it runs
-/// BPTT over the last k2 ≥ k1 steps and applies one optimizer step. The hidden state is carried across calls and the
+/// Truncated BPTT over one long stream (tokens or dense vectors), in the general k1/k2 form: every k1 new steps of the
+/// stream it runs BPTT over the last k2 ≥ k1 steps and applies one optimizer step, whatever the boundaries of the
+/// <c>Train</c> calls that deliver the stream: steps left over at the end of a call wait (<see cref="PendingSteps"/>) until
+/// later calls complete the block, so any split of a stream gives the same θ as one call. <see cref="Flush"/> trains on
+/// the pending steps at the end of a stream. The hidden state is carried across calls and the
 /// gradient is cut k2 steps back. With k1 = k2 = k this is the classic chunked form: chunks of k steps, state carried,
 /// gradient cut at each border. The last k2 inputs, targets and the states before them are kept in a sliding window
 /// buffer; the window's older k2 − k1 steps contribute no loss (their targets are ignored) but carry the gradient back.
@@ -31,7 +35,9 @@ public sealed class TruncatedBpttTrainer
     private readonly int[] _windowTargets;
     private readonly float[] _states;     // [k2, H]: the state before each step of the history
     private readonly float[] _windowStates; // [k2, H]: hₜ of the window
-    private int _count;
+    private int _count;   // trained history steps at the start of the window
+    private int _pending; // steps after the history, not yet trained (fewer than k1 between calls)
+    private bool _isTokens; // the kind of the stream in the window
 
     /// <summary>Creates a trainer.</summary>
     /// <param name="engine">The engine; batch 1 is used, and its maxSteps must be at least k2.</param>
@@ -75,17 +81,43 @@ public sealed class TruncatedBpttTrainer
     /// <summary>The clipping norm, or 0 for none.</summary>
     public float ClipNorm { get; }
 
-    /// <summary>The carried hidden state h after the last consumed step (writable, e.g. to restore it).</summary>
+    /// <summary>
+    /// The carried hidden state h after the last trained step (writable, e.g. to restore it). Pending steps are not part
+    /// of it yet.
+    /// </summary>
     public Span<float> State => _state;
+
+    /// <summary>Steps received but not yet trained: they join the next block of k1 steps.</summary>
+    public int PendingSteps => _pending;
 
     /// <summary>The gradient of the last update, in θ's layout.</summary>
     public RnnParameters LastGradients => _gradients;
 
-    /// <summary>Forgets the stream: zero state, empty window.</summary>
+    /// <summary>Forgets the stream: zero state, empty window, pending steps dropped.</summary>
     public void Reset()
     {
         Array.Clear(_state);
         _count = 0;
+        _pending = 0;
+    }
+
+    /// <summary>Trains on the pending steps now, as a block shorter than k1 (e.g. at the end of a stream). Nothing happens when none are pending.</summary>
+    /// <param name="parameters">θ, updated in place.</param>
+    /// <returns>What was done.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="parameters"/> is null.</exception>
+    /// <exception cref="ArgumentException">θ of another shape, or non-finite θ.</exception>
+    public TrainingReport Flush(RnnParameters parameters)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        Guard.SameShape(_engine.Shape, parameters.Shape, nameof(parameters));
+        BatchValidation.ValidateParameters<float>(parameters.Values, nameof(parameters), _engine.Shape);
+        if (_pending == 0)
+        {
+            return default;
+        }
+
+        float loss = TrainWindow(parameters, out bool applied, out float norm);
+        return new TrainingReport(loss, 0, applied ? 1 : 0, applied ? 0 : 1, norm);
     }
 
     /// <summary>Trains on the next <c>tokens.Length</c> steps of a token stream.</summary>
@@ -116,7 +148,7 @@ public sealed class TruncatedBpttTrainer
         }
         else
         {
-            Guard.Length(n * s.InputSize, inputs.Length, nameof(inputs), "targets.Length × inputSize");
+            Guard.Length((long)n * s.InputSize, inputs.Length, nameof(inputs), "targets.Length × inputSize");
             Guard.Finite(inputs, nameof(inputs));
         }
 
@@ -129,27 +161,51 @@ public sealed class TruncatedBpttTrainer
         }
 
         BatchValidation.ValidateParameters<float>(parameters.Values, nameof(parameters), s);
-        double loss = 0;
-        int updates = 0, refused = 0;
-        float norm = 0;
-        for (int start = 0; start < n; start += UpdateEvery)
+        if (_count + _pending > 0 && isTokens != _isTokens)
         {
-            int block = Math.Min(UpdateEvery, n - start);
-            float blockLoss = TrainBlock(parameters, inputs, tokens, targets, isTokens, start, block, out bool applied, out norm);
-            loss += blockLoss;
-            updates += applied ? 1 : 0;
-            refused += applied ? 0 : 1;
+            throw new ArgumentException($"The stream so far holds {(_isTokens ? "token" : "dense")} steps; expected the same kind, actual {(isTokens ? "token" : "dense")} steps (call Reset to start a new stream).", isTokens ? nameof(tokens) : nameof(inputs));
         }
 
-        return new TrainingReport(loss, n, updates, refused, norm);
+        _isTokens = isTokens;
+        double loss = 0;
+        int updates = 0, refused = 0, i = s.InputSize, k1 = UpdateEvery;
+        float norm = 0;
+        for (int at = 0; at < n;)
+        {
+            if (_pending == 0)
+            {
+                SlideWindow();
+            }
+
+            int take = Math.Min(k1 - _pending, n - at), end = _count + _pending;
+            targets.Slice(at, take).CopyTo(_targets.AsSpan(end));
+            if (isTokens)
+            {
+                tokens.Slice(at, take).CopyTo(_tokens.AsSpan(end));
+            }
+            else
+            {
+                inputs.Slice(at * i, take * i).CopyTo(_inputs.AsSpan(end * i));
+            }
+
+            _pending += take;
+            at += take;
+            if (_pending == k1)
+            {
+                loss += TrainWindow(parameters, out bool applied, out norm);
+                updates += applied ? 1 : 0;
+                refused += applied ? 0 : 1;
+            }
+        }
+
+        return new TrainingReport(loss, n, updates, refused, norm, _pending);
     }
 
-    private float TrainBlock(RnnParameters parameters, ReadOnlySpan<float> inputs, ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, bool isTokens, int start, int block, out bool applied, out float norm)
+    /// <summary>Drops the oldest history steps so that the history and a block of k1 new steps fit the k2-step window.</summary>
+    private void SlideWindow()
     {
-        int i = _engine.Shape.InputSize, h = _engine.Shape.HiddenSize, k2 = BackpropSteps;
-
-        // Slide the window so that the block fits, dropping the oldest steps.
-        int drop = Math.Max(0, _count + block - k2);
+        int i = _engine.Shape.InputSize, h = _engine.Shape.HiddenSize;
+        int drop = Math.Max(0, _count + UpdateEvery - BackpropSteps);
         if (drop > 0)
         {
             int keep = _count - drop;
@@ -159,20 +215,14 @@ public sealed class TruncatedBpttTrainer
             _states.AsSpan(drop * h, keep * h).CopyTo(_states);
             _count = keep;
         }
+    }
 
-        int old = _count;
-        targets.Slice(start, block).CopyTo(_targets.AsSpan(old));
-        if (isTokens)
-        {
-            tokens.Slice(start, block).CopyTo(_tokens.AsSpan(old));
-        }
-        else
-        {
-            inputs.Slice(start * i, block * i).CopyTo(_inputs.AsSpan(old * i));
-        }
-
-        _count = old + block;
-        int length = _count;
+    /// <summary>BPTT over the window (history, then the pending block) and one optimizer step; the block becomes history.</summary>
+    private float TrainWindow(RnnParameters parameters, out bool applied, out float norm)
+    {
+        int h = _engine.Shape.HiddenSize, i = _engine.Shape.InputSize;
+        int old = _count, block = _pending, length = old + block;
+        _pending = 0;
 
         // The window starts from the state before its first step; its old steps carry gradient but no loss.
         ReadOnlySpan<float> startState = old > 0 ? _states.AsSpan(0, h) : _state;
@@ -181,7 +231,7 @@ public sealed class TruncatedBpttTrainer
         _windowTargets.AsSpan(0, old).Fill(SequenceBatch<float>.IgnoreTarget);
         _targets.AsSpan(old, block).CopyTo(_windowTargets.AsSpan(old));
         Span<float> windowStates = _windowStates.AsSpan(0, length * h);
-        SequenceBatch<float> batch = isTokens
+        SequenceBatch<float> batch = _isTokens
             ? new SequenceBatch<float>(length, 1, _tokens.AsSpan(0, length), _windowTargets.AsSpan(0, length)) { InitialState = _windowStart, FinalState = _state, HiddenStates = windowStates }
             : new SequenceBatch<float>(length, 1, _inputs.AsSpan(0, length * i), _windowTargets.AsSpan(0, length)) { InitialState = _windowStart, FinalState = _state, HiddenStates = windowStates };
         float loss = _engine.ComputeGradients(parameters, batch, _gradients);
@@ -197,6 +247,7 @@ public sealed class TruncatedBpttTrainer
         // The state before window step j is hⱼ₋₁ of this forward pass (the window start for j = 0).
         _windowStart.CopyTo(_states.AsSpan(0, h));
         windowStates[..((length - 1) * h)].CopyTo(_states.AsSpan(h));
+        _count = length;
         return loss;
     }
 }

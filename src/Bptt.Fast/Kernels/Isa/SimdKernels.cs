@@ -316,30 +316,7 @@ internal static class SimdKernels<TOps, TVec>
         int n = logits.Length;
         float max = MaxOf(ref vr, n);
         float vt = Unsafe.Add(ref vr, target);
-        TVec mv = TOps.Broadcast(max);
-        TVec s = TOps.Zero;
-        int k = 0;
-        for (; k <= n - W; k += W)
-        {
-            TVec ek = SimdMath<TOps, TVec>.Exp(TOps.Subtract(TOps.Load(ref Unsafe.Add(ref vr, k)), mv));
-            s = TOps.Add(s, ek);
-            if (writeError)
-            {
-                TOps.Store(ek, ref Unsafe.Add(ref er, k));
-            }
-        }
-
-        float sum = TOps.Sum(s);
-        for (; k < n; k++)
-        {
-            float ek = SimdMath<ScalarSimd, float>.Exp(Unsafe.Add(ref vr, k) - max);
-            sum += ek;
-            if (writeError)
-            {
-                Unsafe.Add(ref er, k) = ek;
-            }
-        }
-
+        float sum = ExpShifted(ref vr, ref er, n, max, writeError);
         float loss = MathF.Log(sum) - (vt - max);
         if (!float.IsFinite(max))
         {
@@ -353,6 +330,51 @@ internal static class SimdKernels<TOps, TVec>
         }
 
         return loss;
+    }
+
+    /// <summary>
+    /// Equation (4) on its own, stable: yₖ = e^(vₖ−m) / Σ e^(v−m) with m = max v, each yₖ computed directly (never as
+    /// (yₖ − 1) + 1), so even a tiny probability keeps float's relative precision down to about 1e−37 (smaller ones lie below
+    /// float's normal range). <paramref name="y"/> may be the same memory as <paramref name="logits"/>.
+    /// </summary>
+    public static void Softmax(ReadOnlySpan<float> logits, Span<float> y)
+    {
+        Bounds.Require(!logits.IsEmpty && y.Length >= logits.Length);
+        ref float vr = ref MemoryMarshal.GetReference(logits);
+        ref float yr = ref MemoryMarshal.GetReference(y);
+        int n = logits.Length;
+        float sum = ExpShifted(ref vr, ref yr, n, MaxOf(ref vr, n), store: true);
+        Scale(1f / sum, ref yr, n);
+    }
+
+    /// <summary>Σₖ e^(vₖ − max), storing each term into <paramref name="e"/> when <paramref name="store"/>; e may be v.</summary>
+    private static float ExpShifted(ref float v, ref float e, int n, float max, bool store)
+    {
+        TVec mv = TOps.Broadcast(max);
+        TVec s = TOps.Zero;
+        int k = 0;
+        for (; k <= n - W; k += W)
+        {
+            TVec ek = SimdMath<TOps, TVec>.Exp(TOps.Subtract(TOps.Load(ref Unsafe.Add(ref v, k)), mv));
+            s = TOps.Add(s, ek);
+            if (store)
+            {
+                TOps.Store(ek, ref Unsafe.Add(ref e, k));
+            }
+        }
+
+        float sum = TOps.Sum(s);
+        for (; k < n; k++)
+        {
+            float ek = SimdMath<ScalarSimd, float>.Exp(Unsafe.Add(ref v, k) - max);
+            sum += ek;
+            if (store)
+            {
+                Unsafe.Add(ref e, k) = ek;
+            }
+        }
+
+        return sum;
     }
 
     /// <summary>The largest element of n ≥ 1 (NaN if any element is NaN).</summary>
