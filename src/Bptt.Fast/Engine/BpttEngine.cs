@@ -64,10 +64,11 @@ public sealed class BpttEngine
     }
 
     /// <summary>
-    /// The default workspace budget of an engine, 4 GiB: a constructor whose buffers for (maxSteps, maxBatch) would need
-    /// more throws instead of reserving it. Pass a larger maxWorkspaceBytes to allow more.
+    /// The default workspace budget of an engine, 1 GiB: a constructor whose buffers for (maxSteps, maxBatch) would need
+    /// more throws instead of reserving it. Pass a larger maxWorkspaceBytes to allow more (buffers are still limited to
+    /// <see cref="Array.MaxLength"/> elements each).
     /// </summary>
-    public const long DefaultMaxWorkspaceBytes = 4L << 30;
+    public const long DefaultMaxWorkspaceBytes = 1L << 30;
 
     /// <summary>The network sizes.</summary>
     public RnnShape Shape { get; }

@@ -17,6 +17,7 @@ namespace Bptt.Fast;
 /// </summary>
 public sealed unsafe class ParallelBpttEngine : IDisposable
 {
+    private static int s_liveThreads;
     private readonly Worker[] _workers;
     private readonly Coordinator _job;
     private SingleCaller _gate;
@@ -85,6 +86,16 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
 
     /// <summary>The number of workers, the calling thread included.</summary>
     public int Workers => _workers.Length;
+
+    /// <summary>Worker threads alive in this process, over all engines (for the lifetime tests).</summary>
+    internal static int LiveWorkerThreads => Volatile.Read(ref s_liveThreads);
+
+    /// <summary>Test hook: when set, a worker whose index it returns true for fails after computing, before anything is published.</summary>
+    internal Func<int, bool>? InjectFault
+    {
+        get => _job.InjectFault;
+        set => _job.InjectFault = value;
+    }
 
     /// <summary>
     /// As <see cref="BpttEngine.ComputeGradients"/>, with the batch split across the workers: returns L and writes (or adds)
@@ -203,6 +214,8 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
         public RnnParameters? Parameters { get; set; }
 
         public int Active { get; set; }
+
+        public Func<int, bool>? InjectFault { get; set; }
     }
 
     private sealed class Worker
@@ -321,15 +334,23 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
 
         private void Loop()
         {
-            while (true)
+            Interlocked.Increment(ref s_liveThreads);
+            try
             {
-                _start.Wait();
-                if (_stop)
+                while (true)
                 {
-                    return;
-                }
+                    _start.Wait();
+                    if (_stop)
+                    {
+                        return;
+                    }
 
-                Run();
+                    Run();
+                }
+            }
+            finally
+            {
+                Interlocked.Decrement(ref s_liveThreads);
             }
         }
 
@@ -386,6 +407,10 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
                 HiddenStates = p.States == null ? default : _states.AsSpan(0, rows * nh),
             };
             Loss = _engine.ComputeGradientsValidated(_job.Parameters!.Values, batch, _gradients, accumulate: false);
+            if (_job.InjectFault?.Invoke(_index) == true)
+            {
+                throw new InvalidOperationException($"Injected fault in worker {_index}.");
+            }
         }
     }
 }

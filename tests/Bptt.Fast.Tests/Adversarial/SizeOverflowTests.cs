@@ -1,0 +1,193 @@
+using System.Numerics;
+using Bptt.Fast.Internals;
+using Bptt.Fast.Kernels;
+using Bptt.Fast.Reference;
+using FsCheck.Fluent;
+using Xunit;
+
+namespace Bptt.Fast.Tests.Adversarial;
+
+/// <summary>Sizes whose products wrap a 32-bit int: refused with the parameter named, never turned into a short buffer.</summary>
+public sealed class SizeOverflowTests
+{
+    /// <summary>Sizes at and around every power-of-two and square-root boundary where an int product wraps.</summary>
+    private static readonly int[] EdgeSizes =
+        [1, 2, 46340, 46341, 65535, 65536, 65537, (1 << 15) - 1, 1 << 15, (1 << 30) - 1, 1 << 30, (1 << 30) + 1, int.MaxValue / 2, int.MaxValue - 1, int.MaxValue];
+
+    [Fact]
+    public void LargestShapeIsRefusedNotWrappedIntoOneFloat()
+    {
+        var shape = new RnnShape(int.MaxValue, int.MaxValue, int.MaxValue);
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => shape.Validate("shape"));
+        Assert.Equal("shape", e.ParamName);
+        Assert.Contains("InputSize = 2147483647", e.Message, StringComparison.Ordinal);
+        Assert.Equal("shape", Assert.Throws<ArgumentOutOfRangeException>(() => new RnnParameters(shape)).ParamName);
+        Assert.Equal("shape", Assert.Throws<ArgumentOutOfRangeException>(() => new BpttEngine(shape, 1)).ParamName);
+        Assert.Throws<OverflowException>(() => shape.ParameterCount);
+    }
+
+    [Fact]
+    public void ShapeValidationAgreesWithExactArithmeticAtEveryEdge() =>
+        Generators.Check(
+            from i in Gen.Elements(EdgeSizes)
+            from h in Gen.Elements(EdgeSizes)
+            from o in Gen.Elements(EdgeSizes)
+            select new RnnShape(i, h, o),
+            shape =>
+            {
+                BigInteger count = ((BigInteger)shape.HiddenSize * shape.InputSize) + ((BigInteger)shape.HiddenSize * shape.HiddenSize)
+                    + shape.HiddenSize + ((BigInteger)shape.OutputSize * shape.HiddenSize) + shape.OutputSize;
+                bool fits = count <= RnnShape.MaxParameterCount;
+                Exception? error = Record.Exception(() => shape.Validate("s"));
+                Assert.Equal(fits, error is null);
+                if (error is not null)
+                {
+                    Assert.Equal("s", Assert.IsType<ArgumentOutOfRangeException>(error).ParamName);
+                }
+                else
+                {
+                    Assert.Equal(count, (BigInteger)shape.ParameterCount);
+                }
+            },
+            count: 400);
+
+    [Fact]
+    public void WorkspaceThatWouldOverflowThePackingBufferIsRefusedBeforeAllocating()
+    {
+        // The attacker's case: a valid tiny shape with maxSteps 2^20 and maxBatch 128 once wrapped the packed-panel size.
+        var shape = new RnnShape(1, 1, 2);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => new BpttEngine(shape, 1 << 20, 128));
+        Assert.Equal("maxSteps", e.ParamName);
+        Assert.Contains("maxWorkspaceBytes", e.Message, StringComparison.Ordinal);
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 1 << 20, "the refused engine allocated its workspace");
+        Assert.Equal("maxSteps", Assert.Throws<ArgumentOutOfRangeException>(() => new ParallelBpttEngine(shape, 1 << 20, 128, workers: 2)).ParamName);
+        Assert.Equal("maxSteps", Assert.Throws<ArgumentOutOfRangeException>(() => new BpttEngine(shape, 1 << 20, 128, path: KernelPath.Reference)).ParamName);
+        Assert.Equal("maxSteps", Assert.Throws<ArgumentOutOfRangeException>(() => new BpttEngine(new RnnShape(8, 8, 8), 1 << 20, 1 << 16, maxWorkspaceBytes: long.MaxValue)).ParamName);
+    }
+
+    [Fact]
+    public void WorkspaceLimitIsConfigurable()
+    {
+        var shape = new RnnShape(3, 5, 4);
+        Assert.Equal("maxSteps", Assert.Throws<ArgumentOutOfRangeException>(() => new BpttEngine(shape, 64, 4, maxWorkspaceBytes: 4096)).ParamName);
+        Assert.Equal("maxWorkspaceBytes", Assert.Throws<ArgumentOutOfRangeException>(() => new BpttEngine(shape, 64, 4, maxWorkspaceBytes: 0)).ParamName);
+        Assert.Equal(64, new BpttEngine(shape, 64, 4, maxWorkspaceBytes: 1 << 20).MaxSteps);
+    }
+
+    [Theory]
+    [InlineData(KernelPath.Fast)]
+    [InlineData(KernelPath.Reference)]
+    public void LongTinySequenceThatOnceOverranTheHeapMatchesTheDoubleOracle(KernelPath path)
+    {
+        // T·B = 4096·16 rows of a (1, 1, 2) network: the weight-gradient GEMMs sum over 65536 rows, far past one KC block.
+        var spec = new ProblemSpec(new RnnShape(1, 1, 2), 4096, 16, Activation.Tanh, Tokens: false, WithH0: true, Ragged: true, Seed: 7);
+        var p = new Problem<float>(spec);
+        var engine = new BpttEngine(spec.Shape, spec.Steps, spec.Batch, path: path);
+        var theta = new RnnParameters(spec.Shape);
+        p.Theta.CopyTo(theta.Values);
+        var gradients = new RnnParameters(spec.Shape);
+        float loss = engine.ComputeGradients(theta, p.Batch(), gradients);
+
+        Problem<double> pd = p.As<double>();
+        var oracle = new ReferenceBptt<double>(spec.Shape, spec.Steps, spec.Batch, Activation.Tanh);
+        var expected = new double[spec.Shape.ParameterCount];
+        double expectedLoss = oracle.ComputeGradients(pd.Theta, pd.Batch(), expected);
+        Assert.True(Math.Abs(loss - expectedLoss) <= 1e-4 * Math.Abs(expectedLoss), $"loss {loss} vs {expectedLoss}");
+        Assert.True(Tolerance.MaxRelative(gradients.Values, expected) < 1e-3, "gradient");
+    }
+
+    public static TheoryData<string> WrappingKernelCalls() => new(["Gemv", "GemvTransposed", "RnnStep", "RnnStepBackward", "Gemm", "Ger", "ColumnSums"]);
+
+    [Theory]
+    [MemberData(nameof(WrappingKernelCalls))]
+    public void PublicKernelsRefuseSizesWhoseProductWraps(string kernel)
+    {
+        // m = n = 65536: m·n = 2^32 wraps to 0 in int, which once matched an empty span.
+        const int N = 65536;
+        float[] x = new float[N], y = new float[N], sentinel = [1f, 2f, 3f];
+        float[] yBefore = (float[])y.Clone();
+        ArgumentException e = kernel switch
+        {
+            "Gemv" => Assert.Throws<ArgumentException>(() => FastKernels.Gemv([], N, N, x, y)),
+            "GemvTransposed" => Assert.Throws<ArgumentException>(() => FastKernels.GemvTransposed([], N, N, x, y)),
+            "RnnStep" => Assert.Throws<ArgumentException>(() => FastKernels.RnnStep([], x, x, y, Activation.Tanh)),
+            "RnnStepBackward" => Assert.Throws<ArgumentException>(() => FastKernels.RnnStepBackward([], x, x, x, y, Activation.Tanh)),
+            "Gemm" => Assert.Throws<ArgumentException>(() => FastKernels.Gemm(false, false, N, N, N, [], N, [], N, 0f, sentinel, N)),
+            "Ger" => Assert.Throws<ArgumentException>(() => FastKernels.Ger(1f, x, y, sentinel)),
+            _ => Assert.Throws<ArgumentException>(() => FastKernels.ColumnSums([], N, N, y, accumulate: false)),
+        };
+        string expectedName = kernel switch
+        {
+            "RnnStep" => "whhTransposed",
+            "RnnStepBackward" => "whh",
+            "Ger" or "ColumnSums" or "Gemv" or "GemvTransposed" or "Gemm" => "a",
+            _ => "?",
+        };
+        Assert.Equal(expectedName, e.ParamName);
+        Assert.Contains("4294967296", e.Message.Replace(",", "", StringComparison.Ordinal), StringComparison.Ordinal);
+        Assert.Equal(yBefore, y);
+        Assert.Equal([1f, 2f, 3f], sentinel);
+    }
+
+    [Fact]
+    public void PublicGemmWithAManyRowReductionAndWideOutputMatchesTheReference()
+    {
+        // k = 70000 rows (many KC blocks) and n = 4100 columns (past one NC block), with tiny m so the test stays quick.
+        var random = new SplitMix64(11);
+        foreach ((int m, int n, int k) in new[] { (3, 2, 70000), (2, Gemm.NC + 4, 5) })
+        {
+            float[] a = Enumerable.Range(0, m * k).Select(_ => (2 * random.NextSingle()) - 1).ToArray();
+            float[] b = Enumerable.Range(0, k * n).Select(_ => (2 * random.NextSingle()) - 1).ToArray();
+            float[] c = new float[m * n];
+            FastKernels.Gemm(transposeA: false, transposeB: false, m, n, k, a, k, b, n, 0f, c, n);
+            for (int i = 0; i < m; i++)
+            {
+                for (int j = 0; j < n; j++)
+                {
+                    double expected = 0, magnitude = 0;
+                    for (int p = 0; p < k; p++)
+                    {
+                        expected += (double)a[(i * k) + p] * b[(p * n) + j];
+                        magnitude += Math.Abs((double)a[(i * k) + p] * b[(p * n) + j]);
+                    }
+
+                    Assert.True(Math.Abs(c[(i * n) + j] - expected) <= 1e-6 * magnitude + 1e-6, $"({m},{n},{k}) C[{i},{j}] = {c[(i * n) + j]}, expected {expected}");
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void BoundsLayerCatchesAShortPackingBufferBeforeWritingPastIt()
+    {
+        // The internal GEMM given a B-packing buffer one block too short: the bounds layer throws before packing.
+        KernelIsa isa = KernelInfo.Isa;
+        const int M = 7, N = 33, K = 300;
+        float[] a = new float[M * K], b = new float[K * N], c = new float[M * N];
+        int need = (int)Gemm.PackBBlockLength(isa, N);
+        float[] packB = new float[need + 64];
+        packB.AsSpan().Fill(-1f);
+        Span<float> tooShort = packB.AsSpan(0, need - 1);
+        float[] packA = new float[Gemm.PackALength];
+        var e = Assert.Throws<InvalidOperationException>(() => Gemm.Run(isa, false, false, M, N, K, a, K, b, N, 0f, c, N, packA, packB.AsSpan(0, need - 1)));
+        Assert.Contains("packB.Length", e.Message, StringComparison.Ordinal);
+        Assert.All(packB, v => Assert.Equal(-1f, v));
+        Assert.True(tooShort.Length < need);
+
+        // The same for the whole-B packing and the multiply over it.
+        float[] packed = new float[(int)Gemm.PackedBLength(isa, K, N) - 1];
+        Assert.Throws<InvalidOperationException>(() => Gemm.PackB(isa, false, K, N, b, N, packed));
+        Assert.Throws<InvalidOperationException>(() => Gemm.Multiply(isa, false, M, N, K, a, K, packed, 0f, c, N, packA));
+        Assert.Throws<InvalidOperationException>(() => Gemm.Multiply(isa, false, M, N, K, a, K, new float[(int)Gemm.PackedBLength(isa, K, N)], 0f, c, N, packA.AsSpan(1)));
+    }
+
+    [Fact]
+    public void CheckedSizeArithmeticSaturatesInsteadOfWrapping()
+    {
+        Assert.Equal(long.MaxValue, Sizes.Product(int.MaxValue, int.MaxValue, int.MaxValue));
+        Assert.Equal(1L << 32, Sizes.Product(65536, 65536));
+        Assert.Equal(long.MaxValue, Sizes.Sum(long.MaxValue - 1, 2));
+        Assert.Equal("n", Assert.Throws<ArgumentOutOfRangeException>(() => Sizes.ArrayLength(1L << 31, "n", "x")).ParamName);
+    }
+}
