@@ -11,7 +11,7 @@ using BenchmarkDotNet.Running;
 namespace Bptt.Fast.Bench;
 
 /// <summary>
-/// <c>dotnet run -c Release --project bench/Bptt.Fast.Bench</c>: measures the FMA peak, runs the quick job over the
+/// <c>dotnet run -c Release --project bench</c>: measures the FMA peak, runs the quick job over the
 /// headline set (training steps S, S-tokens, M, BM, L; single and batched inference steps; GEMM 512³) on every path, prints one summary,
 /// and writes bench/results/&lt;cpu&gt;.md and .png. <c>--full</c> gives the full statistical run. Any other arguments go to
 /// BenchmarkSwitcher (e.g. <c>--filter *MatVec*</c>, <c>--list flat</c>); the kernel micro-benchmarks (Gemm, MatVec,
