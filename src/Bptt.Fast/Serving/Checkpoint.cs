@@ -181,7 +181,7 @@ public static class Checkpoint
 
         if (optimizer is not null)
         {
-            if (info.StateBlocks == 0)
+            if (info.OptimizerName.Length == 0)
             {
                 throw new InvalidDataException("The checkpoint holds no optimizer state, but an optimizer was given to restore.");
             }
