@@ -31,6 +31,12 @@ public static class Checkpoint
     /// <summary>The current format version.</summary>
     public const int Version = 1;
 
+    /// <summary>
+    /// The largest step count a checkpoint holds: 2⁵³, the last integer a double represents exactly. Far beyond any run,
+    /// and far enough below <see cref="long.MaxValue"/> that an optimizer restored with it never overflows its counter.
+    /// </summary>
+    public const long MaxStepCount = 1L << 53;
+
     private static ReadOnlySpan<byte> Magic => "BPTTCKPT"u8;
 
     /// <summary>Writes a checkpoint to <paramref name="stream"/>.</summary>
@@ -133,13 +139,13 @@ public static class Checkpoint
             Guard.SameShape(parameters.Shape, optimizer.Shape, nameof(optimizer));
         }
 
+        RefuseNonFinite(parameters, optimizer, carried);
         RnnShape s = parameters.Shape;
         int p = s.ParameterCount, blocks = optimizer?.State.Count ?? 0;
         byte[] name = Encoding.UTF8.GetBytes(optimizer?.GetType().Name ?? "");
         int headerLength = 8 + (4 * 5) + 8 + 8 + 4 + name.Length + 4 + 4;
         long total = headerLength + (4L * p * (1 + blocks)) + 4 + (4L * carried.Length) + 4;
         var bytes = new byte[total > Array.MaxLength ? throw new ArgumentException("The checkpoint would exceed 2 GiB.", nameof(parameters)) : (int)total];
-        Guard.Finite(carried, "carriedState");
         var w = new Writer(bytes);
         w.Bytes(Magic);
         w.U32(Version);
@@ -163,6 +169,37 @@ public static class Checkpoint
         w.Floats(carried);
         w.U32(Crc32.HashToUInt32(bytes.AsSpan(0, w.Position)));
         return bytes;
+    }
+
+    /// <summary>Save's rule: no NaN or ±∞ and no step count beyond <see cref="MaxStepCount"/> is ever written.</summary>
+    private static void RefuseNonFinite(RnnParameters parameters, Optimizer? optimizer, ReadOnlySpan<float> carried)
+    {
+        int bad = Guard.FirstNonFinite<float>(parameters.Values);
+        if (bad >= 0)
+        {
+            throw new ArgumentException($"θ element {bad} is {parameters.Values[bad]}; a checkpoint holds finite values only.", nameof(parameters));
+        }
+
+        for (int b = 0; b < (optimizer?.State.Count ?? 0); b++)
+        {
+            Span<float> block = optimizer!.State[b].Values;
+            bad = Guard.FirstNonFinite<float>(block);
+            if (bad >= 0)
+            {
+                throw new ArgumentException($"Optimizer state block {b} element {bad} is {block[bad]}; a checkpoint holds finite values only.", nameof(optimizer));
+            }
+        }
+
+        if (optimizer is not null && optimizer.StepCount > MaxStepCount)
+        {
+            throw new ArgumentException($"The optimizer's step count {optimizer.StepCount} exceeds {MaxStepCount}, the most a checkpoint holds.", nameof(optimizer));
+        }
+
+        bad = Guard.FirstNonFinite(carried);
+        if (bad >= 0)
+        {
+            throw new ArgumentException($"Carried state element {bad} is {carried[bad]}; a checkpoint holds finite values only.", "carriedState");
+        }
     }
 
     private static CheckpointInfo Deserialize(ReadOnlySpan<byte> bytes, RnnParameters parameters, Optimizer? optimizer, Span<float> carried)
@@ -194,12 +231,12 @@ public static class Checkpoint
             Guard.SameShape(parameters.Shape, optimizer.Shape, nameof(optimizer));
         }
 
-        ReadOnlySpan<float> theta = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes.Slice(thetaOffset, 4 * p));
-        int bad = Guard.FirstNonFinite(theta);
-        if (bad >= 0 || !BitConverter.IsLittleEndian)
+        if (!BitConverter.IsLittleEndian)
         {
-            throw new InvalidDataException(bad >= 0 ? $"Parameter {bad} is {theta[bad]}; a checkpoint must hold finite values." : "Big-endian hosts are not supported.");
+            throw new InvalidDataException("Big-endian hosts are not supported.");
         }
+
+        ReadOnlySpan<float> theta = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes.Slice(thetaOffset, 4 * p));
 
         theta.CopyTo(parameters.Values);
         if (optimizer is not null)
@@ -219,6 +256,16 @@ public static class Checkpoint
         }
 
         return info;
+    }
+
+    private static void RejectNonFinite(ReadOnlySpan<byte> bytes, string block)
+    {
+        ReadOnlySpan<float> values = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes);
+        int bad = Guard.FirstNonFinite(values);
+        if (bad >= 0)
+        {
+            throw new InvalidDataException($"The checkpoint's {block} element {bad} is {values[bad]}; a checkpoint holds finite values only.");
+        }
     }
 
     private static CheckpointInfo Parse(ReadOnlySpan<byte> bytes, out int thetaOffset, out int p)
@@ -270,7 +317,7 @@ public static class Checkpoint
             throw new InvalidDataException($"Corrupted checkpoint header: {e.Message}", e);
         }
 
-        if (!Enum.IsDefined((Activation)activation) || step < 0 || blocks < 0 || blocks > 8 || p != shape.ParameterCount)
+        if (!Enum.IsDefined((Activation)activation) || step < 0 || step > MaxStepCount || (name.Length == 0 && (step != 0 || blocks != 0)) || blocks < 0 || blocks > 8 || p != shape.ParameterCount)
         {
             throw new InvalidDataException($"Corrupted checkpoint header: activation {activation}, step {step}, {blocks} state blocks, {p} parameters for {shape}.");
         }
@@ -289,6 +336,13 @@ public static class Checkpoint
             throw new InvalidDataException($"Checkpoint length {bytes.Length} bytes; the header promises {expected}.");
         }
 
+        RejectNonFinite(bytes.Slice(thetaOffset, 4 * p), "θ");
+        for (int b = 0; b < blocks; b++)
+        {
+            RejectNonFinite(bytes.Slice(thetaOffset + (4 * p * (b + 1)), 4 * p), $"optimizer state block {b}");
+        }
+
+        RejectNonFinite(bytes.Slice((int)carriedAt + 4, 4 * (int)carried), "carried state");
         return new CheckpointInfo(shape, (Activation)activation, step, random, name, blocks, (int)carried);
     }
 
