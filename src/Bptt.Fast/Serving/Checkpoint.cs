@@ -42,8 +42,9 @@ public sealed record CheckpointInfo(RnnShape Shape, Activation Activation, long 
 /// </list>
 /// <para>The file is exactly A + 8 + 4C bytes; nothing follows the checksum. Every float is finite.</para>
 /// <para>Saving refuses NaN and ±∞ and values beyond these limits before it writes anything. Saving to a path is atomic:
-/// a temporary file in the same folder is written, flushed to disk and renamed over the target, so a crash mid-save
-/// leaves the previous checkpoint intact. Loading reads the fixed header first, checks every field and what it implies
+/// a uniquely named temporary file in the same folder is written, flushed to disk and renamed over the target, so a
+/// crash mid-save leaves the previous checkpoint intact and concurrent saves to one path all succeed, the last rename
+/// winning; temporary files that crashed processes left behind are swept by later saves. Loading reads the fixed header first, checks every field and what it implies
 /// (including the shape and optimizer type the caller expects) before it allocates, reads exactly the length the
 /// header promises, checks the checksum and that every value is finite, and only then changes the caller's objects; a
 /// bad file throws <see cref="InvalidDataException"/> and changes nothing.</para>
@@ -111,7 +112,13 @@ public static class Checkpoint
         stream.Flush();
     }
 
-    /// <summary>Writes a checkpoint file atomically (temporary file, flush to disk, rename).</summary>
+    /// <summary>
+    /// Writes a checkpoint file atomically: a uniquely named temporary file <c>.{name}.{process id}.{random}.tmp</c> in
+    /// the same folder is written, flushed to disk and renamed over the target, so readers and concurrent saves (threads
+    /// or processes) only ever see a complete checkpoint at <paramref name="path"/>. Temporary files of the same target
+    /// left by a crashed process are deleted first: those last written more than 10 minutes ago whose process is not
+    /// running, and any last written more than a day ago.
+    /// </summary>
     /// <param name="path">The file to create or replace.</param>
     /// <param name="parameters">θ.</param>
     /// <param name="activation">f.</param>
@@ -121,7 +128,7 @@ public static class Checkpoint
     /// <exception cref="ArgumentNullException"><paramref name="path"/> or <paramref name="parameters"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="activation"/> is not a defined value.</exception>
     /// <exception cref="ArgumentException">
-    /// <paramref name="path"/> is empty; or any refusal of <see cref="Save(Stream, RnnParameters, Activation, Optimizer?, ulong, ReadOnlySpan{float})"/>.
+    /// <paramref name="path"/> is empty or ends in a folder separator; or any refusal of <see cref="Save(Stream, RnnParameters, Activation, Optimizer?, ulong, ReadOnlySpan{float})"/>.
     /// The target is then neither created nor changed.
     /// </exception>
     /// <exception cref="IOException">The folder is missing or the file system failed; the previous checkpoint, if any, is intact.</exception>
@@ -132,25 +139,36 @@ public static class Checkpoint
     internal static void Save(string path, RnnParameters parameters, Activation activation, Optimizer? optimizer, ulong randomState, ReadOnlySpan<float> carriedState, Func<Stream, Stream>? wrap)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        CheckSavable(parameters, activation, optimizer, carriedState);
         string full = Path.GetFullPath(path);
-        string dir = Path.GetDirectoryName(full) ?? ".";
-        string temp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Environment.TickCount64}.tmp");
+        if (Path.GetFileName(full).Length == 0)
+        {
+            throw new ArgumentException($"'{path}' names a folder, not a file.", nameof(path));
+        }
+
+        CheckSavable(parameters, activation, optimizer, carriedState);
+        string temp = AtomicFile.TemporaryPathFor(full);
+        bool created = false;
         try
         {
             using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 0))
             {
+                created = true;
                 Stream target = wrap is null ? file : wrap(file);
                 Write(target, parameters, activation, optimizer, randomState, carriedState);
                 target.Flush();
                 file.Flush(flushToDisk: true);
             }
 
+            // rename(2) on Unix, MoveFileEx(REPLACE_EXISTING) on Windows: readers see the old file or the new one, never a mix.
             File.Move(temp, full, overwrite: true);
         }
         catch
         {
-            File.Delete(temp);
+            if (created)
+            {
+                AtomicFile.TryDelete(temp);
+            }
+
             throw;
         }
     }
