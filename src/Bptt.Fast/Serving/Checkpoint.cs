@@ -28,11 +28,11 @@ public sealed record CheckpointInfo(RnnShape Shape, Activation Activation, long 
 /// <item><term>8</term><description>u32 version, 1</description></item>
 /// <item><term>12, 16, 20</term><description>u32 I, H, O: a valid <see cref="RnnShape"/> (each ≥ 1, at most <see cref="RnnShape.MaxParameterCount"/> parameters)</description></item>
 /// <item><term>24</term><description>u32 activation: 0 Tanh, 1 Relu, 2 Sigmoid</description></item>
-/// <item><term>28</term><description>i64 optimizer step count, in [0, <see cref="MaxStepCount"/>]; 0 when no optimizer was saved</description></item>
+/// <item><term>28</term><description>i64 optimizer step count, in [0, <see cref="MaxStepCount"/>]; 0 when N = 0</description></item>
 /// <item><term>36</term><description>u64 random-generator state</description></item>
 /// <item><term>44</term><description>u32 N ≤ <see cref="MaxOptimizerNameLength"/></description></item>
 /// <item><term>48</term><description>N bytes: the optimizer's type name in UTF-8 (no control characters); N = 0 when no optimizer was saved</description></item>
-/// <item><term>48 + N</term><description>u32 S ≤ <see cref="MaxStateBlocks"/>: the optimizer's <see cref="Optimizer.State"/> blocks (0 for none, and for <see cref="GradientDescent"/>)</description></item>
+/// <item><term>48 + N</term><description>u32 S ≤ <see cref="MaxStateBlocks"/>: the optimizer's <see cref="Optimizer.State"/> blocks (0 for <see cref="GradientDescent"/>; 0 when N = 0)</description></item>
 /// <item><term>52 + N</term><description>u32 P, equal to the shape's <see cref="RnnShape.ParameterCount"/></description></item>
 /// <item><term>56 + N</term><description>P float32: θ in the block layout of <see cref="RnnShape"/></description></item>
 /// <item><term>56 + N + 4P</term><description>S × P float32: the state blocks, in <see cref="Optimizer.State"/> order</description></item>
@@ -41,13 +41,14 @@ public sealed record CheckpointInfo(RnnShape Shape, Activation Activation, long 
 /// <item><term>A + 4 + 4C</term><description>u32 CRC-32 (IEEE 802.3, as <see cref="Crc32"/>) of every byte before it</description></item>
 /// </list>
 /// <para>The file is exactly A + 8 + 4C bytes; nothing follows the checksum. Every float is finite.</para>
-/// <para>Saving refuses NaN and ±∞ and values beyond these limits before it writes anything. Saving to a path is atomic:
-/// a uniquely named temporary file in the same folder is written, flushed to disk and renamed over the target, so a
-/// crash mid-save leaves the previous checkpoint intact and concurrent saves to one path all succeed, the last rename
-/// winning; temporary files that crashed processes left behind are swept by later saves. Loading reads the fixed header first, checks every field and what it implies
-/// (including the shape and optimizer type the caller expects) before it allocates, reads exactly the length the
-/// header promises, checks the checksum and that every value is finite, and only then changes the caller's objects; a
-/// bad file throws <see cref="InvalidDataException"/> and changes nothing.</para>
+/// <para>Saving refuses NaN and ±∞ and values beyond these limits before it writes anything. Saving to a path is
+/// atomic: a uniquely named temporary file in the same folder is written, flushed to disk and renamed over the target,
+/// so a crash mid-save leaves the previous checkpoint intact and concurrent saves to one path all succeed, the last
+/// rename winning; temporary files that crashed processes left behind are swept by later saves. Loading reads the
+/// fixed header first, checks every field and what it implies (including the shape and optimizer type the caller
+/// expects) before it allocates, reads exactly the length the header promises, checks the checksum and that every
+/// value is finite, and only then changes the caller's objects; a bad file throws <see cref="InvalidDataException"/>
+/// and changes nothing.</para>
 /// </summary>
 public static class Checkpoint
 {
