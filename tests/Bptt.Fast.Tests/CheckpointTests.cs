@@ -82,6 +82,32 @@ public sealed class CheckpointTests : IDisposable
         Assert.Equal(System.IO.Hashing.Crc32.HashToUInt32(b.AsSpan(0, b.Length - 4)), BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(b.Length - 4)));
     }
 
+    [Fact]
+    public void TheFormatWithOptimizerStateAndCarriedStateIsTheDocumentedLayout()
+    {
+        (RnnParameters theta, Adam adam) = Trained();
+        float[] carried = [1.5f, -2.25f];
+        using var stream = new MemoryStream();
+        Checkpoint.Save(stream, theta, Activation.Relu, adam, randomState: 0x1122334455667788UL, carriedState: carried);
+        byte[] b = stream.ToArray();
+        int p = Shape.ParameterCount, n = "Adam".Length;
+        Assert.Equal(1u, BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(24))); // Relu
+        Assert.Equal(3L, BinaryPrimitives.ReadInt64LittleEndian(b.AsSpan(28)));
+        Assert.Equal(0x1122334455667788UL, BinaryPrimitives.ReadUInt64LittleEndian(b.AsSpan(36)));
+        Assert.Equal((uint)n, BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(44)));
+        Assert.Equal("Adam", Encoding.UTF8.GetString(b, 48, n));
+        Assert.Equal(2u, BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(48 + n)));
+        Assert.Equal((uint)p, BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(52 + n)));
+        Assert.Equal(Bits(theta.Values), b[(56 + n)..(56 + n + (4 * p))]);
+        Assert.Equal(Bits(adam.State[0].Values), b[(56 + n + (4 * p))..(56 + n + (8 * p))]);
+        Assert.Equal(Bits(adam.State[1].Values), b[(56 + n + (8 * p))..(56 + n + (12 * p))]);
+        int a = 56 + n + (12 * p);
+        Assert.Equal((uint)carried.Length, BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(a)));
+        Assert.Equal(Bits(carried), b[(a + 4)..(a + 4 + (4 * carried.Length))]);
+        Assert.Equal(a + 8 + (4 * carried.Length), b.Length);
+        Assert.Equal(System.IO.Hashing.Crc32.HashToUInt32(b.AsSpan(0, b.Length - 4)), BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(b.Length - 4)));
+    }
+
     public static TheoryData<string> Corruptions() => ["truncated", "empty", "flipped bit", "wrong magic", "version 2", "wrong shape", "wrong optimizer", "no optimizer state"];
 
     [Theory]

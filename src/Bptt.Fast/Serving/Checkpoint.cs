@@ -1,5 +1,7 @@
+using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Hashing;
+using System.Runtime.InteropServices;
 using System.Text;
 using Bptt.Fast.Internals;
 using Bptt.Fast.Training;
@@ -17,19 +19,67 @@ namespace Bptt.Fast.Serving;
 public sealed record CheckpointInfo(RnnShape Shape, Activation Activation, long StepCount, ulong RandomState, string OptimizerName, int StateBlocks, int CarriedStateLength = 0);
 
 /// <summary>
-/// Saves and loads θ, optionally with the optimizer state, the step count and a random-generator state.
-/// <para>Format (version 1, little-endian): the 8 ASCII bytes <c>BPTTCKPT</c>; u32 version; u32 I, H, O; u32 activation;
-/// i64 step count; u64 random state; u32 byte length and UTF-8 bytes of the optimizer's type name (0 for none); u32 number
-/// of state blocks S; u32 parameter count P; P float32 of θ (the block layout of <see cref="RnnShape"/>); S × P float32 of
-/// optimizer state; u32 CRC-32 (IEEE) of every byte before it.</para>
-/// Saving to a path is atomic: a temporary file in the same folder is written, flushed to disk and renamed over the
-/// target, so a crash mid-save leaves the previous checkpoint intact. Loading reads and checks the whole file (length,
-/// magic, version, checksum, shape, optimizer) before it changes anything; a bad file throws <see cref="InvalidDataException"/>.
+/// Saves and loads θ, optionally with the optimizer state, the step count, a random-generator state and carried stream state.
+/// <para>Format, version 1. Every integer and float is little-endian; N is the byte length of the optimizer's name, P the
+/// parameter count, S the number of state blocks and C the number of carried floats:</para>
+/// <list type="table">
+/// <listheader><term>offset</term><description>content</description></listheader>
+/// <item><term>0</term><description>8 bytes, the ASCII magic <c>BPTTCKPT</c></description></item>
+/// <item><term>8</term><description>u32 version, 1</description></item>
+/// <item><term>12, 16, 20</term><description>u32 I, H, O: a valid <see cref="RnnShape"/> (each ≥ 1, at most <see cref="RnnShape.MaxParameterCount"/> parameters)</description></item>
+/// <item><term>24</term><description>u32 activation: 0 Tanh, 1 Relu, 2 Sigmoid</description></item>
+/// <item><term>28</term><description>i64 optimizer step count, in [0, <see cref="MaxStepCount"/>]; 0 when N = 0</description></item>
+/// <item><term>36</term><description>u64 random-generator state</description></item>
+/// <item><term>44</term><description>u32 N ≤ <see cref="MaxOptimizerNameLength"/></description></item>
+/// <item><term>48</term><description>N bytes: the optimizer's type name in UTF-8 (no control characters); N = 0 when no optimizer was saved</description></item>
+/// <item><term>48 + N</term><description>u32 S ≤ <see cref="MaxStateBlocks"/>: the optimizer's <see cref="Optimizer.State"/> blocks (0 for <see cref="GradientDescent"/>; 0 when N = 0)</description></item>
+/// <item><term>52 + N</term><description>u32 P, equal to the shape's <see cref="RnnShape.ParameterCount"/></description></item>
+/// <item><term>56 + N</term><description>P float32: θ in the block layout of <see cref="RnnShape"/></description></item>
+/// <item><term>56 + N + 4P</term><description>S × P float32: the state blocks, in <see cref="Optimizer.State"/> order</description></item>
+/// <item><term>A = 56 + N + 4P(1 + S)</term><description>u32 C ≤ <see cref="MaxCarriedStateLength"/></description></item>
+/// <item><term>A + 4</term><description>C float32: carried stream state (e.g. <see cref="TruncatedBpttTrainer.State"/>)</description></item>
+/// <item><term>A + 4 + 4C</term><description>u32 CRC-32 (IEEE 802.3, as <see cref="Crc32"/>) of every byte before it</description></item>
+/// </list>
+/// <para>The file is exactly A + 8 + 4C bytes; nothing follows the checksum. Every float is finite.</para>
+/// <para>Saving refuses NaN and ±∞ and values beyond these limits before it writes anything. Saving to a path is
+/// atomic: a uniquely named temporary file in the same folder is written, flushed to disk and renamed over the target,
+/// so a crash mid-save leaves the previous checkpoint intact and concurrent saves to one path all succeed, the last
+/// rename winning; temporary files that crashed processes left behind are swept by later saves. Loading reads the
+/// fixed header first, checks every field and what it implies (including the shape and optimizer type the caller
+/// expects) before it allocates, reads exactly the length the header promises, checks the checksum and that every
+/// value is finite, and only then changes the caller's objects; a bad file throws <see cref="InvalidDataException"/>
+/// and changes nothing.</para>
 /// </summary>
 public static class Checkpoint
 {
     /// <summary>The current format version.</summary>
     public const int Version = 1;
+
+    /// <summary>
+    /// The largest step count a checkpoint holds: 2⁵³, the last integer a double represents exactly. Far beyond any run,
+    /// and far enough below <see cref="long.MaxValue"/> that an optimizer restored with it never overflows its counter.
+    /// </summary>
+    public const long MaxStepCount = 1L << 53;
+
+    /// <summary>The most optimizer state blocks a checkpoint holds (the library's optimizers keep at most 2).</summary>
+    public const int MaxStateBlocks = 8;
+
+    /// <summary>The longest optimizer type name a checkpoint holds, in UTF-8 bytes.</summary>
+    public const int MaxOptimizerNameLength = 256;
+
+    /// <summary>The most floats of carried stream state a checkpoint holds (2²⁴, 64 MiB).</summary>
+    public const int MaxCarriedStateLength = 1 << 24;
+
+    /// <summary>Magic, version, I, H, O, activation, step, random state and the name's length.</summary>
+    private const int FixedHeaderLength = 48;
+
+    /// <summary>Floats checked (and skipped) per read when a block is not kept.</summary>
+    private const int ChunkBytes = 1 << 16;
+
+    /// <summary>Block numbers of <see cref="Source.Floats"/> besides the optimizer's 0 … S − 1.</summary>
+    private const int ThetaBlock = -1, CarriedBlock = -2;
+
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     private static ReadOnlySpan<byte> Magic => "BPTTCKPT"u8;
 
@@ -40,62 +90,113 @@ public static class Checkpoint
     /// <param name="optimizer">Optional: its state blocks and step count are saved too.</param>
     /// <param name="randomState">Optional: the caller's random-generator state.</param>
     /// <param name="carriedState">Optional: stream state to carry, e.g. <see cref="TruncatedBpttTrainer.State"/>.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="stream"/> or <paramref name="parameters"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="activation"/> is not a defined value.</exception>
+    /// <exception cref="ArgumentException">
+    /// The stream cannot write; or (nothing written) θ holds NaN or ±∞ (<c>parameters</c>); the optimizer's shape differs
+    /// from θ's, its state holds NaN or ±∞, its step count exceeds <see cref="MaxStepCount"/>, it has more than
+    /// <see cref="MaxStateBlocks"/> state blocks or its type name is longer than <see cref="MaxOptimizerNameLength"/> bytes
+    /// or holds a control character (<c>optimizer</c>); the carried state holds NaN or ±∞ or more than
+    /// <see cref="MaxCarriedStateLength"/> floats (<c>carriedState</c>).
+    /// </exception>
+    /// <exception cref="IOException">The stream failed while writing (it may then hold part of a checkpoint).</exception>
     public static void Save(Stream stream, RnnParameters parameters, Activation activation, Optimizer? optimizer = null, ulong randomState = 0, ReadOnlySpan<float> carriedState = default)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        byte[] bytes = Serialize(parameters, activation, optimizer, randomState, carriedState);
-        stream.Write(bytes);
+        if (!stream.CanWrite)
+        {
+            throw new ArgumentException("The stream does not support writing.", nameof(stream));
+        }
+
+        CheckSavable(parameters, activation, optimizer, carriedState);
+        Write(stream, parameters, activation, optimizer, randomState, carriedState);
         stream.Flush();
     }
 
-    /// <summary>Writes a checkpoint file atomically (temporary file, flush to disk, rename).</summary>
+    /// <summary>
+    /// Writes a checkpoint file atomically: a uniquely named temporary file <c>.{name}.{process id}.{random}.tmp</c> in
+    /// the same folder is written, flushed to disk and renamed over the target, so readers and concurrent saves (threads
+    /// or processes) only ever see a complete checkpoint at <paramref name="path"/>. Temporary files of the same target
+    /// left by a crashed process are deleted first: those last written more than 10 minutes ago whose process is not
+    /// running, and any last written more than a day ago.
+    /// </summary>
     /// <param name="path">The file to create or replace.</param>
     /// <param name="parameters">θ.</param>
     /// <param name="activation">f.</param>
     /// <param name="optimizer">Optional optimizer state.</param>
     /// <param name="randomState">Optional random-generator state.</param>
     /// <param name="carriedState">Optional stream state to carry.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="path"/> or <paramref name="parameters"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="activation"/> is not a defined value.</exception>
+    /// <exception cref="ArgumentException">
+    /// <paramref name="path"/> is empty or ends in a folder separator; or any refusal of <see cref="Save(Stream, RnnParameters, Activation, Optimizer?, ulong, ReadOnlySpan{float})"/>.
+    /// The target is then neither created nor changed.
+    /// </exception>
+    /// <exception cref="IOException">The folder is missing or the file system failed; the previous checkpoint, if any, is intact.</exception>
+    /// <exception cref="UnauthorizedAccessException">The folder or target cannot be written.</exception>
     public static void Save(string path, RnnParameters parameters, Activation activation, Optimizer? optimizer = null, ulong randomState = 0, ReadOnlySpan<float> carriedState = default) =>
         Save(path, parameters, activation, optimizer, randomState, carriedState, wrap: null);
 
     internal static void Save(string path, RnnParameters parameters, Activation activation, Optimizer? optimizer, ulong randomState, ReadOnlySpan<float> carriedState, Func<Stream, Stream>? wrap)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        byte[] bytes = Serialize(parameters, activation, optimizer, randomState, carriedState);
         string full = Path.GetFullPath(path);
-        string dir = Path.GetDirectoryName(full) ?? ".";
-        string temp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Environment.TickCount64}.tmp");
+        if (Path.GetFileName(full).Length == 0)
+        {
+            throw new ArgumentException($"'{path}' names a folder, not a file.", nameof(path));
+        }
+
+        CheckSavable(parameters, activation, optimizer, carriedState);
+        string temp = AtomicFile.TemporaryPathFor(full);
+        bool created = false;
         try
         {
-            using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
+            using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 0))
             {
+                created = true;
                 Stream target = wrap is null ? file : wrap(file);
-                target.Write(bytes);
+                Write(target, parameters, activation, optimizer, randomState, carriedState);
                 target.Flush();
                 file.Flush(flushToDisk: true);
             }
 
+            // rename(2) on Unix, MoveFileEx(REPLACE_EXISTING) on Windows: readers see the old file or the new one, never a mix.
             File.Move(temp, full, overwrite: true);
         }
         catch
         {
-            File.Delete(temp);
+            if (created)
+            {
+                AtomicFile.TryDelete(temp);
+            }
+
             throw;
         }
     }
 
     /// <summary>Reads a checkpoint into <paramref name="parameters"/> (and <paramref name="optimizer"/>, if given and saved).</summary>
-    /// <param name="stream">A readable stream positioned at the checkpoint.</param>
+    /// <param name="stream">A readable stream positioned at the checkpoint; the checkpoint must be the rest of the stream.</param>
     /// <param name="parameters">Receives θ; its shape must match the file's.</param>
     /// <param name="optimizer">Optional: receives the saved state and step count; its type must match.</param>
     /// <param name="carriedState">Optional: receives the carried stream state; its length must match the saved one.</param>
     /// <returns>The header.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="stream"/> or <paramref name="parameters"/> is null.</exception>
+    /// <exception cref="ArgumentException">The stream cannot read, or <paramref name="optimizer"/>'s shape differs from <paramref name="parameters"/>'.</exception>
+    /// <exception cref="InvalidDataException">
+    /// The data is not a valid checkpoint (magic, version, a header field out of its range, length, checksum, a non-finite
+    /// value), or it does not fit the destination (shape, optimizer type, carried length). Nothing was changed.
+    /// </exception>
+    /// <exception cref="IOException">The stream failed while reading. Nothing was changed.</exception>
     public static CheckpointInfo Load(Stream stream, RnnParameters parameters, Optimizer? optimizer = null, Span<float> carriedState = default)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        using var buffer = new MemoryStream();
-        stream.CopyTo(buffer);
-        return Deserialize(buffer.GetBuffer().AsSpan(0, (int)buffer.Length), parameters, optimizer, carriedState);
+        CheckLoadable(parameters, optimizer);
+        if (!stream.CanRead)
+        {
+            throw new ArgumentException("The stream does not support reading.", nameof(stream));
+        }
+
+        return Read(stream, Available(stream), parameters, optimizer, carriedState);
     }
 
     /// <summary>Reads a checkpoint file.</summary>
@@ -104,23 +205,54 @@ public static class Checkpoint
     /// <param name="optimizer">Optional: receives the optimizer state.</param>
     /// <param name="carriedState">Optional: receives the carried stream state.</param>
     /// <returns>The header.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="path"/> or <paramref name="parameters"/> is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="path"/> is empty, or <paramref name="optimizer"/>'s shape differs from <paramref name="parameters"/>'.</exception>
+    /// <exception cref="InvalidDataException">As for the stream overload; also when the file is longer than the checkpoint. Nothing was changed.</exception>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="IOException">The file cannot be read. Nothing was changed.</exception>
+    /// <exception cref="UnauthorizedAccessException">The file cannot be opened for reading.</exception>
     public static CheckpointInfo Load(string path, RnnParameters parameters, Optimizer? optimizer = null, Span<float> carriedState = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        return Deserialize(File.ReadAllBytes(path), parameters, optimizer, carriedState);
+        CheckLoadable(parameters, optimizer);
+        using FileStream file = OpenRead(path);
+        return Read(file, Available(file), parameters, optimizer, carriedState);
     }
 
     /// <summary>Reads only the header of a checkpoint file (after checking the whole file), e.g. to size the parameters.</summary>
     /// <param name="path">The file.</param>
     /// <returns>The header.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="path"/> is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="path"/> is empty.</exception>
+    /// <exception cref="InvalidDataException">The file is not a valid checkpoint (see <see cref="Load(string, RnnParameters, Optimizer?, Span{float})"/>).</exception>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="IOException">The file cannot be read.</exception>
+    /// <exception cref="UnauthorizedAccessException">The file cannot be opened for reading.</exception>
     public static CheckpointInfo ReadInfo(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        byte[] bytes = File.ReadAllBytes(path);
-        return Parse(bytes, out _, out _);
+        using FileStream file = OpenRead(path);
+        return Read(file, Available(file), null, null, default);
     }
 
-    private static byte[] Serialize(RnnParameters parameters, Activation activation, Optimizer? optimizer, ulong randomState, ReadOnlySpan<float> carried)
+    private static FileStream OpenRead(string path) =>
+        new(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, bufferSize: 0, FileOptions.SequentialScan);
+
+    /// <summary>The bytes left in a seekable stream, or −1 when its length is unknown.</summary>
+    private static long Available(Stream stream)
+    {
+        try
+        {
+            return stream.CanSeek ? Math.Max(-1, stream.Length - stream.Position) : -1;
+        }
+        catch (NotSupportedException)
+        {
+            return -1;
+        }
+    }
+
+    /// <summary>Every refusal of a save, before anything is created, truncated or written.</summary>
+    private static void CheckSavable(RnnParameters parameters, Activation activation, Optimizer? optimizer, ReadOnlySpan<float> carried)
     {
         ArgumentNullException.ThrowIfNull(parameters);
         if (!Enum.IsDefined(activation))
@@ -128,139 +260,308 @@ public static class Checkpoint
             throw new ArgumentOutOfRangeException(nameof(activation), activation, "Expected Tanh, Relu or Sigmoid.");
         }
 
+        int bad = Guard.FirstNonFinite<float>(parameters.Values);
+        if (bad >= 0)
+        {
+            throw new ArgumentException($"θ element {bad} is {parameters.Values[bad]}; a checkpoint holds finite values only.", nameof(parameters));
+        }
+
         if (optimizer is not null)
         {
             Guard.SameShape(parameters.Shape, optimizer.Shape, nameof(optimizer));
+            string name = optimizer.GetType().Name;
+            if (Encoding.UTF8.GetByteCount(name) > MaxOptimizerNameLength || HasControlCharacter(name))
+            {
+                throw new ArgumentException($"The optimizer's type name must be at most {MaxOptimizerNameLength} UTF-8 bytes without control characters.", nameof(optimizer));
+            }
+
+            if (optimizer.State.Count > MaxStateBlocks)
+            {
+                throw new ArgumentException($"The optimizer has {optimizer.State.Count} state blocks; a checkpoint holds at most {MaxStateBlocks}.", nameof(optimizer));
+            }
+
+            for (int b = 0; b < optimizer.State.Count; b++)
+            {
+                Span<float> block = optimizer.State[b].Values;
+                bad = Guard.FirstNonFinite<float>(block);
+                if (bad >= 0)
+                {
+                    throw new ArgumentException($"Optimizer state block {b} element {bad} is {block[bad]}; a checkpoint holds finite values only.", nameof(optimizer));
+                }
+            }
+
+            if (optimizer.StepCount > MaxStepCount)
+            {
+                throw new ArgumentException($"The optimizer's step count {optimizer.StepCount} exceeds {MaxStepCount}, the most a checkpoint holds.", nameof(optimizer));
+            }
         }
 
+        if (carried.Length > MaxCarriedStateLength)
+        {
+            throw new ArgumentException($"The carried state has {carried.Length} floats; a checkpoint holds at most {MaxCarriedStateLength}.", "carriedState");
+        }
+
+        bad = Guard.FirstNonFinite(carried);
+        if (bad >= 0)
+        {
+            throw new ArgumentException($"Carried state element {bad} is {carried[bad]}; a checkpoint holds finite values only.", "carriedState");
+        }
+    }
+
+    /// <summary>Streams the format out: the header from the stack, θ and the blocks straight from their arrays.</summary>
+    private static void Write(Stream stream, RnnParameters parameters, Activation activation, Optimizer? optimizer, ulong randomState, ReadOnlySpan<float> carried)
+    {
         RnnShape s = parameters.Shape;
-        int p = s.ParameterCount, blocks = optimizer?.State.Count ?? 0;
-        byte[] name = Encoding.UTF8.GetBytes(optimizer?.GetType().Name ?? "");
-        int headerLength = 8 + (4 * 5) + 8 + 8 + 4 + name.Length + 4 + 4;
-        long total = headerLength + (4L * p * (1 + blocks)) + 4 + (4L * carried.Length) + 4;
-        var bytes = new byte[total > Array.MaxLength ? throw new ArgumentException("The checkpoint would exceed 2 GiB.", nameof(parameters)) : (int)total];
-        Guard.Finite(carried, "carriedState");
-        var w = new Writer(bytes);
-        w.Bytes(Magic);
-        w.U32(Version);
-        w.U32((uint)s.InputSize);
-        w.U32((uint)s.HiddenSize);
-        w.U32((uint)s.OutputSize);
-        w.U32((uint)activation);
-        w.I64(optimizer?.StepCount ?? 0);
-        w.U64(randomState);
-        w.U32((uint)name.Length);
-        w.Bytes(name);
-        w.U32((uint)blocks);
-        w.U32((uint)p);
-        w.Floats(parameters.Values);
+        int blocks = optimizer?.State.Count ?? 0;
+        Span<byte> header = stackalloc byte[FixedHeaderLength + MaxOptimizerNameLength + 8];
+        int nameLength = optimizer is null ? 0 : Encoding.UTF8.GetBytes(optimizer.GetType().Name, header[FixedHeaderLength..]);
+        Magic.CopyTo(header);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[8..], Version);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[12..], (uint)s.InputSize);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[16..], (uint)s.HiddenSize);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[20..], (uint)s.OutputSize);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[24..], (uint)activation);
+        BinaryPrimitives.WriteInt64LittleEndian(header[28..], optimizer?.StepCount ?? 0);
+        BinaryPrimitives.WriteUInt64LittleEndian(header[36..], randomState);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[44..], (uint)nameLength);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[(FixedHeaderLength + nameLength)..], (uint)blocks);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[(FixedHeaderLength + nameLength + 4)..], (uint)s.ParameterCount);
+
+        var crc = new Crc32();
+        Emit(stream, crc, header[..(FixedHeaderLength + nameLength + 8)]);
+        LittleEndianFloats.Write(stream, crc, parameters.Values);
         for (int b = 0; b < blocks; b++)
         {
-            w.Floats(optimizer!.State[b].Values);
+            LittleEndianFloats.Write(stream, crc, optimizer!.State[b].Values);
         }
 
-        w.U32((uint)carried.Length);
-        w.Floats(carried);
-        w.U32(Crc32.HashToUInt32(bytes.AsSpan(0, w.Position)));
-        return bytes;
+        Span<byte> word = stackalloc byte[4];
+        BinaryPrimitives.WriteUInt32LittleEndian(word, (uint)carried.Length);
+        Emit(stream, crc, word);
+        LittleEndianFloats.Write(stream, crc, carried);
+        BinaryPrimitives.WriteUInt32LittleEndian(word, crc.GetCurrentHashAsUInt32());
+        stream.Write(word);
     }
 
-    private static CheckpointInfo Deserialize(ReadOnlySpan<byte> bytes, RnnParameters parameters, Optimizer? optimizer, Span<float> carried)
+    private static void Emit(Stream stream, Crc32 crc, ReadOnlySpan<byte> bytes)
+    {
+        crc.Append(bytes);
+        stream.Write(bytes);
+    }
+
+    /// <summary>Argument checks of a load, before anything is read.</summary>
+    private static void CheckLoadable(RnnParameters parameters, Optimizer? optimizer)
     {
         ArgumentNullException.ThrowIfNull(parameters);
-        CheckpointInfo info = Parse(bytes, out int thetaOffset, out int p);
-        if (!carried.IsEmpty && carried.Length != info.CarriedStateLength)
-        {
-            throw new InvalidDataException($"The checkpoint carries {info.CarriedStateLength} floats of stream state; the target holds {carried.Length}.");
-        }
-
-        if (info.Shape != parameters.Shape)
-        {
-            throw new InvalidDataException($"Checkpoint shape {info.Shape} does not match the target's shape {parameters.Shape}.");
-        }
-
         if (optimizer is not null)
         {
-            if (info.StateBlocks == 0)
-            {
-                throw new InvalidDataException("The checkpoint holds no optimizer state, but an optimizer was given to restore.");
-            }
-
-            if (info.OptimizerName != optimizer.GetType().Name || info.StateBlocks != optimizer.State.Count)
-            {
-                throw new InvalidDataException($"The checkpoint holds {info.OptimizerName} state ({info.StateBlocks} blocks), not {optimizer.GetType().Name} ({optimizer.State.Count} blocks).");
-            }
-
             Guard.SameShape(parameters.Shape, optimizer.Shape, nameof(optimizer));
         }
-
-        ReadOnlySpan<float> theta = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes.Slice(thetaOffset, 4 * p));
-        int bad = Guard.FirstNonFinite(theta);
-        if (bad >= 0 || !BitConverter.IsLittleEndian)
-        {
-            throw new InvalidDataException(bad >= 0 ? $"Parameter {bad} is {theta[bad]}; a checkpoint must hold finite values." : "Big-endian hosts are not supported.");
-        }
-
-        theta.CopyTo(parameters.Values);
-        if (optimizer is not null)
-        {
-            for (int b = 0; b < info.StateBlocks; b++)
-            {
-                System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes.Slice(thetaOffset + (4 * p * (b + 1)), 4 * p)).CopyTo(optimizer.State[b].Values);
-            }
-
-            optimizer.RestoreStepCount(info.StepCount);
-        }
-
-        if (!carried.IsEmpty)
-        {
-            int offset = thetaOffset + (4 * p * (1 + info.StateBlocks)) + 4;
-            System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes.Slice(offset, 4 * carried.Length)).CopyTo(carried);
-        }
-
-        return info;
     }
 
-    private static CheckpointInfo Parse(ReadOnlySpan<byte> bytes, out int thetaOffset, out int p)
+    /// <summary>
+    /// Reads and checks one checkpoint. With <paramref name="parameters"/> null (ReadInfo) every block is only checked;
+    /// otherwise θ, the optimizer's blocks (when <paramref name="optimizer"/> is given) and the carried state (when
+    /// <paramref name="carried"/> is not empty) are staged in pooled arrays, and copied out only once the whole file passed.
+    /// </summary>
+    /// <param name="stream">The source.</param>
+    /// <param name="available">Its remaining length when known (a file or seekable stream), else −1.</param>
+    /// <param name="parameters">Receives θ, or null to only check.</param>
+    /// <param name="optimizer">Receives the state blocks and step count, or null.</param>
+    /// <param name="carried">Receives the carried state, or empty.</param>
+    private static CheckpointInfo Read(Stream stream, long available, RnnParameters? parameters, Optimizer? optimizer, Span<float> carried)
     {
-        const int Fixed = 8 + (4 * 5) + 8 + 8 + 4;
-        if (bytes.Length < Fixed + 8 + 4)
+        var source = new Source(stream);
+
+        // The fixed header, field by field: nothing below allocates until every field is in range.
+        Span<byte> header = stackalloc byte[FixedHeaderLength];
+        int got = source.ReadAtMost(header[..8]);
+        if (!header[..got].SequenceEqual(Magic[..got]))
         {
-            throw new InvalidDataException($"Truncated checkpoint: {bytes.Length} bytes is shorter than any header.");
+            throw new InvalidDataException("Not a Bptt.Fast checkpoint: the data does not start with BPTTCKPT.");
         }
 
-        if (!bytes[..8].SequenceEqual(Magic))
+        if (got < 8)
         {
-            throw new InvalidDataException("Not a Bptt.Fast checkpoint: the file does not start with BPTTCKPT.");
+            throw new InvalidDataException($"Truncated checkpoint: {got} bytes, shorter than any header.");
         }
 
-        uint version = BinaryPrimitives.ReadUInt32LittleEndian(bytes[8..]);
+        source.Read(header[8..]);
+        uint version = BinaryPrimitives.ReadUInt32LittleEndian(header[8..]);
         if (version != Version)
         {
             throw new InvalidDataException($"Unsupported checkpoint version {version}; this library reads version {Version}.");
         }
 
-        uint stored = BinaryPrimitives.ReadUInt32LittleEndian(bytes[^4..]);
-        uint actual = Crc32.HashToUInt32(bytes[..^4]);
-        if (stored != actual)
+        uint i = BinaryPrimitives.ReadUInt32LittleEndian(header[12..]);
+        uint h = BinaryPrimitives.ReadUInt32LittleEndian(header[16..]);
+        uint o = BinaryPrimitives.ReadUInt32LittleEndian(header[20..]);
+        uint activation = BinaryPrimitives.ReadUInt32LittleEndian(header[24..]);
+        long step = BinaryPrimitives.ReadInt64LittleEndian(header[28..]);
+        ulong random = BinaryPrimitives.ReadUInt64LittleEndian(header[36..]);
+        uint nameLength = BinaryPrimitives.ReadUInt32LittleEndian(header[44..]);
+        RnnShape shape = ValidShape(i, h, o);
+        if (!Enum.IsDefined((Activation)activation))
         {
-            throw new InvalidDataException($"Checkpoint checksum mismatch (stored {stored:X8}, computed {actual:X8}): the file is truncated or corrupted.");
+            throw new InvalidDataException($"Corrupted checkpoint header: activation {activation} is not 0 (Tanh), 1 (Relu) or 2 (Sigmoid).");
         }
 
-        var r = new Reader(bytes, 12);
-        var shape = new RnnShape((int)r.U32(), (int)r.U32(), (int)r.U32());
-        uint activation = r.U32();
-        long step = r.I64();
-        ulong random = r.U64();
-        int nameLength = (int)r.U32();
-        if (nameLength < 0 || nameLength > 256 || r.Position + nameLength + 8 > bytes.Length)
+        if (step < 0 || step > MaxStepCount)
         {
-            throw new InvalidDataException($"Corrupted checkpoint header: optimizer name length {nameLength}.");
+            throw new InvalidDataException($"Corrupted checkpoint header: step count {step} is outside [0, {MaxStepCount}].");
         }
 
-        string name = Encoding.UTF8.GetString(r.Take(nameLength));
-        int blocks = (int)r.U32();
-        p = (int)r.U32();
+        if (nameLength > MaxOptimizerNameLength)
+        {
+            throw new InvalidDataException($"Corrupted checkpoint header: optimizer name length {nameLength} exceeds {MaxOptimizerNameLength} bytes.");
+        }
+
+        Span<byte> rest = stackalloc byte[MaxOptimizerNameLength + 8];
+        rest = rest[..((int)nameLength + 8)];
+        source.Read(rest);
+        string name = OptimizerName(rest[..(int)nameLength]);
+        uint blocks = BinaryPrimitives.ReadUInt32LittleEndian(rest[(int)nameLength..]);
+        uint p = BinaryPrimitives.ReadUInt32LittleEndian(rest[((int)nameLength + 4)..]);
+        if (blocks > MaxStateBlocks)
+        {
+            throw new InvalidDataException($"Corrupted checkpoint header: {blocks} optimizer state blocks; at most {MaxStateBlocks}.");
+        }
+
+        if (p != shape.ParameterCount)
+        {
+            throw new InvalidDataException($"Corrupted checkpoint header: {p} parameters for shape {shape}, which has {shape.ParameterCount}.");
+        }
+
+        if (name.Length == 0 && (blocks != 0 || step != 0))
+        {
+            throw new InvalidDataException($"Corrupted checkpoint header: {blocks} state blocks and step count {step} without an optimizer name.");
+        }
+
+        // Lengths in long arithmetic: at most 56 + 256 + 4·2³⁰·9 + 8 + 4·2²⁴, far inside a long.
+        long carriedAt = FixedHeaderLength + nameLength + 8 + (4L * p * (1 + blocks));
+        if (available >= 0 && available < source.Position)
+        {
+            available = -1; // a device or pseudo-file that reports length 0: trust only what it yields
+        }
+
+        if (available >= 0 && available < carriedAt + 8)
+        {
+            throw new InvalidDataException($"Truncated checkpoint: {available} bytes; the header promises at least {carriedAt + 8}.");
+        }
+
+        // Does it fit the destination? Checked before the body, so staging never exceeds what the caller already holds.
+        if (parameters is not null)
+        {
+            if (shape != parameters.Shape)
+            {
+                throw new InvalidDataException($"Checkpoint shape {shape} does not match the target's shape {parameters.Shape}.");
+            }
+
+            if (optimizer is not null)
+            {
+                if (name.Length == 0)
+                {
+                    throw new InvalidDataException("The checkpoint holds no optimizer state, but an optimizer was given to restore.");
+                }
+
+                if (name != optimizer.GetType().Name || blocks != optimizer.State.Count)
+                {
+                    throw new InvalidDataException($"The checkpoint holds {name} state ({blocks} blocks), not {optimizer.GetType().Name} ({optimizer.State.Count} blocks).");
+                }
+            }
+        }
+
+        int count = (int)p;
+        float[]?[] staged = new float[]?[2 + MaxStateBlocks];
+        try
+        {
+            // θ, then the state blocks: staged when they will be copied out, otherwise checked chunk by chunk.
+            for (int b = ThetaBlock; b < (int)blocks; b++)
+            {
+                bool keep = parameters is not null && (b < 0 || optimizer is not null);
+                staged[b + 1] = source.Floats(count, keep, b);
+            }
+
+            Span<byte> word = stackalloc byte[4];
+            source.Read(word);
+            uint c = BinaryPrimitives.ReadUInt32LittleEndian(word);
+            if (c > MaxCarriedStateLength)
+            {
+                throw new InvalidDataException($"Corrupted checkpoint: {c} floats of carried state; at most {MaxCarriedStateLength}.");
+            }
+
+            long total = carriedAt + 4 + (4L * c) + 4;
+            if (available >= 0 && available != total)
+            {
+                throw new InvalidDataException($"Checkpoint length {available} bytes; the header promises {total}.");
+            }
+
+            bool keepCarried = parameters is not null && !carried.IsEmpty;
+            if (keepCarried && carried.Length != c)
+            {
+                throw new InvalidDataException($"The checkpoint carries {c} floats of stream state; the target holds {carried.Length}.");
+            }
+
+            staged[^1] = source.Floats((int)c, keepCarried, CarriedBlock);
+            uint computed = source.Crc;
+            source.Read(word);
+            uint stored = BinaryPrimitives.ReadUInt32LittleEndian(word);
+            if (stored != computed)
+            {
+                throw new InvalidDataException($"Checkpoint checksum mismatch (stored {stored:X8}, computed {computed:X8}): the data is truncated or corrupted.");
+            }
+
+            source.ThrowIfNonFinite();
+            if (available < 0 && source.ReadAtMost(word[..1]) != 0)
+            {
+                throw new InvalidDataException($"The data continues after the {total}-byte checkpoint.");
+            }
+
+            var info = new CheckpointInfo(shape, (Activation)activation, step, random, name, (int)blocks, (int)c);
+            if (parameters is not null)
+            {
+                // Everything passed: copy out. Nothing below throws.
+                staged[0].AsSpan(0, count).CopyTo(parameters.Values);
+                if (optimizer is not null)
+                {
+                    for (int b = 0; b < blocks; b++)
+                    {
+                        staged[b + 1].AsSpan(0, count).CopyTo(optimizer.State[b].Values);
+                    }
+
+                    optimizer.RestoreStepCount(step);
+                }
+
+                if (keepCarried)
+                {
+                    staged[^1].AsSpan(0, (int)c).CopyTo(carried);
+                }
+            }
+
+            return info;
+        }
+        finally
+        {
+            foreach (float[]? array in staged)
+            {
+                if (array is { Length: > 0 })
+                {
+                    ArrayPool<float>.Shared.Return(array);
+                }
+            }
+
+            source.Dispose();
+        }
+    }
+
+    private static RnnShape ValidShape(uint i, uint h, uint o)
+    {
+        if (i > int.MaxValue || h > int.MaxValue || o > int.MaxValue)
+        {
+            throw new InvalidDataException($"Corrupted checkpoint header: shape I={i}, H={h}, O={o} is out of range.");
+        }
+
+        var shape = new RnnShape((int)i, (int)h, (int)o);
         try
         {
             shape.Validate("shape");
@@ -270,85 +571,154 @@ public static class Checkpoint
             throw new InvalidDataException($"Corrupted checkpoint header: {e.Message}", e);
         }
 
-        if (!Enum.IsDefined((Activation)activation) || step < 0 || blocks < 0 || blocks > 8 || p != shape.ParameterCount)
-        {
-            throw new InvalidDataException($"Corrupted checkpoint header: activation {activation}, step {step}, {blocks} state blocks, {p} parameters for {shape}.");
-        }
-
-        thetaOffset = r.Position;
-        long carriedAt = thetaOffset + (4L * p * (1 + blocks));
-        if (carriedAt + 8 > bytes.Length)
-        {
-            throw new InvalidDataException($"Checkpoint length {bytes.Length} bytes; the header promises at least {carriedAt + 8}.");
-        }
-
-        uint carried = BinaryPrimitives.ReadUInt32LittleEndian(bytes[(int)carriedAt..]);
-        long expected = carriedAt + 4 + (4L * carried) + 4;
-        if (bytes.Length != expected)
-        {
-            throw new InvalidDataException($"Checkpoint length {bytes.Length} bytes; the header promises {expected}.");
-        }
-
-        return new CheckpointInfo(shape, (Activation)activation, step, random, name, blocks, (int)carried);
+        return shape;
     }
 
-    private ref struct Writer(Span<byte> bytes)
+    private static string OptimizerName(ReadOnlySpan<byte> bytes)
     {
-        private readonly Span<byte> _bytes = bytes;
-
-        public int Position { get; private set; }
-
-        public void Bytes(ReadOnlySpan<byte> value)
+        string name;
+        try
         {
-            value.CopyTo(_bytes[Position..]);
-            Position += value.Length;
+            name = StrictUtf8.GetString(bytes);
+        }
+        catch (DecoderFallbackException e)
+        {
+            throw new InvalidDataException("Corrupted checkpoint header: the optimizer name is not valid UTF-8.", e);
         }
 
-        public void U32(uint value)
+        if (HasControlCharacter(name))
         {
-            BinaryPrimitives.WriteUInt32LittleEndian(_bytes[Position..], value);
-            Position += 4;
+            throw new InvalidDataException("Corrupted checkpoint header: the optimizer name holds a control character.");
         }
 
-        public void I64(long value)
-        {
-            BinaryPrimitives.WriteInt64LittleEndian(_bytes[Position..], value);
-            Position += 8;
-        }
+        return name;
+    }
 
-        public void U64(ulong value)
+    private static bool HasControlCharacter(ReadOnlySpan<char> text)
+    {
+        foreach (char ch in text)
         {
-            BinaryPrimitives.WriteUInt64LittleEndian(_bytes[Position..], value);
-            Position += 8;
-        }
-
-        public void Floats(ReadOnlySpan<float> values)
-        {
-            foreach (float v in values)
+            if (char.IsControl(ch))
             {
-                BinaryPrimitives.WriteSingleLittleEndian(_bytes[Position..], v);
-                Position += 4;
+                return true;
             }
         }
+
+        return false;
     }
 
-    private ref struct Reader(ReadOnlySpan<byte> bytes, int position)
+    /// <summary>
+    /// Exact reads from the source with a running CRC-32 and a note of the first non-finite float. A short read is a
+    /// truncated checkpoint; a non-finite float is reported only after the checksum, so corruption is named as such.
+    /// </summary>
+    private ref struct Source(Stream stream)
     {
-        private readonly ReadOnlySpan<byte> _bytes = bytes;
+        private readonly Crc32 _crc = new();
+        private byte[]? _chunk;
+        private string? _nonFinite;
 
-        public int Position { get; private set; } = position;
+        public long Position { get; private set; }
 
-        public ReadOnlySpan<byte> Take(int count)
+        public readonly uint Crc => _crc.GetCurrentHashAsUInt32();
+
+        /// <summary>Reads until <paramref name="into"/> is full or the data ends; returns the count.</summary>
+        public int ReadAtMost(scoped Span<byte> into)
         {
-            ReadOnlySpan<byte> slice = _bytes.Slice(Position, count);
-            Position += count;
-            return slice;
+            int done = 0;
+            while (done < into.Length)
+            {
+                int n = stream.Read(into[done..]);
+                if (n <= 0)
+                {
+                    break;
+                }
+
+                done += n;
+            }
+
+            _crc.Append(into[..done]);
+            Position += done;
+            return done;
         }
 
-        public uint U32() => BinaryPrimitives.ReadUInt32LittleEndian(Take(4));
+        public void Read(scoped Span<byte> into)
+        {
+            if (ReadAtMost(into) < into.Length)
+            {
+                throw new InvalidDataException($"Truncated checkpoint: the data ends after {Position} bytes.");
+            }
+        }
 
-        public long I64() => BinaryPrimitives.ReadInt64LittleEndian(Take(8));
+        /// <summary>Reads <paramref name="count"/> floats; returns them in a pooled array when kept, otherwise null.</summary>
+        public float[]? Floats(int count, bool keep, int block)
+        {
+            if (keep && count == 0)
+            {
+                return [];
+            }
 
-        public ulong U64() => BinaryPrimitives.ReadUInt64LittleEndian(Take(8));
+            if (keep)
+            {
+                float[] array = ArrayPool<float>.Shared.Rent(count);
+                try
+                {
+                    Span<float> values = array.AsSpan(0, count);
+                    Read(MemoryMarshal.AsBytes(values));
+                    LittleEndianFloats.ToHost(values);
+                    Note(values, 0, block);
+                    return array;
+                }
+                catch
+                {
+                    ArrayPool<float>.Shared.Return(array);
+                    throw;
+                }
+            }
+
+            _chunk ??= ArrayPool<byte>.Shared.Rent(ChunkBytes);
+            for (int done = 0; done < count;)
+            {
+                int n = Math.Min(count - done, ChunkBytes / 4);
+                Span<float> values = MemoryMarshal.Cast<byte, float>(_chunk.AsSpan(0, 4 * n));
+                Read(MemoryMarshal.AsBytes(values));
+                LittleEndianFloats.ToHost(values);
+                Note(values, done, block);
+                done += n;
+            }
+
+            return null;
+        }
+
+        public readonly void ThrowIfNonFinite()
+        {
+            if (_nonFinite is not null)
+            {
+                throw new InvalidDataException(_nonFinite);
+            }
+        }
+
+        public void Dispose()
+        {
+            if (_chunk is not null)
+            {
+                ArrayPool<byte>.Shared.Return(_chunk);
+                _chunk = null;
+            }
+        }
+
+        private void Note(ReadOnlySpan<float> values, int offset, int block)
+        {
+            int bad = _nonFinite is null ? Guard.FirstNonFinite(values) : -1;
+            if (bad >= 0)
+            {
+                string name = block switch
+                {
+                    ThetaBlock => "θ",
+                    CarriedBlock => "carried state",
+                    _ => $"optimizer state block {block}",
+                };
+                _nonFinite = $"The checkpoint's {name} element {offset + bad} is {values[bad]}; a checkpoint holds finite values only.";
+            }
+        }
     }
 }

@@ -1,7 +1,7 @@
+using System.Buffers;
 using System.Buffers.Binary;
-using System.Globalization;
+using System.Buffers.Text;
 using System.Runtime.InteropServices;
-using System.Text;
 using System.Text.Json;
 using Bptt.Fast.Internals;
 
@@ -18,148 +18,544 @@ namespace Bptt.Fast.Serving;
 /// <item><c>{head}.weight</c> [O, H] = W_hy and <c>{head}.bias</c> [O] = b_y, with head = <c>fc</c> by default.</item>
 /// </list>
 /// PyTorch's <c>nn.RNN</c> computes hₜ = tanh(W_ih xₜ + b_ih + W_hh hₜ₋₁ + b_hh), which is equation (1)–(2) with b_h = b_ih + b_hh.
+/// <para>Import is strict: the header is at most <see cref="MaxHeaderLength"/> bytes of UTF-8 JSON, one object whose keys
+/// are exactly these six tensors and optionally <c>__metadata__</c> (an object of string values), each key once; each
+/// tensor is an object with exactly <c>dtype</c> (<c>"F32"</c>), <c>shape</c> (non-negative integers, equal to the
+/// expected shape) and <c>data_offsets</c> (two non-negative integers, end − begin = 4 × the element count); the
+/// tensors cover the data section without gaps or overlaps, as the format requires; only spaces or other JSON
+/// whitespace may follow the object; the data section is exactly as long as the header says and nothing follows it;
+/// every value, and every b_ih + b_hh, is finite. Anything else throws <see cref="InvalidDataException"/> naming what
+/// is wrong, before <c>parameters</c> changes.</para>
 /// </summary>
 public static class SafeTensors
 {
+    /// <summary>The longest JSON header Import reads: 100 MB, the limit of the reference implementation.</summary>
+    public const int MaxHeaderLength = 100_000_000;
+
+    /// <summary>The most dimensions a tensor's shape may list.</summary>
+    private const int MaxRank = 8;
+
+    private const string Metadata = "__metadata__";
+
     /// <summary>Writes θ as safetensors.</summary>
     /// <param name="stream">A writable stream.</param>
     /// <param name="parameters">θ.</param>
-    /// <param name="head">The name of the output layer's module.</param>
+    /// <param name="head">The name of the output layer's module: any non-empty, well-formed string (JSON-escaped as needed).</param>
+    /// <exception cref="ArgumentNullException"><paramref name="stream"/>, <paramref name="parameters"/> or <paramref name="head"/> is null.</exception>
+    /// <exception cref="ArgumentException">
+    /// The stream cannot write; <paramref name="head"/> is empty, holds an unpaired surrogate or makes the header longer
+    /// than <see cref="MaxHeaderLength"/>; or θ holds NaN or ±∞ (<c>parameters</c>). Nothing is written then.
+    /// </exception>
+    /// <exception cref="IOException">The stream failed while writing.</exception>
     public static void Export(Stream stream, RnnParameters parameters, string head = "fc")
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(parameters);
-        ArgumentException.ThrowIfNullOrEmpty(head);
+        CheckHead(head);
+        if (!stream.CanWrite)
+        {
+            throw new ArgumentException("The stream does not support writing.", nameof(stream));
+        }
+
+        int bad = Guard.FirstNonFinite<float>(parameters.Values);
+        if (bad >= 0)
+        {
+            throw new ArgumentException($"θ element {bad} is {parameters.Values[bad]}; only finite values are exported.", nameof(parameters));
+        }
+
         RnnShape s = parameters.Shape;
         int i = s.InputSize, h = s.HiddenSize, o = s.OutputSize;
-        float[] zeros = new float[h];
-        var tensors = new (string Name, int[] Shape, float[] Data)[]
+        var tensors = new (string Name, int Rows, int Columns)[]
         {
-            ("weight_ih_l0", [h, i], parameters.Wxh.ToArray()),
-            ("weight_hh_l0", [h, h], parameters.Whh.ToArray()),
-            ("bias_ih_l0", [h], parameters.Bh.ToArray()),
-            ("bias_hh_l0", [h], zeros),
-            (head + ".weight", [o, h], parameters.Why.ToArray()),
-            (head + ".bias", [o], parameters.By.ToArray()),
+            ("weight_ih_l0", h, i), ("weight_hh_l0", h, h), ("bias_ih_l0", h, 0), ("bias_hh_l0", h, 0), (head + ".weight", o, h), (head + ".bias", o, 0),
         };
-        var json = new StringBuilder("{");
-        long offset = 0;
-        foreach ((string name, int[] shape, float[] data) in tensors)
+
+        var json = new ArrayBufferWriter<byte>(512 + (2 * head.Length));
+        using (var writer = new Utf8JsonWriter(json))
         {
-            long end = offset + (4L * data.Length);
-            json.Append(CultureInfo.InvariantCulture, $"\"{name}\":{{\"dtype\":\"F32\",\"shape\":[{string.Join(',', shape)}],\"data_offsets\":[{offset},{end}]}},");
-            offset = end;
+            writer.WriteStartObject();
+            long offset = 0;
+            foreach ((string name, int rows, int columns) in tensors)
+            {
+                long end = offset + (4L * rows * Math.Max(columns, 1));
+                writer.WriteStartObject(name);
+                writer.WriteString("dtype", "F32");
+                writer.WriteStartArray("shape");
+                writer.WriteNumberValue(rows);
+                if (columns > 0)
+                {
+                    writer.WriteNumberValue(columns);
+                }
+
+                writer.WriteEndArray();
+                writer.WriteStartArray("data_offsets");
+                writer.WriteNumberValue(offset);
+                writer.WriteNumberValue(end);
+                writer.WriteEndArray();
+                writer.WriteEndObject();
+                offset = end;
+            }
+
+            writer.WriteStartObject(Metadata);
+            writer.WriteString("format", "pt");
+            writer.WriteString("producer", "Bptt.Fast");
+            writer.WriteEndObject();
+            writer.WriteEndObject();
         }
 
-        json.Append("\"__metadata__\":{\"format\":\"pt\",\"producer\":\"Bptt.Fast\"}}");
-        byte[] header = Encoding.UTF8.GetBytes(json.ToString());
-        int padded = (header.Length + 7) / 8 * 8; // the format allows trailing spaces; 8-byte alignment of the data
-        Span<byte> length = stackalloc byte[8];
-        BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)padded);
-        stream.Write(length);
-        stream.Write(header);
-        for (int k = header.Length; k < padded; k++)
+        long padded = (json.WrittenCount + 7L) / 8 * 8; // the format allows trailing spaces; 8-byte alignment of the data
+        if (padded > MaxHeaderLength)
         {
-            stream.WriteByte((byte)' ');
+            throw new ArgumentException($"The head name makes the header {padded} bytes; at most {MaxHeaderLength} are allowed.", nameof(head));
         }
 
-        foreach ((_, _, float[] data) in tensors)
+        Span<byte> word = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(word, (ulong)padded);
+        stream.Write(word);
+        stream.Write(json.WrittenSpan);
+        word.Fill((byte)' ');
+        stream.Write(word[..(int)(padded - json.WrittenCount)]);
+        LittleEndianFloats.Write(stream, null, parameters.Wxh);
+        LittleEndianFloats.Write(stream, null, parameters.Whh);
+        LittleEndianFloats.Write(stream, null, parameters.Bh);
+        Span<byte> zeros = stackalloc byte[1024];
+        zeros.Clear();
+        for (long left = 4L * h; left > 0; left -= zeros.Length)
         {
-            stream.Write(MemoryMarshal.AsBytes(data.AsSpan()));
+            stream.Write(zeros[..(int)Math.Min(left, zeros.Length)]);
         }
 
+        LittleEndianFloats.Write(stream, null, parameters.Why);
+        LittleEndianFloats.Write(stream, null, parameters.By);
         stream.Flush();
     }
 
     /// <summary>
-    /// Reads safetensors with the names above into <paramref name="parameters"/>, summing the two biases. Every tensor is
-    /// checked (present, F32, shape, offsets, finite) before <paramref name="parameters"/> changes.
+    /// Reads safetensors with the names above into <paramref name="parameters"/>, summing the two biases. The whole file
+    /// is checked (see the class remarks) before <paramref name="parameters"/> changes. Reads are bounded by the header:
+    /// at most 8 + <see cref="MaxHeaderLength"/> bytes before the data section, then exactly the 4·(P + H) bytes the six
+    /// tensors need, compared with the stream's length when it can seek.
     /// </summary>
-    /// <param name="stream">A readable stream.</param>
+    /// <param name="stream">A readable stream positioned at the file; the file must be the rest of the stream.</param>
     /// <param name="parameters">Receives θ; its shape fixes the expected tensor shapes.</param>
     /// <param name="head">The name of the output layer's module.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="stream"/>, <paramref name="parameters"/> or <paramref name="head"/> is null.</exception>
+    /// <exception cref="ArgumentException">The stream cannot read, or <paramref name="head"/> is empty or holds an unpaired surrogate.</exception>
+    /// <exception cref="InvalidDataException">The data is not a safetensors file of this shape and head (see the class remarks). Nothing was changed.</exception>
+    /// <exception cref="IOException">The stream failed while reading. Nothing was changed.</exception>
     public static void Import(Stream stream, RnnParameters parameters, string head = "fc")
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(parameters);
-        ArgumentException.ThrowIfNullOrEmpty(head);
-        using var buffer = new MemoryStream();
-        stream.CopyTo(buffer);
-        ReadOnlySpan<byte> bytes = buffer.GetBuffer().AsSpan(0, (int)buffer.Length);
-        if (bytes.Length < 8)
+        CheckHead(head);
+        if (!stream.CanRead)
         {
-            throw new InvalidDataException("Truncated safetensors file: no header length.");
+            throw new ArgumentException("The stream does not support reading.", nameof(stream));
         }
 
-        ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(bytes);
-        if (headerLength > (ulong)(bytes.Length - 8))
-        {
-            throw new InvalidDataException($"Truncated safetensors file: header of {headerLength} bytes, {bytes.Length - 8} available.");
-        }
-
-        ReadOnlySpan<byte> data = bytes[(8 + (int)headerLength)..];
-        RnnShape s = parameters.Shape;
-        int i = s.InputSize, h = s.HiddenSize, o = s.OutputSize;
-        var staged = new RnnParameters(s);
-        float[] biasHh = new float[h];
+        long available = -1;
         try
         {
-            using JsonDocument doc = JsonDocument.Parse(bytes.Slice(8, (int)headerLength).ToArray());
-            Read(doc.RootElement, data, "weight_ih_l0", [h, i], staged.Wxh);
-            Read(doc.RootElement, data, "weight_hh_l0", [h, h], staged.Whh);
-            Read(doc.RootElement, data, "bias_ih_l0", [h], staged.Bh);
-            Read(doc.RootElement, data, "bias_hh_l0", [h], biasHh);
-            Read(doc.RootElement, data, head + ".weight", [o, h], staged.Why);
-            Read(doc.RootElement, data, head + ".bias", [o], staged.By);
+            available = stream.CanSeek ? stream.Length - stream.Position : -1;
+        }
+        catch (NotSupportedException)
+        {
+        }
+
+        Span<byte> word = stackalloc byte[8];
+        if (ReadAtMost(stream, word) < 8)
+        {
+            throw new InvalidDataException("Truncated safetensors file: fewer than the 8 bytes of the header length.");
+        }
+
+        ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(word);
+        if (headerLength is < 2 or > MaxHeaderLength)
+        {
+            throw new InvalidDataException($"The safetensors header length {headerLength} is outside [2, {MaxHeaderLength}].");
+        }
+
+        if (available is >= 0 and < 8)
+        {
+            available = -1; // a device or pseudo-file that reports length 0: trust only what it yields
+        }
+
+        if (available >= 0 && available < 8 + (long)headerLength)
+        {
+            throw new InvalidDataException($"Truncated safetensors file: a header of {headerLength} bytes, {available - 8} available.");
+        }
+
+        byte[] header = ReadHeader(stream, (int)headerLength, known: available >= 0);
+        RnnShape s = parameters.Shape;
+        Tensor[] tensors = ParseHeader(header, s, head);
+
+        // The six tensors cover [0, D) without gaps or overlaps, D = 4·(P + H), so each lies inside the data section.
+        long dataLength = 4L * (s.ParameterCount + s.HiddenSize);
+        if (available >= 0 && available != 8 + (long)headerLength + dataLength)
+        {
+            throw new InvalidDataException($"The safetensors file has {available - 8 - (long)headerLength} bytes of data; the header describes {dataLength}.");
+        }
+
+        int floats = s.ParameterCount + s.HiddenSize;
+        float[] data = ArrayPool<float>.Shared.Rent(floats + s.HiddenSize);
+        try
+        {
+            Span<float> values = data.AsSpan(0, floats);
+            if (ReadAtMost(stream, MemoryMarshal.AsBytes(values)) < 4 * floats)
+            {
+                throw new InvalidDataException($"Truncated safetensors file: the header describes {dataLength} bytes of data.");
+            }
+
+            if (available < 0 && ReadAtMost(stream, word[..1]) != 0)
+            {
+                throw new InvalidDataException($"The data continues after the {dataLength} bytes the header describes.");
+            }
+
+            LittleEndianFloats.ToHost(values);
+            foreach (Tensor t in tensors)
+            {
+                int bad = Guard.FirstNonFinite<float>(values.Slice(t.Start, t.Count));
+                if (bad >= 0)
+                {
+                    throw new InvalidDataException($"Tensor '{t.Name}' element {bad} is {values[t.Start + bad]}; imported tensors must be finite.");
+                }
+            }
+
+            // b_h = b_ih + b_hh: finite summands can still overflow.
+            Span<float> bh = data.AsSpan(floats, s.HiddenSize);
+            ReadOnlySpan<float> bih = values.Slice(tensors[2].Start, s.HiddenSize), bhh = values.Slice(tensors[3].Start, s.HiddenSize);
+            for (int k = 0; k < bh.Length; k++)
+            {
+                bh[k] = bih[k] + bhh[k];
+                if (!float.IsFinite(bh[k]))
+                {
+                    throw new InvalidDataException($"bias_ih_l0 + bias_hh_l0 overflows at element {k} ({bih[k]} + {bhh[k]}).");
+                }
+            }
+
+            // Everything passed: copy out. Nothing below throws.
+            values.Slice(tensors[0].Start, tensors[0].Count).CopyTo(parameters.Wxh);
+            values.Slice(tensors[1].Start, tensors[1].Count).CopyTo(parameters.Whh);
+            bh.CopyTo(parameters.Bh);
+            values.Slice(tensors[4].Start, tensors[4].Count).CopyTo(parameters.Why);
+            values.Slice(tensors[5].Start, tensors[5].Count).CopyTo(parameters.By);
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(data);
+        }
+    }
+
+    private static void CheckHead(string head)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(head);
+        for (int k = 0; k < head.Length; k++)
+        {
+            if (char.IsHighSurrogate(head[k]) && k + 1 < head.Length && char.IsLowSurrogate(head[k + 1]))
+            {
+                k++;
+            }
+            else if (char.IsSurrogate(head[k]))
+            {
+                throw new ArgumentException($"The head name holds an unpaired surrogate at index {k}.", nameof(head));
+            }
+        }
+    }
+
+    private static int ReadAtMost(Stream stream, Span<byte> into)
+    {
+        int done = 0;
+        while (done < into.Length)
+        {
+            int n = stream.Read(into[done..]);
+            if (n <= 0)
+            {
+                break;
+            }
+
+            done += n;
+        }
+
+        return done;
+    }
+
+    /// <summary>
+    /// Reads the header. With the length known to be there it is read at once; otherwise the buffer grows with what
+    /// actually arrives, so a stream that promises 100 MB and ends early never costs 100 MB.
+    /// </summary>
+    private static byte[] ReadHeader(Stream stream, int length, bool known)
+    {
+        byte[] buffer = new byte[known ? length : Math.Min(length, 1 << 16)];
+        int done = 0;
+        while (true)
+        {
+            done += ReadAtMost(stream, buffer.AsSpan(done));
+            if (done == length)
+            {
+                return buffer;
+            }
+
+            if (done < buffer.Length)
+            {
+                throw new InvalidDataException($"Truncated safetensors file: a header of {length} bytes, {done} available.");
+            }
+
+            Array.Resize(ref buffer, (int)Math.Min(length, 2L * buffer.Length));
+        }
+    }
+
+    /// <summary>One expected tensor, once found: its position in the data section, in floats.</summary>
+    private sealed class Tensor(string name, int[] shape)
+    {
+        public string Name { get; } = name;
+
+        public int[] Shape { get; } = shape;
+
+        public int Count { get; } = shape.Aggregate(1, (a, b) => a * b);
+
+        public bool Found { get; set; }
+
+        public long Begin { get; set; }
+
+        public long End { get; set; }
+
+        public int Start => (int)(Begin / 4);
+    }
+
+    /// <summary>Parses and checks the header against the strict schema of the class remarks.</summary>
+    private static Tensor[] ParseHeader(byte[] header, RnnShape s, string head)
+    {
+        if (!System.Text.Unicode.Utf8.IsValid(header))
+        {
+            throw new InvalidDataException("The safetensors header is not valid UTF-8.");
+        }
+
+        int i = s.InputSize, h = s.HiddenSize, o = s.OutputSize;
+        Tensor[] tensors =
+        [
+            new("weight_ih_l0", [h, i]), new("weight_hh_l0", [h, h]), new("bias_ih_l0", [h]), new("bias_hh_l0", [h]),
+            new(head + ".weight", [o, h]), new(head + ".bias", [o]),
+        ];
+        try
+        {
+            var reader = new Utf8JsonReader(header, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Disallow, AllowTrailingCommas = false });
+            Next(ref reader);
+            Expect(ref reader, JsonTokenType.StartObject, "The safetensors header");
+            bool metadata = false;
+            while (Next(ref reader) != JsonTokenType.EndObject)
+            {
+                string key = reader.GetString()!;
+                if (key == Metadata)
+                {
+                    if (metadata)
+                    {
+                        throw Duplicate(key);
+                    }
+
+                    metadata = true;
+                    ReadMetadata(ref reader);
+                    continue;
+                }
+
+                Tensor t = Array.Find(tensors, x => x.Name == key)
+                    ?? throw new InvalidDataException($"Unexpected tensor '{key}': the header must hold exactly {string.Join(", ", tensors.Select(x => $"'{x.Name}'"))} and optionally {Metadata}.");
+                if (t.Found)
+                {
+                    throw Duplicate(key);
+                }
+
+                t.Found = true;
+                ReadTensor(ref reader, t);
+            }
+
+            if (reader.Read())
+            {
+                throw new InvalidDataException($"The safetensors header continues after its JSON object ({reader.TokenType}).");
+            }
         }
         catch (JsonException e)
         {
             throw new InvalidDataException($"The safetensors header is not valid JSON: {e.Message}", e);
         }
 
-        for (int k = 0; k < h; k++)
+        Tensor? missing = Array.Find(tensors, t => !t.Found);
+        if (missing is not null)
         {
-            staged.Bh[k] += biasHh[k]; // b_h = b_ih + b_hh
+            throw new InvalidDataException($"Tensor '{missing.Name}' is missing.");
         }
 
-        int bad = Guard.FirstNonFinite<float>(staged.Values);
-        if (bad >= 0)
+        Tensor[] byOffset = tensors.OrderBy(t => t.Begin).ThenBy(t => t.End).ToArray();
+        long covered = 0;
+        Tensor? previous = null;
+        foreach (Tensor t in byOffset)
         {
-            throw new InvalidDataException($"Parameter {bad} is {staged.Values[bad]}; imported tensors must be finite.");
+            if (t.Begin < covered)
+            {
+                throw new InvalidDataException($"Tensors '{previous!.Name}' [{previous.Begin}, {previous.End}) and '{t.Name}' [{t.Begin}, {t.End}) overlap.");
+            }
+
+            if (t.Begin > covered)
+            {
+                throw new InvalidDataException($"Data bytes [{covered}, {t.Begin}) belong to no tensor; the tensors must cover the data section without gaps.");
+            }
+
+            covered = t.End;
+            previous = t;
         }
 
-        parameters.CopyFrom(staged);
+        return tensors;
     }
 
-    private static void Read(JsonElement root, ReadOnlySpan<byte> data, string name, int[] shape, Span<float> destination)
+    private static InvalidDataException Duplicate(string key) => new($"The safetensors header lists '{key}' more than once.");
+
+    /// <summary>Advances to the next token; the header must not end before its object does.</summary>
+    private static JsonTokenType Next(ref Utf8JsonReader reader) =>
+        reader.Read() ? reader.TokenType : throw new InvalidDataException("The safetensors header ends inside its JSON object.");
+
+    private static void Expect(ref Utf8JsonReader reader, JsonTokenType kind, string what)
     {
-        if (!root.TryGetProperty(name, out JsonElement t))
+        if (reader.TokenType != kind)
         {
-            throw new InvalidDataException($"Tensor '{name}' is missing.");
+            throw new InvalidDataException($"{what} must be {Describe(kind)}, not {Describe(reader.TokenType)}.");
+        }
+    }
+
+    private static string Describe(JsonTokenType kind) => kind switch
+    {
+        JsonTokenType.StartObject => "a JSON object",
+        JsonTokenType.StartArray => "a JSON array",
+        JsonTokenType.String => "a string",
+        JsonTokenType.Number => "a number",
+        JsonTokenType.True or JsonTokenType.False => "a boolean",
+        JsonTokenType.Null => "null",
+        _ => kind.ToString(),
+    };
+
+    private static void ReadMetadata(ref Utf8JsonReader reader)
+    {
+        Next(ref reader);
+        Expect(ref reader, JsonTokenType.StartObject, Metadata);
+        var keys = new HashSet<string>(StringComparer.Ordinal);
+        while (Next(ref reader) != JsonTokenType.EndObject)
+        {
+            string key = reader.GetString()!;
+            if (!keys.Add(key))
+            {
+                throw Duplicate($"{Metadata}.{key}");
+            }
+
+            Next(ref reader);
+            Expect(ref reader, JsonTokenType.String, $"{Metadata} value '{key}'");
+        }
+    }
+
+    private static void ReadTensor(ref Utf8JsonReader reader, Tensor t)
+    {
+        Next(ref reader);
+        Expect(ref reader, JsonTokenType.StartObject, $"Tensor '{t.Name}'");
+        string? dtype = null;
+        long[]? shape = null, offsets = null;
+        while (Next(ref reader) != JsonTokenType.EndObject)
+        {
+            if (reader.ValueTextEquals("dtype"u8))
+            {
+                if (dtype is not null)
+                {
+                    throw Duplicate($"{t.Name}.dtype");
+                }
+
+                Next(ref reader);
+                Expect(ref reader, JsonTokenType.String, $"Tensor '{t.Name}' dtype");
+                dtype = reader.GetString()!;
+            }
+            else if (reader.ValueTextEquals("shape"u8))
+            {
+                if (shape is not null)
+                {
+                    throw Duplicate($"{t.Name}.shape");
+                }
+
+                shape = ReadIntegers(ref reader, $"Tensor '{t.Name}' shape", MaxRank);
+            }
+            else if (reader.ValueTextEquals("data_offsets"u8))
+            {
+                if (offsets is not null)
+                {
+                    throw Duplicate($"{t.Name}.data_offsets");
+                }
+
+                offsets = ReadIntegers(ref reader, $"Tensor '{t.Name}' data_offsets", 2);
+            }
+            else
+            {
+                throw new InvalidDataException($"Tensor '{t.Name}' has the unknown field '{reader.GetString()}'; expected dtype, shape and data_offsets only.");
+            }
         }
 
-        string? dtype = t.GetProperty("dtype").GetString();
+        if (dtype is null || shape is null || offsets is null)
+        {
+            string absent = dtype is null ? "dtype" : shape is null ? "shape" : "data_offsets";
+            throw new InvalidDataException($"Tensor '{t.Name}' has no {absent}.");
+        }
+
         if (dtype != "F32")
         {
-            throw new InvalidDataException($"Tensor '{name}' is {dtype}; expected F32.");
+            throw new InvalidDataException($"Tensor '{t.Name}' has dtype '{dtype}'; expected F32.");
         }
 
-        int[] actual = t.GetProperty("shape").EnumerateArray().Select(e => e.GetInt32()).ToArray();
-        if (!actual.AsSpan().SequenceEqual(shape))
+        long count = 1;
+        foreach (long dim in shape)
         {
-            throw new InvalidDataException($"Tensor '{name}' has shape [{string.Join(", ", actual)}]; expected [{string.Join(", ", shape)}].");
+            count = dim == 0 || count <= long.MaxValue / 4 / dim
+                ? count * dim
+                : throw new InvalidDataException($"Tensor '{t.Name}' has shape [{string.Join(", ", shape)}], whose size overflows 64 bits.");
         }
 
-        long[] offsets = t.GetProperty("data_offsets").EnumerateArray().Select(e => e.GetInt64()).ToArray();
-        if (offsets.Length != 2 || offsets[0] < 0 || offsets[1] - offsets[0] != 4L * destination.Length || offsets[1] > data.Length)
+        if (!shape.SequenceEqual(t.Shape.Select(d => (long)d)))
         {
-            throw new InvalidDataException($"Tensor '{name}' has data offsets [{string.Join(", ", offsets)}]; expected {4 * destination.Length} bytes within {data.Length}.");
+            throw new InvalidDataException($"Tensor '{t.Name}' has shape [{string.Join(", ", shape)}]; expected [{string.Join(", ", t.Shape)}].");
         }
 
-        ReadOnlySpan<byte> raw = data.Slice((int)offsets[0], 4 * destination.Length);
-        for (int k = 0; k < destination.Length; k++)
+        if (offsets.Length != 2 || offsets[0] > offsets[1] || offsets[1] - offsets[0] != 4 * count)
         {
-            destination[k] = BinaryPrimitives.ReadSingleLittleEndian(raw[(4 * k)..]);
+            throw new InvalidDataException($"Tensor '{t.Name}' has data_offsets [{string.Join(", ", offsets)}]; expected [begin, begin + {4 * count}] for F32 × [{string.Join(", ", shape)}].");
         }
+
+        t.Begin = offsets[0];
+        t.End = offsets[1];
+    }
+
+    /// <summary>A JSON array of at most <paramref name="max"/> integers in [0, 2⁶³ − 1], written without sign, fraction or exponent.</summary>
+    private static long[] ReadIntegers(ref Utf8JsonReader reader, string what, int max)
+    {
+        Next(ref reader);
+        Expect(ref reader, JsonTokenType.StartArray, what);
+        Span<long> values = stackalloc long[MaxRank];
+        int n = 0;
+        while (Next(ref reader) != JsonTokenType.EndArray)
+        {
+            Expect(ref reader, JsonTokenType.Number, $"Each entry of {what}");
+            if (n == max)
+            {
+                throw new InvalidDataException($"{what} has more than {max} entries.");
+            }
+
+            ReadOnlySpan<byte> text = reader.ValueSpan;
+            foreach (byte c in text)
+            {
+                if (c is < (byte)'0' or > (byte)'9')
+                {
+                    throw new InvalidDataException($"{what} holds {System.Text.Encoding.UTF8.GetString(text)}; expected a non-negative integer.");
+                }
+            }
+
+            if (!Utf8Parser.TryParse(text, out long value, out int used) || used != text.Length)
+            {
+                throw new InvalidDataException($"{what} holds {System.Text.Encoding.UTF8.GetString(text)}, beyond the 64-bit range.");
+            }
+
+            values[n++] = value;
+        }
+
+        return values[..n].ToArray();
     }
 }
