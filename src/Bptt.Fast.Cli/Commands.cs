@@ -24,8 +24,17 @@ internal static class Commands
           info    the kernel path, the CPU and its measured FMA peak
         """;
 
-    public static int Run(string[] args, TextWriter output, TextWriter error, bool interactive)
+    public static int Run(string[] args, TextWriter output, TextWriter error, bool interactive) =>
+        Run(args, output, error, interactive, KernelInfo.RequestedIsaProblem);
+
+    /// <summary>Runs a command; <paramref name="isaProblem"/> (normally <see cref="KernelInfo.RequestedIsaProblem"/>) is printed as a warning first.</summary>
+    internal static int Run(string[] args, TextWriter output, TextWriter error, bool interactive, string? isaProblem)
     {
+        if (isaProblem is not null)
+        {
+            WriteError(error, $"warning: {isaProblem}");
+        }
+
         try
         {
             if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
@@ -40,20 +49,46 @@ internal static class Commands
                 "train" => Train(new Options(rest, Set("resume", "force"), Set("text", "hidden", "chunk", "lr", "optimizer", "clip", "steps", "seed", "checkpoint", "every")), output, interactive),
                 "sample" => Sample(new Options(rest, Set(), Set("checkpoint", "length", "temperature", "seed", "prime")), output),
                 "check" => Check(new Options(rest, Set(), Set("seed")), output),
-                "info" => Info(new Options(rest, Set(), Set()), output),
+                "info" => Info(new Options(rest, Set(), Set()), output, isaProblem),
                 _ => throw new UsageException($"unknown command '{args[0]}' (train, sample, check, info)"),
             };
         }
         catch (UsageException e)
         {
-            error.WriteLine($"bptt: {e.Message}");
+            WriteError(error, e.Message);
             return 2;
+        }
+        catch (OutOfMemoryException)
+        {
+            WriteError(error, "out of memory; try a smaller --hidden, --chunk, --steps or text");
+            return 1;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or DecoderFallbackException or ArgumentException)
         {
-            error.WriteLine($"bptt: {e.Message.ReplaceLineEndings(" ")}");
+            WriteError(error, e.Message);
             return 1;
         }
+    }
+
+    /// <summary>Writes <c>bptt: message</c> as exactly one line: line breaks and other control characters are escaped.</summary>
+    /// <param name="error">stderr.</param>
+    /// <param name="message">The message.</param>
+    internal static void WriteError(TextWriter error, string message)
+    {
+        var line = new StringBuilder("bptt: ", message.Length + 6);
+        foreach (char c in message)
+        {
+            _ = c switch
+            {
+                '\n' => line.Append("\\n"),
+                '\r' => line.Append("\\r"),
+                '\t' => line.Append("\\t"),
+                _ when char.IsControl(c) || c is '\u2028' or '\u2029' => line.Append(string.Create(Inv, $"\\u{(int)c:X4}")),
+                _ => line.Append(c),
+            };
+        }
+
+        error.WriteLine(line.ToString());
     }
 
     private static HashSet<string> Set(params string[] names) => new(names, StringComparer.Ordinal);
@@ -315,10 +350,15 @@ internal static class Commands
         return pass ? 0 : 1;
     }
 
-    private static int Info(Options o, TextWriter output)
+    private static int Info(Options o, TextWriter output, string? isaProblem)
     {
         _ = o;
         output.WriteLine($"kernel path: {KernelInfo.Description} (best supported: {KernelInfo.BestSupported})");
+        if (isaProblem is not null)
+        {
+            output.WriteLine($"warning: {isaProblem}");
+        }
+
         foreach (string name in KernelInfo.KernelNames)
         {
             output.WriteLine($"  {name}");
