@@ -154,7 +154,16 @@ internal static class TrainCommand
             }
         }
 
-        LossPlot.Save(losses, outputs.PlotPath, textPath is null ? "embedded Reber grammar" : Path.GetFileName(textPath));
+        try
+        {
+            LossPlot.Save(losses, outputs.PlotPath, textPath is null ? "embedded Reber grammar" : Path.GetFileName(textPath));
+        }
+        catch (Exception e) when (e is DllNotFoundException or TypeInitializationException or BadImageFormatException)
+        {
+            // ScottPlot draws with SkiaSharp's native library, which a minimal system may lack.
+            throw new IOException($"--checkpoint: the loss plot '{outputs.PlotPath}' could not be drawn ({e.GetType().Name}: {e.Message}); the checkpoint and the loss log are saved", e);
+        }
+
         output.WriteLine($"checkpoint: {checkpoint}");
         output.WriteLine($"loss curve: {outputs.PlotPath}");
         output.WriteLine(string.Create(Inv, $"final smoothed training loss: {smoothed:F4} nats/symbol over {losses.Count} steps"));
