@@ -82,7 +82,7 @@ public static class KernelInfo
 
     /// <summary>A one-line summary, e.g. "Avx2 (8 floats per vector)".</summary>
     public static string Description =>
-        $"{Isa} ({VectorWidth} float{(VectorWidth == 1 ? "" : "s")} per vector){(IsForced ? $", forced by {EnvironmentVariable}={RequestedIsa}" : "")}";
+        $"{Isa} ({VectorWidth} float{(VectorWidth == 1 ? "" : "s")} per vector){(IsForced ? $", forced by {EnvironmentVariable}={RequestedIsa?.Trim()}" : "")}";
 
     /// <summary>
     /// The path for a requested value of <see cref="EnvironmentVariable"/>: the named instruction set when this process
