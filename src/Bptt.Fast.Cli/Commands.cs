@@ -1,10 +1,7 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using Bptt.Fast.Reference;
 using Bptt.Fast.Serving;
-using Bptt.Fast.Training;
-using Spectre.Console;
 
 namespace Bptt.Fast.Cli;
 
@@ -18,14 +15,25 @@ internal static class Commands
           train   [--text FILE] [--hidden N] [--chunk K] [--lr X] [--optimizer adam|adamw|adagrad|momentum|sgd]
                   [--clip X] [--steps N] [--seed S] [--checkpoint PATH] [--every N] [--resume] [--force]
                   With no --text, trains on a generated embedded Reber grammar corpus and scores it against the
-                  grammar's optimal loss.
+                  grammar's optimal loss. --text is UTF-8 of at most 128 MiB; its symbols are its distinct Unicode
+                  scalar values (a leading byte-order mark is dropped). --resume refuses a text whose vocabulary
+                  differs from <checkpoint>.vocab unless --force is given.
           sample  --checkpoint PATH [--length N] [--temperature T] [--seed S] [--prime TEXT]
           check   fast path against the reference and against finite differences on random shapes
           info    the kernel path, the CPU and its measured FMA peak
         """;
 
-    public static int Run(string[] args, TextWriter output, TextWriter error, bool interactive)
+    public static int Run(string[] args, TextWriter output, TextWriter error, bool interactive) =>
+        Run(args, output, error, interactive, KernelInfo.RequestedIsaProblem);
+
+    /// <summary>Runs a command; <paramref name="isaProblem"/> (normally <see cref="KernelInfo.RequestedIsaProblem"/>) is printed as a warning first.</summary>
+    internal static int Run(string[] args, TextWriter output, TextWriter error, bool interactive, string? isaProblem)
     {
+        if (isaProblem is not null)
+        {
+            WriteError(error, $"warning: {isaProblem}");
+        }
+
         try
         {
             if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
@@ -37,186 +45,52 @@ internal static class Commands
             string[] rest = args[1..];
             return args[0] switch
             {
-                "train" => Train(new Options(rest, Set("resume", "force"), Set("text", "hidden", "chunk", "lr", "optimizer", "clip", "steps", "seed", "checkpoint", "every")), output, interactive),
+                "train" => TrainCommand.Run(new Options(rest, Set("resume", "force"), Set("text", "hidden", "chunk", "lr", "optimizer", "clip", "steps", "seed", "checkpoint", "every")), output, interactive),
                 "sample" => Sample(new Options(rest, Set(), Set("checkpoint", "length", "temperature", "seed", "prime")), output),
                 "check" => Check(new Options(rest, Set(), Set("seed")), output),
-                "info" => Info(new Options(rest, Set(), Set()), output),
+                "info" => Info(new Options(rest, Set(), Set()), output, isaProblem),
                 _ => throw new UsageException($"unknown command '{args[0]}' (train, sample, check, info)"),
             };
         }
         catch (UsageException e)
         {
-            error.WriteLine($"bptt: {e.Message}");
+            WriteError(error, e.Message);
             return 2;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or DecoderFallbackException or ArgumentException)
+        catch (OutOfMemoryException)
         {
-            error.WriteLine($"bptt: {e.Message.ReplaceLineEndings(" ")}");
+            WriteError(error, "out of memory; try a smaller --hidden, --chunk, --steps or text");
+            return 1;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
+        {
+            WriteError(error, e.Message);
             return 1;
         }
     }
 
+    /// <summary>Writes <c>bptt: message</c> as exactly one line: line breaks and other control characters are escaped.</summary>
+    /// <param name="error">stderr.</param>
+    /// <param name="message">The message.</param>
+    internal static void WriteError(TextWriter error, string message)
+    {
+        var line = new StringBuilder("bptt: ", message.Length + 6);
+        foreach (char c in message)
+        {
+            _ = c switch
+            {
+                '\n' => line.Append("\\n"),
+                '\r' => line.Append("\\r"),
+                '\t' => line.Append("\\t"),
+                _ when char.IsControl(c) || c is '\u2028' or '\u2029' => line.Append(string.Create(Inv, $"\\u{(int)c:X4}")),
+                _ => line.Append(c),
+            };
+        }
+
+        error.WriteLine(line.ToString());
+    }
+
     private static HashSet<string> Set(params string[] names) => new(names, StringComparer.Ordinal);
-
-    private static int Train(Options o, TextWriter output, bool interactive)
-    {
-        string? textPath = o.String("text");
-        int seed = o.Int("seed", 1, 0, int.MaxValue);
-        string vocabulary;
-        int[] stream;
-        ReberGrammar.Corpus? evaluation = null;
-        if (textPath is null)
-        {
-            ReberGrammar.Corpus corpus = ReberGrammar.Generate(strings: 3000, (ulong)seed);
-            evaluation = ReberGrammar.Generate(strings: 600, (ulong)seed + 1000);
-            vocabulary = ReberGrammar.Symbols;
-            stream = corpus.Tokens;
-        }
-        else
-        {
-            string text = ReadText(textPath);
-            vocabulary = new string(text.Distinct().Order().ToArray());
-            stream = text.Select(c => vocabulary.IndexOf(c, StringComparison.Ordinal)).ToArray();
-        }
-
-        int hidden = o.Int("hidden", 64, 1, 4096);
-        int chunk = o.Int("chunk", 20, 1, 1000);
-        float lr = o.Float("lr", 0.005f, 1e-7f, 10f);
-        float clip = o.Float("clip", 5f, 0f, 1e6f);
-        int steps = o.Int("steps", textPath is null ? 8000 : 2000, 1, 100_000_000);
-        int every = o.Int("every", 1000, 1, int.MaxValue);
-        string checkpoint = Path.GetFullPath(o.String("checkpoint") ?? "bptt-model.ckpt");
-        bool resume = o.Has("resume");
-        if (stream.Length < chunk + 1)
-        {
-            throw new UsageException($"the text has {stream.Length} characters; --chunk {chunk} needs at least {chunk + 1}");
-        }
-
-        CheckWritable(checkpoint, resume || o.Has("force"));
-        var shape = new RnnShape(vocabulary.Length, hidden, vocabulary.Length);
-        var theta = new RnnParameters(shape);
-        theta.InitializeGlorot((ulong)seed);
-        Optimizer optimizer = (o.String("optimizer") ?? "adam") switch
-        {
-            "adam" => new Adam(shape, lr),
-            "adamw" => new AdamW(shape, lr),
-            "adagrad" => new Adagrad(shape, lr),
-            "momentum" => new Momentum(shape, lr, 0.9f, nesterov: true),
-            "sgd" => new GradientDescent(shape, lr),
-            string other => throw new UsageException($"unknown optimizer '{other}' (adam, adamw, adagrad, momentum, sgd)"),
-        };
-        var engine = new BpttEngine(shape, chunk);
-        var trainer = new TruncatedBpttTrainer(engine, optimizer, chunk, chunk, clip);
-        var losses = new List<float>();
-        int start = 0;
-        if (resume)
-        {
-            CheckpointInfo info = Checkpoint.Load(checkpoint, theta, optimizer, trainer.State);
-            start = (int)info.StepCount;
-            losses.AddRange(ReadLosses(checkpoint + ".loss.csv", start));
-            output.WriteLine($"resumed from {checkpoint} at step {start}");
-        }
-
-        int[] targets = stream[1..];
-        int[] inputs = stream[..^1];
-        int span = inputs.Length / chunk * chunk;
-        var clock = Stopwatch.StartNew();
-        double smoothed = double.NaN;
-
-        void Update(int u)
-        {
-            int at = u * chunk % span;
-            if (at == 0)
-            {
-                trainer.Reset(); // each pass over the corpus starts from h = 0
-            }
-
-            TrainingReport report = trainer.Train(theta, inputs.AsSpan(at, chunk), targets.AsSpan(at, chunk));
-            if (report.Refused > 0)
-            {
-                throw new InvalidDataException($"step {u + 1}: the loss or gradient became non-finite; try a smaller --lr");
-            }
-
-            float perSymbol = (float)(report.Loss / chunk);
-            losses.Add(perSymbol);
-            smoothed = double.IsNaN(smoothed) ? perSymbol : (0.98 * smoothed) + (0.02 * perSymbol);
-            if ((u + 1) % every == 0 || u + 1 == steps)
-            {
-                Checkpoint.Save(checkpoint, theta, Activation.Tanh, optimizer, carriedState: trainer.State);
-                File.WriteAllLines(checkpoint + ".loss.csv", losses.Select((l, i) => $"{i + 1},{l.ToString("R", Inv)}"));
-                File.WriteAllText(checkpoint + ".vocab", vocabulary, Encoding.UTF8);
-            }
-        }
-
-        string Status(int u)
-        {
-            double rate = (u + 1 - start) * chunk / Math.Max(clock.Elapsed.TotalSeconds, 1e-9);
-            double eta = (steps - u - 1) * chunk / Math.Max(rate, 1e-9);
-            return string.Create(Inv, $"step {u + 1}/{steps}  loss {smoothed:F3} nats/symbol  {rate:F0} tokens/s  ETA {eta:F0}s");
-        }
-
-        if (interactive)
-        {
-            AnsiConsole.Progress().AutoClear(false).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
-                .Start(ctx =>
-                {
-                    ProgressTask task = ctx.AddTask("training", maxValue: steps);
-                    task.Value = start;
-                    for (int u = start; u < steps; u++)
-                    {
-                        Update(u);
-                        task.Increment(1);
-                        if ((u & 31) == 0 || u + 1 == steps)
-                        {
-                            task.Description = Markup.Escape(Status(u));
-                        }
-                    }
-                });
-        }
-        else
-        {
-            int report = Math.Max(1, steps / 20);
-            for (int u = start; u < steps; u++)
-            {
-                Update(u);
-                if ((u + 1) % report == 0 || u + 1 == steps)
-                {
-                    output.WriteLine(Status(u));
-                }
-            }
-        }
-
-        string plot = checkpoint + ".loss.png";
-        LossPlot.Save(losses, plot, textPath is null ? "embedded Reber grammar" : Path.GetFileName(textPath));
-        output.WriteLine($"checkpoint: {checkpoint}");
-        output.WriteLine($"loss curve: {plot}");
-        output.WriteLine(string.Create(Inv, $"final smoothed training loss: {smoothed:F4} nats/symbol over {losses.Count} steps"));
-        if (evaluation is not null)
-        {
-            Score(new RnnModel(theta), evaluation, output);
-        }
-
-        return 0;
-    }
-
-    /// <summary>Runs the model over held-out grammar strings and reports its loss against the grammar's optimum.</summary>
-    private static void Score(RnnModel model, ReberGrammar.Corpus corpus, TextWriter output)
-    {
-        RnnState state = model.CreateState();
-        var probs = new float[model.Shape.OutputSize];
-        double loss = 0;
-        int legal = 0, n = corpus.Tokens.Length - 1;
-        for (int t = 0; t < n; t++)
-        {
-            model.Step(corpus.Tokens[t], state, probs);
-            loss -= Math.Log(Math.Max(probs[corpus.Tokens[t + 1]], 1e-30f));
-            legal += (corpus.Legal[t] >> RnnModel.Greedy(probs) & 1) != 0 ? 1 : 0;
-        }
-
-        double model_ = loss / n, optimal = corpus.OptimalNatsPerSymbol;
-        output.WriteLine(string.Create(Inv, $"held-out loss: {model_:F4} nats/symbol; grammar optimum: {optimal:F4} nats/symbol; ratio {model_ / optimal:F2}x (gap {model_ - optimal:F4})"));
-        output.WriteLine(string.Create(Inv, $"top prediction legal: {100.0 * legal / n:F2}% of {n} steps"));
-    }
 
     private static int Sample(Options o, TextWriter output)
     {
@@ -224,18 +98,34 @@ internal static class Commands
         int length = o.Int("length", 200, 1, 10_000_000);
         float temperature = o.Float("temperature", 1f, 1e-3f, 100f);
         int seed = o.Int("seed", 1, 0, int.MaxValue);
-        if (!File.Exists(checkpoint))
+        string? primeOption = o.String("prime");
+        if (checkpoint.Length == 0 || checkpoint.Contains('\0', StringComparison.Ordinal))
         {
-            throw new UsageException($"no checkpoint at '{checkpoint}'");
+            throw new UsageException("--checkpoint needs a file path");
         }
 
-        CheckpointInfo info = Checkpoint.ReadInfo(checkpoint);
-        var theta = new RnnParameters(info.Shape);
-        Checkpoint.Load(checkpoint, theta);
-        string vocabulary = File.ReadAllText(checkpoint + ".vocab", Encoding.UTF8);
-        if (vocabulary.Length != info.Shape.InputSize)
+        // The header, then the vocabulary, are checked before the parameters are allocated and read.
+        CheckpointInfo info = InputFiles.ReadCheckpointInfo(checkpoint, "--checkpoint");
+        Vocabulary vocabulary = InputFiles.ReadVocabulary(checkpoint + ".vocab", "--checkpoint");
+        if (info.Shape.InputSize != vocabulary.Count || info.Shape.OutputSize != vocabulary.Count)
         {
-            throw new InvalidDataException($"'{checkpoint}.vocab' has {vocabulary.Length} symbols; the model has {info.Shape.InputSize}");
+            throw new InvalidDataException($"--checkpoint: '{checkpoint}' is a model of {info.Shape.InputSize} inputs and {info.Shape.OutputSize} outputs; '{checkpoint}.vocab' has {vocabulary.Count} symbols");
+        }
+
+        var prime = new List<int>();
+        foreach (Rune r in PrimeRunes(primeOption ?? vocabulary[0].ToString()))
+        {
+            prime.Add(vocabulary.TryGetId(r, out int id) ? id : throw new UsageException($"--prime contains {Vocabulary.Describe(r)}, which is not in the model's vocabulary"));
+        }
+
+        var theta = new RnnParameters(info.Shape);
+        try
+        {
+            Checkpoint.Load(checkpoint, theta);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new InvalidDataException($"--checkpoint: '{checkpoint}' is not a usable checkpoint: {e.Message}");
         }
 
         var model = new RnnModel(theta, info.Activation);
@@ -243,28 +133,65 @@ internal static class Commands
         var logits = new float[info.Shape.OutputSize];
         var random = new Random(seed);
         var text = new StringBuilder();
-        string prime = o.String("prime") ?? vocabulary[..1];
-        foreach (char c in prime)
+        Span<char> utf16 = stackalloc char[2];
+        void Step(int id, int position)
         {
-            int id = vocabulary.IndexOf(c, StringComparison.Ordinal);
-            if (id < 0)
-            {
-                throw new UsageException($"--prime contains '{c}', which is not in the model's vocabulary");
-            }
-
             model.Step(id, state, logits, StepOutput.Logits);
-            text.Append(c);
+            if (!AllFinite(logits))
+            {
+                throw new InvalidDataException($"--checkpoint: '{checkpoint}': the model's output became non-finite after {position} symbols");
+            }
+        }
+
+        for (int k = 0; k < prime.Count; k++)
+        {
+            Step(prime[k], k + 1);
+            text.Append(utf16[..vocabulary[prime[k]].EncodeToUtf16(utf16)]);
         }
 
         for (int k = 0; k < length; k++)
         {
             int id = RnnModel.Sample(logits, temperature, random);
-            text.Append(vocabulary[id]);
-            model.Step(id, state, logits, StepOutput.Logits);
+            text.Append(utf16[..vocabulary[id].EncodeToUtf16(utf16)]);
+            if (k + 1 < length)
+            {
+                Step(id, prime.Count + k + 1);
+            }
         }
 
         output.WriteLine(text.ToString());
         return 0;
+    }
+
+    /// <summary>The scalar values of <c>--prime</c>; an unpaired surrogate or an empty prime is refused.</summary>
+    private static List<Rune> PrimeRunes(string prime)
+    {
+        var runes = new List<Rune>();
+        for (int at = 0; at < prime.Length;)
+        {
+            if (Rune.DecodeFromUtf16(prime.AsSpan(at), out Rune r, out int used) != System.Buffers.OperationStatus.Done)
+            {
+                throw new UsageException($"--prime contains an unpaired UTF-16 surrogate at position {at}");
+            }
+
+            runes.Add(r);
+            at += used;
+        }
+
+        return runes.Count == 0 ? throw new UsageException("--prime must not be empty") : runes;
+    }
+
+    private static bool AllFinite(ReadOnlySpan<float> values)
+    {
+        foreach (float v in values)
+        {
+            if (!float.IsFinite(v))
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     private static int Check(Options o, TextWriter output)
@@ -315,10 +242,15 @@ internal static class Commands
         return pass ? 0 : 1;
     }
 
-    private static int Info(Options o, TextWriter output)
+    private static int Info(Options o, TextWriter output, string? isaProblem)
     {
         _ = o;
         output.WriteLine($"kernel path: {KernelInfo.Description} (best supported: {KernelInfo.BestSupported})");
+        if (isaProblem is not null)
+        {
+            output.WriteLine($"warning: {isaProblem}");
+        }
+
         foreach (string name in KernelInfo.KernelNames)
         {
             output.WriteLine($"  {name}");
@@ -327,75 +259,5 @@ internal static class Commands
         output.WriteLine($"CPU: {FmaPeak.Cpu}");
         output.WriteLine(string.Create(Inv, $"measured single-core fp32 FMA peak: {FmaPeak.Measure():F1} GFLOP/s"));
         return 0;
-    }
-
-    private static string ReadText(string path)
-    {
-        if (!File.Exists(path))
-        {
-            throw new UsageException($"no such file '{path}'");
-        }
-
-        byte[] bytes = File.ReadAllBytes(path);
-        if (bytes.Length == 0)
-        {
-            throw new UsageException($"'{path}' is empty");
-        }
-
-        if (Array.IndexOf(bytes, (byte)0) >= 0)
-        {
-            throw new UsageException($"'{path}' looks binary (it contains NUL bytes); give a UTF-8 text file");
-        }
-
-        try
-        {
-            return new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(bytes);
-        }
-        catch (DecoderFallbackException)
-        {
-            throw new UsageException($"'{path}' is not valid UTF-8 text");
-        }
-    }
-
-    /// <summary>Fails before any training if the checkpoint cannot be written, or exists and may not be replaced.</summary>
-    private static void CheckWritable(string checkpoint, bool mayReplace)
-    {
-        if (File.Exists(checkpoint) && !mayReplace)
-        {
-            throw new UsageException($"'{checkpoint}' exists; pass --resume to continue it or --force to replace it");
-        }
-
-        if (!File.Exists(checkpoint) && File.Exists(checkpoint + ".loss.csv") && !mayReplace)
-        {
-            throw new UsageException($"'{checkpoint}.loss.csv' exists; pass --force to replace it");
-        }
-
-        string dir = Path.GetDirectoryName(checkpoint)!;
-        if (!Directory.Exists(dir))
-        {
-            throw new UsageException($"cannot write checkpoint: folder '{dir}' does not exist");
-        }
-
-        string probe = Path.Combine(dir, $".bptt-write-test-{Environment.ProcessId}");
-        try
-        {
-            File.WriteAllText(probe, "");
-            File.Delete(probe);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new UsageException($"cannot write checkpoint in '{dir}': {e.Message}");
-        }
-    }
-
-    private static IEnumerable<float> ReadLosses(string path, int count)
-    {
-        string[] lines = File.Exists(path) ? File.ReadAllLines(path) : [];
-        if (lines.Length < count)
-        {
-            throw new InvalidDataException($"'{path}' holds {lines.Length} losses; the checkpoint is at step {count}");
-        }
-
-        return lines.Take(count).Select(l => float.Parse(l[(l.IndexOf(',', StringComparison.Ordinal) + 1)..], Inv));
     }
 }

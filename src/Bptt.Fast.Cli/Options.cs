@@ -29,7 +29,7 @@ internal sealed class Options
             }
             else if (valued.Contains(name))
             {
-                if (!e.MoveNext())
+                if (!e.MoveNext() || (e.Current.StartsWith("--", StringComparison.Ordinal) && (flags.Contains(e.Current[2..]) || valued.Contains(e.Current[2..]))))
                 {
                     throw new UsageException($"option --{name} needs a value");
                 }

@@ -39,14 +39,9 @@ public static class KernelInfo
             : IsSupported(KernelIsa.Vector) ? KernelIsa.Vector
             : KernelIsa.Scalar;
         string? requested = Environment.GetEnvironmentVariable(EnvironmentVariable);
-        Isa = BestSupported;
-        if (!string.IsNullOrWhiteSpace(requested) && Enum.TryParse(requested.Trim(), ignoreCase: true, out KernelIsa forced)
-            && Enum.IsDefined(forced) && IsSupported(forced) && forced <= BestSupported)
-        {
-            Isa = forced;
-            IsForced = true;
-        }
-
+        Isa = Choose(requested, BestSupported, out bool forced, out string? problem);
+        IsForced = forced;
+        RequestedIsaProblem = problem;
         RequestedIsa = requested;
         KernelNames =
         [
@@ -71,6 +66,14 @@ public static class KernelInfo
     /// <summary>The raw value of <see cref="EnvironmentVariable"/>, or null.</summary>
     public static string? RequestedIsa { get; }
 
+    /// <summary>
+    /// Why <see cref="EnvironmentVariable"/> was not applied, as one line of text (control characters escaped), e.g. a
+    /// mistyped name or an instruction set this process cannot run; <see cref="Isa"/> is then <see cref="BestSupported"/>.
+    /// Null when the variable is absent, blank, or names a supported instruction set. Only the names <c>avx2</c>,
+    /// <c>advsimd</c>, <c>vector</c> and <c>scalar</c> are accepted (any case, surrounding blanks ignored).
+    /// </summary>
+    public static string? RequestedIsaProblem { get; }
+
     /// <summary>The number of floats in one vector register of the selected path (1 for scalar).</summary>
     public static int VectorWidth => WidthOf(Isa);
 
@@ -79,7 +82,45 @@ public static class KernelInfo
 
     /// <summary>A one-line summary, e.g. "Avx2 (8 floats per vector)".</summary>
     public static string Description =>
-        $"{Isa} ({VectorWidth} float{(VectorWidth == 1 ? "" : "s")} per vector){(IsForced ? $", forced by {EnvironmentVariable}={RequestedIsa}" : "")}";
+        $"{Isa} ({VectorWidth} float{(VectorWidth == 1 ? "" : "s")} per vector){(IsForced ? $", forced by {EnvironmentVariable}={RequestedIsa?.Trim()}" : "")}";
+
+    /// <summary>
+    /// The path for a requested value of <see cref="EnvironmentVariable"/>: the named instruction set when this process
+    /// supports it, otherwise <paramref name="best"/> with a one-line <paramref name="problem"/>. Never throws.
+    /// </summary>
+    /// <param name="requested">The raw value, or null.</param>
+    /// <param name="best">The best supported instruction set, the fallback.</param>
+    /// <param name="forced">True when <paramref name="requested"/> selected the result.</param>
+    /// <param name="problem">Why <paramref name="requested"/> was not applied, or null.</param>
+    /// <returns>The instruction set to use.</returns>
+    internal static KernelIsa Choose(string? requested, KernelIsa best, out bool forced, out string? problem)
+    {
+        forced = false;
+        problem = null;
+        if (string.IsNullOrWhiteSpace(requested))
+        {
+            return best;
+        }
+
+        string name = requested.Trim();
+        foreach (KernelIsa isa in Enum.GetValues<KernelIsa>())
+        {
+            if (string.Equals(name, isa.ToString(), StringComparison.OrdinalIgnoreCase))
+            {
+                if (IsSupported(isa) && isa <= best)
+                {
+                    forced = true;
+                    return isa;
+                }
+
+                problem = $"{EnvironmentVariable}={Shown(name)} is not supported by this machine and runtime; using {best}";
+                return best;
+            }
+        }
+
+        problem = $"{EnvironmentVariable}={Shown(name)} is not one of avx2, advsimd, vector, scalar; using {best}";
+        return best;
+    }
 
     /// <summary>Whether this process can run the kernels of <paramref name="isa"/>.</summary>
     /// <param name="isa">The instruction set.</param>
@@ -101,4 +142,16 @@ public static class KernelInfo
         KernelIsa.Vector => Vector<float>.Count,
         _ => 1,
     };
+
+    /// <summary>A value for a one-line message: quoted, control characters escaped, at most 40 characters shown.</summary>
+    private static string Shown(string value)
+    {
+        var text = new System.Text.StringBuilder("'");
+        foreach (char c in value.Length > 40 ? value[..40] : value)
+        {
+            text.Append(char.IsControl(c) ? $"\\u{(int)c:X4}" : c.ToString());
+        }
+
+        return text.Append(value.Length > 40 ? "...'" : "'").ToString();
+    }
 }
