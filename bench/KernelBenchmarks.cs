@@ -7,7 +7,7 @@ namespace Bptt.Fast.Bench;
 /// <summary>GEMM C = A·B (β = 0) on cubes and on the RNN shapes T·B × H × H of the workloads.</summary>
 public class Gemm : IHasWork
 {
-    private float[] _a = null!, _b = null!, _c = null!;
+    private float[] _a = null!, _b = null!, _c = null!, _packA = null!, _packB = null!;
     private int _m, _n, _k;
 
     [ParamsSource(nameof(Shapes))]
@@ -52,7 +52,9 @@ public class Gemm : IHasWork
         _a = Enumerable.Range(0, m * k).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
         _b = Enumerable.Range(0, k * n).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
         _c = new float[m * n];
-        Paths.WarmUp(Multiply); // also grows the per-thread packing buffers once
+        _packA = new float[Bptt.Fast.Kernels.Bodies.GemmBlocking.PackALength];
+        _packB = IsReference ? [] : new float[Path.Kernels.PackBBlockLength(n)];
+        Paths.WarmUp(Multiply);
     }
 
     [Benchmark]
@@ -65,7 +67,7 @@ public class Gemm : IHasWork
         }
         else
         {
-            FastKernels.Gemm(Path.Isa, false, false, m, n, k, _a, k, _b, n, 0f, _c, n);
+            Path.Kernels.Gemm(false, false, m, n, k, _a, k, _b, n, 0f, _c, n, _packA, _packB);
         }
     }
 }
@@ -118,12 +120,12 @@ public class MatVec : IHasWork
             return;
         }
 
-        KernelIsa isa = Path.Isa;
+        Bptt.Fast.Kernels.KernelSet k = Path.Kernels;
         switch (Kernel)
         {
-            case "Gemv": FastKernels.Gemv(isa, _a, H, H, _x, _y); break;
-            case "GemvTransposed": FastKernels.GemvTransposed(isa, _a, H, H, _x, _y); break;
-            default: FastKernels.RnnStep(isa, _a, _x, _u, _y, Activation.Tanh); break;
+            case "Gemv": CheckedKernels.Gemv(k, _a, H, H, _x, _y); break;
+            case "GemvTransposed": CheckedKernels.GemvTransposed(k, _a, H, H, _x, _y); break;
+            default: CheckedKernels.RnnStep(k, _a, _x, _u, _y); break;
         }
     }
 }
@@ -173,13 +175,13 @@ public class Elementwise : IHasWork
             return ReferenceKernels.SoftmaxCrossEntropy<float>(_x, 1, _y);
         }
 
-        KernelIsa isa = Path.Isa;
+        Bptt.Fast.Kernels.KernelSet k = Path.Kernels;
         if (Kernel == "Tanh")
         {
-            FastKernels.Activate(isa, Activation.Tanh, _x, _y);
+            CheckedKernels.Activate(k, _x, _y);
             return _y[0];
         }
 
-        return FastKernels.SoftmaxCrossEntropy(isa, _x, 1, _y);
+        return CheckedKernels.SoftmaxCrossEntropy(k, _x, 1, _y);
     }
 }

@@ -8,6 +8,9 @@ public sealed record PathParam(string Name, int Order) : IComparable<PathParam>,
     /// <summary>The ISA of a fast row (parsed once: the benchmark bodies read it on every call).</summary>
     public KernelIsa Isa { get; } = Name.StartsWith("Fast.", StringComparison.Ordinal) ? Enum.Parse<KernelIsa>(Name["Fast.".Length..]) : KernelIsa.Scalar;
 
+    /// <summary>The kernel set of a fast row (tanh; the kernel rows that need another activation resolve their own).</summary>
+    internal Kernels.KernelSet Kernels => Bptt.Fast.Kernels.KernelSets.For(Isa, Activation.Tanh);
+
     public int CompareTo(PathParam? other) => Order.CompareTo(other?.Order ?? -1);
 
     public int CompareTo(object? obj) => CompareTo(obj as PathParam);
@@ -21,7 +24,7 @@ public static class Paths
     public const string Reference = "Reference";
 
     public static IEnumerable<PathParam> All =>
-        new[] { Reference }.Concat(new[] { KernelIsa.Avx2, KernelIsa.AdvSimd, KernelIsa.Vector, KernelIsa.Scalar }
+        new[] { Reference }.Concat(new[] { KernelIsa.Avx512, KernelIsa.Avx2, KernelIsa.AdvSimd, KernelIsa.Vector, KernelIsa.Scalar }
             .Where(KernelInfo.IsSupported).Select(isa => "Fast." + isa)).Select((name, i) => new PathParam(name, i));
 
     public static PathParam Default => All.First();

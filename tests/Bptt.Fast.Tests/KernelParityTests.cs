@@ -30,7 +30,7 @@ public sealed class KernelParityTests
             }
 
             ReferenceKernels.Axpy(0.75, xd, expected);
-            FastKernels.Axpy(isa, 0.75f, x.Span, y.Span);
+            CheckedKernels.Axpy(KernelSets.For(isa, Activation.Tanh), 0.75f, x.Span, y.Span);
             KernelCases.AssertClose(y.Span, expected, magnitude, 1, $"{isa} Axpy n={n}");
             y.AssertGuardsIntact($"{isa} Axpy n={n}");
         }
@@ -59,7 +59,7 @@ public sealed class KernelParityTests
                     }
                 }
 
-                FastKernels.Ger(isa, -1.5f, x.Span, y.Span, a.Span);
+                CheckedKernels.Ger(KernelSets.For(isa, Activation.Tanh), -1.5f, x.Span, y.Span, a.Span);
                 KernelCases.AssertClose(a.Span, expected, magnitude, 2, $"{isa} Ger {m}x{n}");
                 a.AssertGuardsIntact($"{isa} Ger {m}x{n}");
             }
@@ -88,7 +88,7 @@ public sealed class KernelParityTests
         double[] ad = a.ToDouble(), expected = new double[m], magnitude = new double[m];
         ReferenceKernels.Gemv<double>(ad, m, n, x.ToDouble(), expected);
         ReferenceKernels.Gemv<double>(ad.Select(Math.Abs).ToArray(), m, n, x.ToDouble().Select(Math.Abs).ToArray(), magnitude);
-        FastKernels.Gemv(isa, a.Span, m, n, x.Span, y.Span);
+        CheckedKernels.Gemv(KernelSets.For(isa, Activation.Tanh), a.Span, m, n, x.Span, y.Span);
         KernelCases.AssertClose(y.Span, expected, magnitude, n, $"{isa} Gemv {m}x{n}");
         y.AssertGuardsIntact($"{isa} Gemv {m}x{n}");
 
@@ -97,7 +97,7 @@ public sealed class KernelParityTests
         double[] expectedT = new double[n], magnitudeT = new double[n];
         ReferenceKernels.GemvTransposed<double>(ad, m, n, xt.ToDouble(), expectedT);
         ReferenceKernels.GemvTransposed<double>(ad.Select(Math.Abs).ToArray(), m, n, xt.ToDouble().Select(Math.Abs).ToArray(), magnitudeT);
-        FastKernels.GemvTransposed(isa, a.Span, m, n, xt.Span, yt.Span);
+        CheckedKernels.GemvTransposed(KernelSets.For(isa, Activation.Tanh), a.Span, m, n, xt.Span, yt.Span);
         KernelCases.AssertClose(yt.Span, expectedT, magnitudeT, m, $"{isa} GemvTransposed {m}x{n}");
         yt.AssertGuardsIntact($"{isa} GemvTransposed {m}x{n}");
     }
@@ -161,7 +161,7 @@ public sealed class KernelParityTests
         double[] cd = c.ToDouble(), expected = (double[])cd.Clone(), magnitude = cd.Select(v => double.IsNaN(v) ? 0 : Math.Abs(v)).ToArray();
         ReferenceKernels.Gemm(ta, tb, m, n, k, a.ToDouble(), lda, b.ToDouble(), ldb, (double)beta, expected, ldc);
         ReferenceKernels.Gemm(ta, tb, m, n, k, a.ToDouble().Select(Math.Abs).ToArray(), lda, b.ToDouble().Select(Math.Abs).ToArray(), ldb, (double)beta, magnitude, ldc);
-        FastKernels.Gemm(isa, ta, tb, m, n, k, a.Span, lda, b.Span, ldb, beta, c.Span, ldc);
+        CheckedKernels.Gemm(KernelSets.For(isa, Activation.Tanh), ta, tb, m, n, k, a.Span, lda, b.Span, ldb, beta, c.Span, ldc);
         string what = $"{isa} Gemm ta={ta} tb={tb} m={m} n={n} k={k} β={beta}";
         for (int i = 0; i < (n == 0 ? 0 : m); i++)
         {
@@ -200,12 +200,12 @@ public sealed class KernelParityTests
                     magnitude[k] += Math.Abs(ud[k]); // f is 1-Lipschitz (¼ for sigmoid), so the pre-activation bound carries over
                 }
 
-                FastKernels.RnnStep(isa, w.Span, hPrev.Span, u.Span, hOut.Span, f);
+                CheckedKernels.RnnStep(KernelSets.For(isa, f), w.Span, hPrev.Span, u.Span, hOut.Span);
                 KernelCases.AssertClose(hOut.Span, expected, magnitude, h, $"{isa} RnnStep {f} H={h}", absolute: 4e-7);
                 hOut.AssertGuardsIntact($"{isa} RnnStep {f} H={h}");
 
                 // In place: u and h the same span.
-                FastKernels.RnnStep(isa, w.Span, hPrev.Span, u.Span, u.Span, f);
+                CheckedKernels.RnnStep(KernelSets.For(isa, f), w.Span, hPrev.Span, u.Span, u.Span);
                 KernelCases.AssertClose(u.Span, expected, magnitude, h, $"{isa} RnnStep in place {f} H={h}", absolute: 4e-7);
 
                 var deltaNext = new Guarded(h, OffsetFor(h + 4), ref random);
@@ -219,7 +219,7 @@ public sealed class KernelParityTests
                     magD[k] = (magD[k] + Math.Abs(gd[k])) * Math.Max(1, Math.Abs(ReferenceKernels.FPrime(f, hd[k])));
                 }
 
-                FastKernels.RnnStepBackward(isa, w.Span, deltaNext.Span, g.Span, hOut.Span, delta.Span, f);
+                CheckedKernels.RnnStepBackward(KernelSets.For(isa, f), w.Span, deltaNext.Span, g.Span, hOut.Span, delta.Span);
                 KernelCases.AssertClose(delta.Span, expectedD, magD, h, $"{isa} RnnStepBackward {f} H={h}");
                 delta.AssertGuardsIntact($"{isa} RnnStepBackward {f} H={h}");
             }
@@ -239,7 +239,7 @@ public sealed class KernelParityTests
                 var h = new Guarded(n, OffsetFor(n + 1), ref random);
                 double[] expected = new double[n];
                 ReferenceKernels.Activate<double>(f, u.ToDouble(), expected);
-                FastKernels.Activate(isa, f, u.Span, h.Span);
+                CheckedKernels.Activate(KernelSets.For(isa, f), u.Span, h.Span);
                 KernelCases.AssertClose(h.Span, expected, new double[n], 0, $"{isa} Activate {f} n={n}", absolute: 4e-7);
                 h.AssertGuardsIntact($"{isa} Activate {f} n={n}");
 
@@ -253,7 +253,7 @@ public sealed class KernelParityTests
                     magnitude[k] = Math.Abs(gd[k]) * (1 + Math.Abs(hd[k]) + (hd[k] * hd[k])); // f′ from h cancels: 1 − h², h − h²
                 }
 
-                FastKernels.ActivationBackward(isa, f, g.Span, h.Span, d.Span);
+                CheckedKernels.ActivationBackward(KernelSets.For(isa, f), g.Span, h.Span, d.Span);
                 KernelCases.AssertClose(d.Span, expectedD, magnitude, 2, $"{isa} ActivationBackward {f} n={n}");
                 d.AssertGuardsIntact($"{isa} ActivationBackward {f} n={n}");
             }
@@ -272,7 +272,7 @@ public sealed class KernelParityTests
             int target = random.NextInt32(n);
             double[] expected = new double[n];
             double loss = ReferenceKernels.SoftmaxCrossEntropy<double>(v.ToDouble(), target, expected);
-            float fastLoss = FastKernels.SoftmaxCrossEntropy(isa, v.Span, target, e.Span);
+            float fastLoss = CheckedKernels.SoftmaxCrossEntropy(KernelSets.For(isa, Activation.Tanh), v.Span, target, e.Span);
             Assert.True(Math.Abs(fastLoss - loss) <= 1e-6 * (Math.Abs(loss) + Math.Log(n) + 1), $"{isa} loss n={n}: {fastLoss} vs {loss}");
             KernelCases.AssertClose(e.Span, expected, Enumerable.Repeat(1.0, n).ToArray(), n, $"{isa} softmax error n={n}");
             e.AssertGuardsIntact($"{isa} SoftmaxCrossEntropy n={n}");
@@ -292,11 +292,11 @@ public sealed class KernelParityTests
             double[] expected = y.ToDouble(), magnitude = new double[n];
             ReferenceKernels.ColumnSums<double>(a.ToDouble(), rows, n, expected, accumulate: true);
             ReferenceKernels.ColumnSums<double>(a.ToDouble().Select(Math.Abs).ToArray(), rows, n, magnitude, accumulate: false);
-            FastKernels.ColumnSums(isa, a.Span, rows, n, y.Span, accumulate: true);
+            CheckedKernels.ColumnSums(KernelSets.For(isa, Activation.Tanh), a.Span, rows, n, y.Span, accumulate: true);
             KernelCases.AssertClose(y.Span, expected, magnitude.Select(m => m + 1).ToArray(), rows, $"{isa} ColumnSums n={n}");
             y.AssertGuardsIntact($"{isa} ColumnSums n={n}");
 
-            Assert.Equal(-1, FastKernels.FirstNonFinite(isa, a.Span));
+            Assert.Equal(-1, KernelSets.For(isa, Activation.Tanh).FirstNonFinite(a.Span));
             foreach (float bad in new[] { float.NaN, float.PositiveInfinity, float.NegativeInfinity })
             {
                 if (n > 0)
@@ -304,8 +304,8 @@ public sealed class KernelParityTests
                     int at = random.NextInt32(n);
                     var x = new Guarded(n, OffsetFor(n), ref random);
                     x.Span[at] = bad;
-                    Assert.Equal(ReferenceKernels.FirstNonFinite<float>(x.Span), FastKernels.FirstNonFinite(isa, x.Span));
-                    Assert.Equal(at, FastKernels.FirstNonFinite(isa, x.Span));
+                    Assert.Equal(ReferenceKernels.FirstNonFinite<float>(x.Span), KernelSets.For(isa, Activation.Tanh).FirstNonFinite(x.Span));
+                    Assert.Equal(at, KernelSets.For(isa, Activation.Tanh).FirstNonFinite(x.Span));
                 }
             }
         }

@@ -1,4 +1,7 @@
+using Bptt.Fast.Engine;
 using Bptt.Fast.Internals;
+using Bptt.Fast.Model;
+using Bptt.Fast.Kernels;
 using Bptt.Fast.Reference;
 
 namespace Bptt.Fast;
@@ -11,9 +14,7 @@ namespace Bptt.Fast;
 /// </summary>
 public sealed class BpttEngine
 {
-    private readonly ReferenceBptt<float>? _reference;
-    private readonly FastBptt? _fast;
-    private readonly KernelIsa _fastIsa;
+    private readonly IBpttCore _core;
     private SingleCaller _gate;
 
     /// <summary>Creates an engine and its workspace.</summary>
@@ -48,18 +49,15 @@ public sealed class BpttEngine
         if (path == KernelPath.Reference)
         {
             EngineLimits.CheckWorkspace(ReferenceBptt<float>.WorkspaceBytes(shape, maxSteps, maxBatch), maxWorkspaceBytes, maxSteps, maxBatch);
-            _reference = new ReferenceBptt<float>(shape, maxSteps, maxBatch, activation);
+            _core = new ReferenceCore(shape, maxSteps, maxBatch, activation);
+            Isa = KernelIsa.Scalar;
         }
         else
         {
-            if (!KernelInfo.IsSupported(isa))
-            {
-                throw new ArgumentOutOfRangeException(nameof(isa), isa, $"This machine does not support {isa}; best supported: {KernelInfo.BestSupported}.");
-            }
-
-            EngineLimits.CheckWorkspace(FastBptt.Plan(shape, maxSteps, maxBatch, isa).Bytes, maxWorkspaceBytes, maxSteps, maxBatch);
-            _fast = new FastBptt(shape, maxSteps, maxBatch, activation, isa);
-            _fastIsa = isa;
+            KernelSet kernels = KernelSets.For(isa, activation);
+            EngineLimits.CheckWorkspace(FastBptt.Plan(shape, maxSteps, maxBatch, kernels).Bytes, maxWorkspaceBytes, maxSteps, maxBatch);
+            _core = new FastBptt(shape, maxSteps, maxBatch, kernels);
+            Isa = isa;
         }
     }
 
@@ -86,7 +84,7 @@ public sealed class BpttEngine
     public KernelPath Path { get; }
 
     /// <summary>The instruction set the fast path runs on (<see cref="KernelInfo.Isa"/> unless chosen internally); Scalar for the reference path.</summary>
-    public KernelIsa Isa => _fast is null ? KernelIsa.Scalar : _fastIsa;
+    public KernelIsa Isa { get; }
 
     /// <summary>
     /// Runs the forward and backward pass and returns L = Σ_b Σₜ Lₜ (equations 1–16). Writes ∂L/∂θ into
@@ -106,13 +104,14 @@ public sealed class BpttEngine
     /// <exception cref="InvalidOperationException">Another thread is inside a call of this engine.</exception>
     public float ComputeGradients(RnnParameters parameters, in SequenceBatch<float> batch, RnnParameters gradients, bool accumulate = false)
     {
-        Guard.ParameterAndGradientBlocks(Shape, parameters, gradients);
+        ModelGuard.ParameterAndGradientBlocks(Shape, parameters, gradients);
+        BatchValidation.ValidateParameters<float>(parameters.Values, nameof(parameters), Shape);
+        BatchValidation.Validate(in batch, Shape, MaxSteps, MaxBatch);
+        BatchValidation.CheckAliasing<float>(in batch, parameters.Values, gradients.Values);
         _gate.Enter(this);
         try
         {
-            return _reference is not null
-                ? _reference.ComputeGradients(parameters.Values, in batch, gradients.Values, accumulate)
-                : _fast!.ComputeGradients(parameters.Values, in batch, gradients.Values, accumulate);
+            return _core.ComputeGradients(parameters.Values, in batch, gradients.Values, accumulate);
         }
         finally
         {
@@ -131,13 +130,14 @@ public sealed class BpttEngine
     public float Evaluate(RnnParameters parameters, in SequenceBatch<float> batch)
     {
         ArgumentNullException.ThrowIfNull(parameters);
-        Guard.SameShape(Shape, parameters.Shape, nameof(parameters));
+        ModelGuard.SameShape(Shape, parameters.Shape, nameof(parameters));
+        BatchValidation.ValidateParameters<float>(parameters.Values, nameof(parameters), Shape);
+        BatchValidation.Validate(in batch, Shape, MaxSteps, MaxBatch);
+        BatchValidation.CheckAliasing<float>(in batch, parameters.Values, default);
         _gate.Enter(this);
         try
         {
-            return _reference is not null
-                ? _reference.Evaluate(parameters.Values, in batch)
-                : _fast!.Evaluate(parameters.Values, in batch);
+            return _core.Evaluate(parameters.Values, in batch);
         }
         finally
         {

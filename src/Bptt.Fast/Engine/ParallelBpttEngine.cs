@@ -1,5 +1,7 @@
+using Bptt.Fast.Engine;
 using System.Runtime.ExceptionServices;
 using Bptt.Fast.Internals;
+using Bptt.Fast.Model;
 using Bptt.Fast.Kernels;
 
 namespace Bptt.Fast;
@@ -20,6 +22,7 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
     private static int s_liveThreads;
     private readonly Worker[] _workers;
     private readonly Coordinator _job;
+    private readonly KernelSet _kernels;
     private SingleCaller _gate;
     private bool _disposed;
 
@@ -38,21 +41,22 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
         Guard.InRange(workers, 0, 1024, nameof(workers));
         int count = Math.Min(workers == 0 ? Environment.ProcessorCount : workers, maxBatch);
         int perWorker = (maxBatch + count - 1) / count;
-        KernelIsa isa = KernelInfo.Isa;
+        KernelSet kernels = KernelSets.For(KernelInfo.Isa, activation);
         long rows = Sizes.Product(maxSteps, perWorker);
         long gatherFloats = Sizes.Sum(Sizes.Product(rows, Sizes.Sum(2L * shape.InputSize, shape.HiddenSize)), Sizes.Product(3L * perWorker, shape.HiddenSize));
-        long perWorkerBytes = Sizes.Sum(FastBptt.Plan(shape, maxSteps, perWorker, isa).Bytes, Sizes.Sum(Sizes.Product(gatherFloats, 4), Sizes.Product(rows, 8)));
+        long perWorkerBytes = Sizes.Sum(FastBptt.Plan(shape, maxSteps, perWorker, kernels).Bytes, Sizes.Sum(Sizes.Product(gatherFloats, 4), Sizes.Product(rows, 8)));
         perWorkerBytes = Sizes.Sum(perWorkerBytes, 4L * shape.ParameterCount);
         EngineLimits.CheckWorkspace(Sizes.Product(perWorkerBytes, count), maxWorkspaceBytes, maxSteps, maxBatch);
         Shape = shape;
         MaxSteps = maxSteps;
         MaxBatch = maxBatch;
         Activation = activation;
+        _kernels = kernels;
         _job = new Coordinator();
         _workers = new Worker[count];
         for (int w = 0; w < count; w++)
         {
-            _workers[w] = new Worker(_job, w, new FastBptt(shape, maxSteps, perWorker, activation, isa), perWorker);
+            _workers[w] = new Worker(_job, w, new FastBptt(shape, maxSteps, perWorker, kernels), perWorker);
         }
 
         for (int w = 1; w < count; w++)
@@ -114,7 +118,7 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
     public float ComputeGradients(RnnParameters parameters, in SequenceBatch<float> batch, RnnParameters gradients, bool accumulate = false)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        Guard.ParameterAndGradientBlocks(Shape, parameters, gradients);
+        ModelGuard.ParameterAndGradientBlocks(Shape, parameters, gradients);
         BatchValidation.ValidateParameters<float>(parameters.Values, nameof(parameters), Shape);
         BatchValidation.Validate(in batch, Shape, MaxSteps, MaxBatch);
         BatchValidation.CheckAliasing<float>(in batch, parameters.Values, gradients.Values);
@@ -187,7 +191,7 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
                 }
                 else
                 {
-                    FastKernels.AxpyUnchecked(KernelInfo.Isa, 1f, g, gradients.Values);
+                    _kernels.Axpy(1f, g, gradients.Values);
                 }
             }
 
@@ -406,7 +410,7 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
                 InputGradient = p.Dx == null ? default : _dx.AsSpan(0, rows * ni),
                 HiddenStates = p.States == null ? default : _states.AsSpan(0, rows * nh),
             };
-            Loss = _engine.ComputeGradientsValidated(_job.Parameters!.Values, batch, _gradients, accumulate: false);
+            Loss = _engine.ComputeGradients(_job.Parameters!.Values, batch, _gradients, accumulate: false);
             if (_job.InjectFault?.Invoke(_index) == true)
             {
                 throw new InvalidOperationException($"Injected fault in worker {_index}.");

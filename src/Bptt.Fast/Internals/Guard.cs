@@ -1,34 +1,12 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using Bptt.Fast.Kernels;
 
 namespace Bptt.Fast.Internals;
 
-/// <summary>Argument checks shared by every public entry point (DESIGN.md section 6).</summary>
+/// <summary>Argument checks shared by every public entry point (docs/design.md, section 6); they know no model type.</summary>
 internal static class Guard
 {
-    public static void SameShape(RnnShape expected, RnnShape actual, string paramName)
-    {
-        if (expected != actual)
-        {
-            throw new ArgumentException($"Shape mismatch: expected {expected}, actual {actual}.", paramName);
-        }
-    }
-
-    /// <summary>θ and ∂L/∂θ: both given, both of <paramref name="shape"/>, and two different blocks.</summary>
-    public static void ParameterAndGradientBlocks(RnnShape shape, RnnParameters parameters, RnnParameters gradients)
-    {
-        ArgumentNullException.ThrowIfNull(parameters);
-        ArgumentNullException.ThrowIfNull(gradients);
-        SameShape(shape, parameters.Shape, nameof(parameters));
-        SameShape(shape, gradients.Shape, nameof(gradients));
-        if (ReferenceEquals(parameters, gradients))
-        {
-            throw new ArgumentException("The gradient block must be a different object from the parameters.", nameof(gradients));
-        }
-    }
-
     /// <summary>Throws unless actual = expected, described by a constant string.</summary>
     public static void Length(long expected, long actual, string paramName, string what)
     {
@@ -98,16 +76,29 @@ internal static class Guard
         }
     }
 
-    /// <summary>The index of the first NaN or ±∞ element, or −1.</summary>
+    /// <summary>
+    /// The index of the first NaN or ±∞ element, or −1: x·0 is 0 exactly when x is finite, tested a portable vector at a
+    /// time (a validation pass, memory-bound, so <see cref="Vector{T}"/> is fast enough and keeps this layer free of the kernels).
+    /// </summary>
     public static int FirstNonFinite<T>(ReadOnlySpan<T> values)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        if (typeof(T) == typeof(float))
+        int k = 0;
+        if (Vector.IsHardwareAccelerated && values.Length >= Vector<T>.Count)
         {
-            return FastKernels.FirstNonFinite(MemoryMarshal.Cast<T, float>(values));
+            ReadOnlySpan<Vector<T>> vectors = MemoryMarshal.Cast<T, Vector<T>>(values);
+            for (; k < vectors.Length; k++)
+            {
+                if (!Vector.EqualsAll(vectors[k] * T.Zero, Vector<T>.Zero))
+                {
+                    break;
+                }
+            }
+
+            k *= Vector<T>.Count;
         }
 
-        for (int k = 0; k < values.Length; k++)
+        for (; k < values.Length; k++)
         {
             if (!T.IsFinite(values[k]))
             {

@@ -1,18 +1,15 @@
-using System.Numerics;
-using System.Runtime.Intrinsics;
-using Bptt.Fast.Internals;
-using Bptt.Fast.Kernels.Isa;
-
 namespace Bptt.Fast.Kernels;
 
 /// <summary>
-/// The hand-vectorised kernels of the fast path, one public static method per operation over spans. Each dispatches
-/// once per call to the ISA chosen by <see cref="KernelInfo"/> (AVX2+FMA, AdvSimd, <see cref="Vector{T}"/>, scalar).
-/// Each has a scalar twin with the same signature in <see cref="Bptt.Fast.Reference.ReferenceKernels"/>. Every method checks its
-/// lengths, accepts any length ≥ 0 and any alignment, and touches nothing outside the spans it is given.
+/// The hand-vectorised kernels of the fast path, one public static method per operation over spans, on the instruction
+/// set <see cref="KernelInfo"/> chose for the process. Each has a scalar twin with the same signature in
+/// <see cref="Bptt.Fast.Reference.ReferenceKernels"/>. Every method checks its lengths (products in 64 bits), accepts any
+/// length ≥ 0 and any alignment, refuses a writable span that overlaps another argument (except where "may be the same
+/// span" says so), and touches nothing outside the spans it is given. Bad arguments throw
+/// <see cref="ArgumentException"/> or <see cref="ArgumentOutOfRangeException"/> naming the parameter.
 /// Naming follows BLAS: <c>Transposed</c> means the matrix is used as its transpose.
 /// </summary>
-public static partial class FastKernels
+public static class FastKernels
 {
     /// <summary>y = A x, with A m×n row-major (dot-product form, four rows in flight).</summary>
     /// <param name="a">A, m·n floats.</param>
@@ -20,23 +17,9 @@ public static partial class FastKernels
     /// <param name="n">Columns of A.</param>
     /// <param name="x">x, n floats.</param>
     /// <param name="y">y, m floats; must not overlap A or x.</param>
-    public static void Gemv(ReadOnlySpan<float> a, int m, int n, ReadOnlySpan<float> x, Span<float> y) => Gemv(KernelInfo.Isa, a, m, n, x, y);
-
-    internal static void Gemv(KernelIsa isa, ReadOnlySpan<float> a, int m, int n, ReadOnlySpan<float> x, Span<float> y)
-    {
-        CheckMatrix(a, m, n, nameof(a));
-        Guard.Length(n, x.Length, nameof(x), "n");
-        Guard.Length(m, y.Length, nameof(y), "m");
-        Aliasing.Disjoint<float, float>(y, nameof(y), a, nameof(a));
-        Aliasing.Disjoint<float, float>(y, nameof(y), x, nameof(x));
-        switch (isa)
-        {
-            case KernelIsa.Avx2: SimdKernels<Avx2Simd, Vector256<float>>.Gemv(a, m, n, x, y); break;
-            case KernelIsa.AdvSimd: SimdKernels<AdvSimdSimd, Vector128<float>>.Gemv(a, m, n, x, y); break;
-            case KernelIsa.Vector: SimdKernels<VectorSimd, Vector<float>>.Gemv(a, m, n, x, y); break;
-            default: SimdKernels<ScalarSimd, float>.Gemv(a, m, n, x, y); break;
-        }
-    }
+    /// <exception cref="ArgumentException">A length mismatch (m·n computed in 64 bits) or an overlap.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A negative dimension.</exception>
+    public static void Gemv(ReadOnlySpan<float> a, int m, int n, ReadOnlySpan<float> x, Span<float> y) => CheckedKernels.Gemv(KernelSets.Current(), a, m, n, x, y);
 
     /// <summary>y = Aᵀ x, with A m×n row-major (axpy form: rows of A scaled by xᵢ, no horizontal sums).</summary>
     /// <param name="a">A, m·n floats.</param>
@@ -44,17 +27,9 @@ public static partial class FastKernels
     /// <param name="n">Columns of A (the length of y).</param>
     /// <param name="x">x, m floats.</param>
     /// <param name="y">y, n floats; must not overlap A or x.</param>
-    public static void GemvTransposed(ReadOnlySpan<float> a, int m, int n, ReadOnlySpan<float> x, Span<float> y) => GemvTransposed(KernelInfo.Isa, a, m, n, x, y);
-
-    internal static void GemvTransposed(KernelIsa isa, ReadOnlySpan<float> a, int m, int n, ReadOnlySpan<float> x, Span<float> y)
-    {
-        CheckMatrix(a, m, n, nameof(a));
-        Guard.Length(m, x.Length, nameof(x), "m");
-        Guard.Length(n, y.Length, nameof(y), "n");
-        Aliasing.Disjoint<float, float>(y, nameof(y), a, nameof(a));
-        Aliasing.Disjoint<float, float>(y, nameof(y), x, nameof(x));
-        TransposedProduct<IdentityEpilogue>(isa, a, m, n, x, default, default, y);
-    }
+    /// <exception cref="ArgumentException">A length mismatch or an overlap.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A negative dimension.</exception>
+    public static void GemvTransposed(ReadOnlySpan<float> a, int m, int n, ReadOnlySpan<float> x, Span<float> y) => CheckedKernels.GemvTransposed(KernelSets.Current(), a, m, n, x, y);
 
     /// <summary>
     /// The fused recurrent step, equations (1)–(2): h = f(u + W_hh h₋₁), given W_hhᵀ (H×H row-major) so that the product runs in
@@ -65,26 +40,10 @@ public static partial class FastKernels
     /// <param name="u">W_xh xₜ + b_h, H floats; may be the same span as <paramref name="h"/> (in place).</param>
     /// <param name="h">hₜ, H floats.</param>
     /// <param name="activation">f.</param>
+    /// <exception cref="ArgumentException">A length mismatch or an overlap.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An undefined activation.</exception>
     public static void RnnStep(ReadOnlySpan<float> whhTransposed, ReadOnlySpan<float> hPrevious, ReadOnlySpan<float> u, Span<float> h, Activation activation) =>
-        RnnStep(KernelInfo.Isa, whhTransposed, hPrevious, u, h, activation);
-
-    internal static void RnnStep(KernelIsa isa, ReadOnlySpan<float> whhTransposed, ReadOnlySpan<float> hPrevious, ReadOnlySpan<float> u, Span<float> h, Activation activation)
-    {
-        int hidden = h.Length;
-        CheckMatrix(whhTransposed, hidden, hidden, nameof(whhTransposed));
-        Guard.Length(hidden, hPrevious.Length, nameof(hPrevious), "H = h.Length");
-        Guard.Length(hidden, u.Length, nameof(u), "H = h.Length");
-        Aliasing.Disjoint<float, float>(h, nameof(h), whhTransposed, nameof(whhTransposed));
-        Aliasing.Disjoint<float, float>(h, nameof(h), hPrevious, nameof(hPrevious));
-        Aliasing.DisjointOrSame<float, float>(h, nameof(h), u, nameof(u));
-        switch (activation)
-        {
-            case Activation.Tanh: TransposedProduct<ActivationEpilogue<TanhKind>>(isa, whhTransposed, hidden, hidden, hPrevious, u, default, h); break;
-            case Activation.Relu: TransposedProduct<ActivationEpilogue<ReluKind>>(isa, whhTransposed, hidden, hidden, hPrevious, u, default, h); break;
-            case Activation.Sigmoid: TransposedProduct<ActivationEpilogue<SigmoidKind>>(isa, whhTransposed, hidden, hidden, hPrevious, u, default, h); break;
-            default: throw new ArgumentOutOfRangeException(nameof(activation), activation, "Expected Tanh, Relu or Sigmoid.");
-        }
-    }
+        CheckedKernels.RnnStep(KernelSets.Current(activation), whhTransposed, hPrevious, u, h);
 
     /// <summary>
     /// The fused backward step, equation (12): δₜ = (g + W_hhᵀ δₜ₊₁) ⊙ f′(uₜ), with g = W_hyᵀ eₜ precomputed and f′ taken
@@ -96,73 +55,103 @@ public static partial class FastKernels
     /// <param name="h">hₜ, H floats.</param>
     /// <param name="delta">δₜ, H floats.</param>
     /// <param name="activation">f.</param>
+    /// <exception cref="ArgumentException">A length mismatch or an overlap.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An undefined activation.</exception>
     public static void RnnStepBackward(ReadOnlySpan<float> whh, ReadOnlySpan<float> deltaNext, ReadOnlySpan<float> g, ReadOnlySpan<float> h, Span<float> delta, Activation activation) =>
-        RnnStepBackward(KernelInfo.Isa, whh, deltaNext, g, h, delta, activation);
+        CheckedKernels.RnnStepBackward(KernelSets.Current(activation), whh, deltaNext, g, h, delta);
 
-    internal static void RnnStepBackward(KernelIsa isa, ReadOnlySpan<float> whh, ReadOnlySpan<float> deltaNext, ReadOnlySpan<float> g, ReadOnlySpan<float> h, Span<float> delta, Activation activation)
-    {
-        int hidden = delta.Length;
-        CheckMatrix(whh, hidden, hidden, nameof(whh));
-        Guard.Length(hidden, deltaNext.Length, nameof(deltaNext), "H = delta.Length");
-        Guard.Length(hidden, g.Length, nameof(g), "H = delta.Length");
-        Guard.Length(hidden, h.Length, nameof(h), "H = delta.Length");
-        Aliasing.Disjoint<float, float>(delta, nameof(delta), whh, nameof(whh));
-        Aliasing.Disjoint<float, float>(delta, nameof(delta), deltaNext, nameof(deltaNext));
-        Aliasing.Disjoint<float, float>(delta, nameof(delta), h, nameof(h));
-        Aliasing.DisjointOrSame<float, float>(delta, nameof(delta), g, nameof(g));
-        switch (activation)
-        {
-            case Activation.Tanh: TransposedProduct<DerivativeEpilogue<TanhKind>>(isa, whh, hidden, hidden, deltaNext, g, h, delta); break;
-            case Activation.Relu: TransposedProduct<DerivativeEpilogue<ReluKind>>(isa, whh, hidden, hidden, deltaNext, g, h, delta); break;
-            case Activation.Sigmoid: TransposedProduct<DerivativeEpilogue<SigmoidKind>>(isa, whh, hidden, hidden, deltaNext, g, h, delta); break;
-            default: throw new ArgumentOutOfRangeException(nameof(activation), activation, "Expected Tanh, Relu or Sigmoid.");
-        }
-    }
+    /// <summary>y = y + αx.</summary>
+    /// <param name="alpha">α.</param>
+    /// <param name="x">x.</param>
+    /// <param name="y">y, the same length as x; must not overlap x.</param>
+    /// <exception cref="ArgumentException">A length mismatch or an overlap.</exception>
+    public static void Axpy(float alpha, ReadOnlySpan<float> x, Span<float> y) => CheckedKernels.Axpy(KernelSets.Current(), alpha, x, y);
 
-    internal static void TransposedProduct<TEpi>(KernelIsa isa, ReadOnlySpan<float> a, int m, int n, ReadOnlySpan<float> x, ReadOnlySpan<float> addend, ReadOnlySpan<float> aux, Span<float> y)
-        where TEpi : struct, IEpilogue
-    {
-        switch (isa)
-        {
-            case KernelIsa.Avx2: SimdKernels<Avx2Simd, Vector256<float>>.TransposedProduct<TEpi>(a, m, n, x, addend, aux, y); break;
-            case KernelIsa.AdvSimd: SimdKernels<AdvSimdSimd, Vector128<float>>.TransposedProduct<TEpi>(a, m, n, x, addend, aux, y); break;
-            case KernelIsa.Vector: SimdKernels<VectorSimd, Vector<float>>.TransposedProduct<TEpi>(a, m, n, x, addend, aux, y); break;
-            default: SimdKernels<ScalarSimd, float>.TransposedProduct<TEpi>(a, m, n, x, addend, aux, y); break;
-        }
-    }
+    /// <summary>The rank-1 update A = A + α x yᵀ, with A m×n row-major (m = x.Length, n = y.Length).</summary>
+    /// <param name="alpha">α.</param>
+    /// <param name="x">x, m floats.</param>
+    /// <param name="y">y, n floats.</param>
+    /// <param name="a">A, m·n floats; must not overlap x or y.</param>
+    /// <exception cref="ArgumentException">A length mismatch (m·n in 64 bits) or an overlap.</exception>
+    public static void Ger(float alpha, ReadOnlySpan<float> x, ReadOnlySpan<float> y, Span<float> a) => CheckedKernels.Ger(KernelSets.Current(), alpha, x, y, a);
 
-    /// <summary>Packs A (m×n) into column-block panels for <see cref="PackedTransposedProduct{TEpi}"/> on <paramref name="isa"/>.</summary>
-    internal static void PackColumnBlocks(KernelIsa isa, ReadOnlySpan<float> a, int m, int n, Span<float> packed)
-    {
-        switch (isa)
-        {
-            case KernelIsa.Avx2: SimdKernels<Avx2Simd, Vector256<float>>.PackColumnBlocks(a, m, n, packed); break;
-            case KernelIsa.AdvSimd: SimdKernels<AdvSimdSimd, Vector128<float>>.PackColumnBlocks(a, m, n, packed); break;
-            case KernelIsa.Vector: SimdKernels<VectorSimd, Vector<float>>.PackColumnBlocks(a, m, n, packed); break;
-            default: SimdKernels<ScalarSimd, float>.PackColumnBlocks(a, m, n, packed); break;
-        }
-    }
+    /// <summary>y[j] = Σᵣ A[r, j] for A rows×cols row-major (added to y when <paramref name="accumulate"/>): the bias gradients (8) and (15).</summary>
+    /// <param name="a">A, rows·cols floats.</param>
+    /// <param name="rows">Rows of A.</param>
+    /// <param name="cols">Columns of A.</param>
+    /// <param name="y">y, cols floats; must not overlap A.</param>
+    /// <param name="accumulate">Add to y instead of overwriting it.</param>
+    /// <exception cref="ArgumentException">A length mismatch or an overlap.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A negative dimension.</exception>
+    public static void ColumnSums(ReadOnlySpan<float> a, int rows, int cols, Span<float> y, bool accumulate) => CheckedKernels.ColumnSums(KernelSets.Current(), a, rows, cols, y, accumulate);
 
-    /// <summary>y = epilogue(addend + Aᵀ x, aux) over A packed by <see cref="PackColumnBlocks"/>: the engine's fused steps (1)–(2) and (12).</summary>
-    internal static void PackedTransposedProduct<TEpi>(KernelIsa isa, ReadOnlySpan<float> packed, int m, int n, ReadOnlySpan<float> x, ReadOnlySpan<float> addend, ReadOnlySpan<float> aux, Span<float> y)
-        where TEpi : struct, IEpilogue
-    {
-        switch (isa)
-        {
-            case KernelIsa.Avx2: SimdKernels<Avx2Simd, Vector256<float>>.PackedTransposedProduct<TEpi>(packed, m, n, x, addend, aux, y); break;
-            case KernelIsa.AdvSimd: SimdKernels<AdvSimdSimd, Vector128<float>>.PackedTransposedProduct<TEpi>(packed, m, n, x, addend, aux, y); break;
-            case KernelIsa.Vector: SimdKernels<VectorSimd, Vector<float>>.PackedTransposedProduct<TEpi>(packed, m, n, x, addend, aux, y); break;
-            default: SimdKernels<ScalarSimd, float>.PackedTransposedProduct<TEpi>(packed, m, n, x, addend, aux, y); break;
-        }
-    }
+    /// <summary>The index of the first NaN or ±∞ in <paramref name="x"/>, or −1 when all are finite.</summary>
+    /// <param name="x">The values.</param>
+    /// <returns>An index, or −1.</returns>
+    public static int FirstNonFinite(ReadOnlySpan<float> x) => KernelSets.Current().FirstNonFinite(x);
 
-    private static void CheckMatrix(ReadOnlySpan<float> a, int m, int n, string name)
-    {
-        if (m < 0 || n < 0)
-        {
-            throw new ArgumentOutOfRangeException(m < 0 ? "m" : "n", m < 0 ? m : n, $"Expected dimensions >= 0, actual {m}×{n}.");
-        }
+    /// <summary>
+    /// C = op(A)·op(B) + βC, C m×n (row stride ldc), op(A) m×k, op(B) k×n, all row-major. op(A) is A (m×k, stride lda)
+    /// or, when <paramref name="transposeA"/>, Aᵀ for A k×m; likewise op(B). Packed panels, a register-blocked FMA
+    /// micro-kernel and L1/L2 blocking (BLIS structure). When β = 0, C is only written, never read. The packing buffers
+    /// (about 4 MiB at most) are rented from the shared array pool for the call and returned.
+    /// </summary>
+    /// <param name="transposeA">Use Aᵀ.</param>
+    /// <param name="transposeB">Use Bᵀ.</param>
+    /// <param name="m">Rows of C.</param>
+    /// <param name="n">Columns of C.</param>
+    /// <param name="k">The reduction length.</param>
+    /// <param name="a">A.</param>
+    /// <param name="lda">Row stride of A as stored.</param>
+    /// <param name="b">B.</param>
+    /// <param name="ldb">Row stride of B as stored.</param>
+    /// <param name="beta">β; 0 overwrites C, 1 accumulates.</param>
+    /// <param name="c">C; must not overlap A or B.</param>
+    /// <param name="ldc">Row stride of C (at least n).</param>
+    /// <exception cref="ArgumentException">An operand too short for its shape and stride (in 64 bits), or an overlap.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A negative dimension, a stride below the row length, or a non-finite β.</exception>
+    public static void Gemm(bool transposeA, bool transposeB, int m, int n, int k, ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc) =>
+        CheckedKernels.Gemm(KernelSets.Current(), transposeA, transposeB, m, n, k, a, lda, b, ldb, beta, c, ldc);
 
-        Guard.Length((long)m * n, a.Length, name, $"{m}×{n}");
-    }
+    /// <summary>
+    /// Equation (2) element-wise: h = f(u). The approximations (exp and tanh after Cephes, see SimdMath) have absolute
+    /// error below 3e−7; NaN stays NaN, and ±1e4 maps to the correct limit.
+    /// </summary>
+    /// <param name="activation">f.</param>
+    /// <param name="u">uₜ.</param>
+    /// <param name="h">hₜ, the same length; may be the same span as u.</param>
+    /// <exception cref="ArgumentException">A length mismatch or a partial overlap.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An undefined activation.</exception>
+    public static void Activate(Activation activation, ReadOnlySpan<float> u, Span<float> h) => CheckedKernels.Activate(KernelSets.Current(activation), u, h);
+
+    /// <summary>The ⊙ of equation (12) on its own: δ = g ⊙ f′(u), with f′ taken from h = f(u).</summary>
+    /// <param name="activation">f.</param>
+    /// <param name="g">The incoming gradient ∂L/∂hₜ.</param>
+    /// <param name="h">hₜ.</param>
+    /// <param name="delta">δₜ, the same length; may be the same span as g.</param>
+    /// <exception cref="ArgumentException">A length mismatch or an overlap.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An undefined activation.</exception>
+    public static void ActivationBackward(Activation activation, ReadOnlySpan<float> g, ReadOnlySpan<float> h, Span<float> delta) =>
+        CheckedKernels.ActivationBackward(KernelSets.Current(activation), g, h, delta);
+
+    /// <summary>
+    /// Equations (4), (6), (7) fused for one row: with m = max(v), returns Lₜ = ln Σₖ e^(vₖ−m) − (v_target − m) and writes
+    /// eₖ = e^(vₖ−m)/Σ e^(v−m) − [k = target]. Stable for logits of any finite size (±1e4 included); NaN logits give a NaN loss.
+    /// </summary>
+    /// <param name="logits">vₜ, at least one float.</param>
+    /// <param name="target">The target class, in [0, logits.Length).</param>
+    /// <param name="error">eₜ, the same length; may be the same span as logits.</param>
+    /// <returns>Lₜ.</returns>
+    /// <exception cref="ArgumentException">No logits, a length mismatch or a partial overlap.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A target outside [0, O).</exception>
+    public static float SoftmaxCrossEntropy(ReadOnlySpan<float> logits, int target, Span<float> error) => CheckedKernels.SoftmaxCrossEntropy(KernelSets.Current(), logits, target, error);
+
+    /// <summary>
+    /// Equation (4) alone: yₖ = e^(vₖ − max v) / Σ e^(v − max v), stable for logits of any finite size. Each probability is
+    /// computed directly, so tiny ones keep float's relative precision (down to about 1e−37).
+    /// </summary>
+    /// <param name="logits">vₜ, at least one float.</param>
+    /// <param name="probabilities">yₜ, the same length; may be the same span as logits.</param>
+    /// <exception cref="ArgumentException">No logits, a length mismatch, or a partial overlap.</exception>
+    public static void Softmax(ReadOnlySpan<float> logits, Span<float> probabilities) => CheckedKernels.Softmax(KernelSets.Current(), logits, probabilities);
 }

@@ -19,13 +19,18 @@ public enum KernelIsa
 
     /// <summary>x64 AVX2 with FMA3: <see cref="Vector256{T}"/>.</summary>
     Avx2,
+
+    /// <summary>x64 AVX-512F: <see cref="Vector512{T}"/>, 32 registers.</summary>
+    Avx512,
 }
 
 /// <summary>
 /// Which kernels the fast path runs. The choice is made once, at start-up: the best instruction set the hardware and
-/// runtime support, unless the environment variable <c>BPTT_FAST_ISA</c> (<c>avx2</c>, <c>advsimd</c>, <c>vector</c>
-/// or <c>scalar</c>) names a supported lower one. Runtime knobs such as <c>DOTNET_EnableAVX2=0</c> or
-/// <c>DOTNET_EnableHWIntrinsic=0</c> lower what is supported, and so land on a working path too.
+/// runtime support, unless the environment variable <c>BPTT_FAST_ISA</c> (<c>avx512</c>, <c>avx2</c>, <c>advsimd</c>,
+/// <c>vector</c> or <c>scalar</c>) names a supported lower one. Runtime knobs such as <c>DOTNET_EnableAVX512F=0</c>,
+/// <c>DOTNET_EnableAVX2=0</c> or <c>DOTNET_EnableHWIntrinsic=0</c> lower what is supported, and so land on a working path
+/// too. <see cref="UnusedHardware"/> says when the CPU has more than this process can use (e.g. a NativeAOT binary
+/// compiled for the x64 baseline).
 /// </summary>
 public static class KernelInfo
 {
@@ -34,7 +39,8 @@ public static class KernelInfo
 
     static KernelInfo()
     {
-        BestSupported = IsSupported(KernelIsa.Avx2) ? KernelIsa.Avx2
+        BestSupported = IsSupported(KernelIsa.Avx512) ? KernelIsa.Avx512
+            : IsSupported(KernelIsa.Avx2) ? KernelIsa.Avx2
             : IsSupported(KernelIsa.AdvSimd) ? KernelIsa.AdvSimd
             : IsSupported(KernelIsa.Vector) ? KernelIsa.Vector
             : KernelIsa.Scalar;
@@ -43,16 +49,29 @@ public static class KernelInfo
         IsForced = forced;
         RequestedIsaProblem = problem;
         RequestedIsa = requested;
+        UnusedHardware = DetectUnusedHardware();
         KernelNames =
         [
-            $"Gemm.{Isa} (packed panels, {Kernels.Gemm.MicroRows}x{2 * WidthOf(Isa)} micro-kernel)",
+            $"Gemm.{Isa} (packed panels, {Kernels.Bodies.GemmBlocking.MR}x{2 * WidthOf(Isa)} micro-kernel, MC={Kernels.Bodies.GemmBlocking.MC} KC={Kernels.Bodies.GemmBlocking.KC} NC={Kernels.Bodies.GemmBlocking.NC})",
             $"Gemv.{Isa} (4 rows in flight)",
             $"GemvTransposed.{Isa} (axpy form)",
-            $"RnnStep.{Isa} (fused bias + activation, eq. 1-2)",
-            $"RnnStepBackward.{Isa} (fused eq. 12)",
-            $"SoftmaxCrossEntropy.{Isa} (fused eq. 4, 6, 7)",
+            $"RnnStep.{Isa} (fused bias + activation, eq. (1), (2))",
+            $"RnnStepBackward.{Isa} (fused eq. (12))",
+            $"SoftmaxCrossEntropy.{Isa} (fused eq. (4), (6), (7))",
         ];
     }
+
+    /// <summary>The CPU model name, e.g. "AMD EPYC 9B45".</summary>
+    public static string CpuModel => Internals.CpuInfo.Model;
+
+    /// <summary>The per-core data cache sizes the GEMM blocking was derived from, e.g. "L1d 48 KiB, L2 1024 KiB, L3 …".</summary>
+    public static string CacheSizes => Internals.CpuInfo.CacheSummary;
+
+    /// <summary>
+    /// A one-line note when the CPU reports a faster instruction set than this process can run (for example a NativeAOT
+    /// binary published without <c>IlcInstructionSet</c>, or a DOTNET_Enable… knob), else null.
+    /// </summary>
+    public static string? UnusedHardware { get; }
 
     /// <summary>The instruction set the fast kernels use in this process.</summary>
     public static KernelIsa Isa { get; }
@@ -69,7 +88,7 @@ public static class KernelInfo
     /// <summary>
     /// Why <see cref="EnvironmentVariable"/> was not applied, as one line of text (control characters escaped), e.g. a
     /// mistyped name or an instruction set this process cannot run; <see cref="Isa"/> is then <see cref="BestSupported"/>.
-    /// Null when the variable is absent, blank, or names a supported instruction set. Only the names <c>avx2</c>,
+    /// Null when the variable is absent, blank, or names a supported instruction set. Only the names <c>avx512</c>, <c>avx2</c>,
     /// <c>advsimd</c>, <c>vector</c> and <c>scalar</c> are accepted (any case, surrounding blanks ignored).
     /// </summary>
     public static string? RequestedIsaProblem { get; }
@@ -118,7 +137,7 @@ public static class KernelInfo
             }
         }
 
-        problem = $"{EnvironmentVariable}={Shown(name)} is not one of avx2, advsimd, vector, scalar; using {best}";
+        problem = $"{EnvironmentVariable}={Shown(name)} is not one of avx512, avx2, advsimd, vector, scalar; using {best}";
         return best;
     }
 
@@ -126,6 +145,7 @@ public static class KernelInfo
     /// <param name="isa">The instruction set.</param>
     public static bool IsSupported(KernelIsa isa) => isa switch
     {
+        KernelIsa.Avx512 => Avx512F.IsSupported && Vector512.IsHardwareAccelerated,
         KernelIsa.Avx2 => Avx2.IsSupported && Fma.IsSupported,
         KernelIsa.AdvSimd => AdvSimd.Arm64.IsSupported,
         KernelIsa.Vector => Vector.IsHardwareAccelerated,
@@ -137,11 +157,35 @@ public static class KernelInfo
     /// <param name="isa">The instruction set.</param>
     public static int WidthOf(KernelIsa isa) => isa switch
     {
+        KernelIsa.Avx512 => Vector512<float>.Count,
         KernelIsa.Avx2 => Vector256<float>.Count,
         KernelIsa.AdvSimd => Vector128<float>.Count,
         KernelIsa.Vector => Vector<float>.Count,
         _ => 1,
     };
+
+    /// <summary>What the CPU reports through CPUID (leaf 7: AVX2 = EBX bit 5, AVX-512F = EBX bit 16; leaf 1: FMA = ECX bit 12).</summary>
+    private static string? DetectUnusedHardware()
+    {
+        if (!X86Base.IsSupported)
+        {
+            return null;
+        }
+
+        (int maxLeaf, _, _, _) = X86Base.CpuId(0, 0);
+        if (maxLeaf < 7)
+        {
+            return null;
+        }
+
+        (_, _, int ecx1, _) = X86Base.CpuId(1, 0);
+        (_, int ebx7, _, _) = X86Base.CpuId(7, 0);
+        bool cpuAvx2 = (ebx7 & (1 << 5)) != 0 && (ecx1 & (1 << 12)) != 0, cpuAvx512 = (ebx7 & (1 << 16)) != 0;
+        KernelIsa cpuBest = cpuAvx512 ? KernelIsa.Avx512 : cpuAvx2 ? KernelIsa.Avx2 : KernelIsa.Vector;
+        return cpuBest > BestSupported
+            ? $"the CPU reports {cpuBest} but this process can run at most {BestSupported} (a NativeAOT build without IlcInstructionSet, or a DOTNET_Enable* setting)"
+            : null;
+    }
 
     /// <summary>A value for a one-line message: quoted, control characters escaped, at most 40 characters shown.</summary>
     private static string Shown(string value)

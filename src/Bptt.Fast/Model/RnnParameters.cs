@@ -1,4 +1,5 @@
 using Bptt.Fast.Internals;
+using Bptt.Fast.Model;
 
 namespace Bptt.Fast;
 
@@ -50,7 +51,7 @@ public sealed class RnnParameters
     public void CopyFrom(RnnParameters source)
     {
         ArgumentNullException.ThrowIfNull(source);
-        Guard.SameShape(Shape, source.Shape, nameof(source));
+        ModelGuard.SameShape(Shape, source.Shape, nameof(source));
         source._values.AsSpan().CopyTo(_values);
     }
 

@@ -1,5 +1,7 @@
+using Bptt.Fast.Engine;
 using System.Numerics;
 using Bptt.Fast.Internals;
+using Bptt.Fast.Model;
 
 namespace Bptt.Fast.Reference;
 

@@ -4,6 +4,7 @@ using System.IO.Hashing;
 using System.Runtime.InteropServices;
 using System.Text;
 using Bptt.Fast.Internals;
+using Bptt.Fast.Model;
 using Bptt.Fast.Training;
 
 namespace Bptt.Fast.Serving;
@@ -268,7 +269,7 @@ public static class Checkpoint
 
         if (optimizer is not null)
         {
-            Guard.SameShape(parameters.Shape, optimizer.Shape, nameof(optimizer));
+            ModelGuard.SameShape(parameters.Shape, optimizer.Shape, nameof(optimizer));
             string name = optimizer.GetType().Name;
             if (Encoding.UTF8.GetByteCount(name) > MaxOptimizerNameLength || HasControlCharacter(name))
             {
@@ -355,7 +356,7 @@ public static class Checkpoint
         ArgumentNullException.ThrowIfNull(parameters);
         if (optimizer is not null)
         {
-            Guard.SameShape(parameters.Shape, optimizer.Shape, nameof(optimizer));
+            ModelGuard.SameShape(parameters.Shape, optimizer.Shape, nameof(optimizer));
         }
     }
 

@@ -1,6 +1,7 @@
 using Bptt.Fast.Internals;
+using Bptt.Fast.Model;
 using Bptt.Fast.Kernels;
-using Bptt.Fast.Kernels.Isa;
+using Bptt.Fast.Kernels.Bodies;
 
 namespace Bptt.Fast.Serving;
 
@@ -28,7 +29,7 @@ public sealed class RnnModel
     private readonly AlignedBuffer _whhTPackedGemm; // op(B) = W_hhᵀ for the batched step
     private readonly AlignedBuffer _whyTPackedGemm; // op(B) = W_hyᵀ for the batched output layer
     private readonly float[] _bh, _why, _by;
-    private readonly KernelIsa _isa;
+    private readonly KernelSet _k;
 
     /// <summary>Copies θ into a read-only model.</summary>
     /// <param name="parameters">θ; must be finite.</param>
@@ -51,18 +52,18 @@ public sealed class RnnModel
         int i = s.InputSize, h = s.HiddenSize, o = s.OutputSize;
         Shape = s;
         Activation = activation;
-        _isa = isa;
+        _k = KernelSets.For(isa, activation);
         _wxh = parameters.Wxh.ToArray();
         _wxhT = new float[i * h];
-        FastKernels.Transpose(_wxh, h, i, _wxhT);
+        Layout.Transpose(_wxh, h, i, _wxhT);
         var whhT = new float[h * h];
-        FastKernels.Transpose(parameters.Whh, h, h, whhT);
+        Layout.Transpose(parameters.Whh, h, h, whhT);
         _stepPacked = new float[h * h];
-        FastKernels.PackColumnBlocks(isa, whhT, h, h, _stepPacked);
-        _whhTPackedGemm = new AlignedBuffer(Gemm.PackedBLength(isa, h, h));
-        Gemm.PackB(isa, true, h, h, parameters.Whh, h, _whhTPackedGemm.Span);
-        _whyTPackedGemm = new AlignedBuffer(Gemm.PackedBLength(isa, h, o));
-        Gemm.PackB(isa, true, h, o, parameters.Why, h, _whyTPackedGemm.Span);
+        _k.PackColumnBlocks(whhT, h, h, _stepPacked);
+        _whhTPackedGemm = new AlignedBuffer(_k.PackedBLength(h, h));
+        _k.PackB(true, h, h, parameters.Whh, h, _whhTPackedGemm.Span);
+        _whyTPackedGemm = new AlignedBuffer(_k.PackedBLength(h, o));
+        _k.PackB(true, h, o, parameters.Why, h, _whyTPackedGemm.Span);
         _bh = parameters.Bh.ToArray();
         _why = parameters.Why.ToArray();
         _by = parameters.By.ToArray();
@@ -106,7 +107,7 @@ public sealed class RnnModel
             int h = Shape.HiddenSize;
             Span<float> u = state.Scratch;
             _bh.CopyTo(u);
-            FastKernels.AxpyUnchecked(_isa, 1f, _wxhT.AsSpan(token * h, h), u);
+            _k.Axpy(1f, _wxhT.AsSpan(token * h, h), u);
             Advance(state, output, kind);
         }
         finally
@@ -139,8 +140,8 @@ public sealed class RnnModel
         try
         {
             Span<float> u = state.Scratch;
-            FastKernels.Gemv(_isa, _wxh, Shape.HiddenSize, Shape.InputSize, input, u);
-            FastKernels.AxpyUnchecked(_isa, 1f, _bh, u);
+            _k.Gemv(_wxh, Shape.HiddenSize, Shape.InputSize, input, u);
+            _k.Axpy(1f, _bh, u);
             Advance(state, output, kind);
         }
         finally
@@ -165,7 +166,7 @@ public sealed class RnnModel
     public void StepBatch(ReadOnlySpan<int> tokens, RnnStateBatch states, Span<float> outputs, StepOutput kind = StepOutput.Probabilities)
     {
         ArgumentNullException.ThrowIfNull(states);
-        Guard.SameShape(Shape, states.Shape, nameof(states));
+        ModelGuard.SameShape(Shape, states.Shape, nameof(states));
         int b = states.Count, h = Shape.HiddenSize, o = Shape.OutputSize;
         Guard.Length(b, tokens.Length, nameof(tokens), "states.Count");
         Guard.Length(b * o, outputs.Length, nameof(outputs), "states.Count × outputSize");
@@ -191,12 +192,12 @@ public sealed class RnnModel
             {
                 Span<float> row = u.Slice(r * h, h);
                 _bh.CopyTo(row);
-                FastKernels.AxpyUnchecked(_isa, 1f, _wxhT.AsSpan(tokens[r] * h, h), row);
+                _k.Axpy(1f, _wxhT.AsSpan(tokens[r] * h, h), row);
             }
 
             // (1)–(2): U += H₋₁ W_hhᵀ, then h = f(U); the new states replace the old.
-            Gemm.Multiply(_isa, false, b, h, h, states.Hidden, h, _whhTPackedGemm.Span, 1f, u, h, states.PackA);
-            FastKernels.Activate(_isa, Activation, u, u);
+            _k.Multiply(false, b, h, h, states.Hidden, h, _whhTPackedGemm.Span, 1f, u, h, states.PackA);
+            _k.Activate(u, u);
             u.CopyTo(states.Hidden);
 
             // (3): V = H W_hyᵀ + b_y; (4) per row.
@@ -205,13 +206,13 @@ public sealed class RnnModel
                 _by.CopyTo(outputs.Slice(r * o, o));
             }
 
-            Gemm.Multiply(_isa, false, b, o, h, states.Hidden, h, _whyTPackedGemm.Span, 1f, outputs, o, states.PackA);
+            _k.Multiply(false, b, o, h, states.Hidden, h, _whyTPackedGemm.Span, 1f, outputs, o, states.PackA);
             if (kind == StepOutput.Probabilities)
             {
                 for (int r = 0; r < b; r++)
                 {
                     Span<float> row = outputs.Slice(r * o, o);
-                    FastKernels.SoftmaxUnchecked(_isa, row, row);
+                    _k.Softmax(row, row);
                 }
             }
         }
@@ -290,26 +291,21 @@ public sealed class RnnModel
     {
         int h = Shape.HiddenSize, o = Shape.OutputSize;
         Span<float> u = state.Scratch;
-        switch (Activation)
-        {
-            case Activation.Tanh: FastKernels.PackedTransposedProduct<ActivationEpilogue<TanhKind>>(_isa, _stepPacked, h, h, state.Hidden, u, default, u); break;
-            case Activation.Relu: FastKernels.PackedTransposedProduct<ActivationEpilogue<ReluKind>>(_isa, _stepPacked, h, h, state.Hidden, u, default, u); break;
-            default: FastKernels.PackedTransposedProduct<ActivationEpilogue<SigmoidKind>>(_isa, _stepPacked, h, h, state.Hidden, u, default, u); break;
-        }
+        _k.StepForward(_stepPacked, h, state.Hidden, u); // (1)–(2) fused, in place over u
 
         u.CopyTo(state.Hidden);
-        FastKernels.Gemv(_isa, _why, o, h, state.Hidden, output);
-        FastKernels.AxpyUnchecked(_isa, 1f, _by, output);
+        _k.Gemv(_why, o, h, state.Hidden, output);
+        _k.Axpy(1f, _by, output);
         if (kind == StepOutput.Probabilities)
         {
-            FastKernels.SoftmaxUnchecked(_isa, output, output); // (4) in place, each yₖ computed directly
+            _k.Softmax(output, output); // (4) in place, each yₖ computed directly
         }
     }
 
     private void CheckState(RnnState state, Span<float> output, StepOutput kind)
     {
         ArgumentNullException.ThrowIfNull(state);
-        Guard.SameShape(Shape, state.Shape, nameof(state));
+        ModelGuard.SameShape(Shape, state.Shape, nameof(state));
         Guard.Length(Shape.OutputSize, output.Length, nameof(output), "outputSize");
         CheckKind(kind);
     }

@@ -46,7 +46,7 @@ public sealed class RnnStateBatch
         int length = Internals.Sizes.ArrayLength(Internals.Sizes.Product(count, shape.HiddenSize), nameof(count), "state block [B, H]");
         _hidden = new float[length];
         _scratch = new float[length];
-        _packA = new Internals.AlignedBuffer(Kernels.Gemm.PackALength);
+        _packA = new Internals.AlignedBuffer(Kernels.Bodies.GemmBlocking.PackALength);
     }
 
     /// <summary>The network sizes.</summary>

@@ -1,6 +1,7 @@
 using System.Numerics;
 using System.Runtime.InteropServices;
 using Bptt.Fast.Internals;
+using Bptt.Fast.Kernels;
 
 namespace Bptt.Fast.Training;
 
@@ -12,9 +13,9 @@ namespace Bptt.Fast.Training;
 public static class GradientClipping
 {
     /// <summary>
-    /// ‖x‖₂, summed in float vectors over chunks of 1024 and in double across chunks; a chunk whose float sum of squares
-    /// overflows (elements beyond about 1.8e19) is summed again in double, so a finite gradient always has a finite norm
-    /// internally. The float result saturates to +∞ only when the norm itself exceeds float's range.
+    /// ‖x‖₂, summed in float registers over chunks of 1024 and in double across chunks; a chunk whose float sum of
+    /// squares overflows (elements beyond about 1.8e19) is summed again in double, so a finite gradient always has a
+    /// finite norm internally. The float result saturates to +∞ only when the norm itself exceeds float's range.
     /// </summary>
     /// <param name="values">The values.</param>
     /// <returns>The L2 norm (NaN or ∞ when any element is).</returns>
@@ -33,48 +34,14 @@ public static class GradientClipping
         double norm = Norm(gradients.Values);
         if (double.IsFinite(norm) && norm > maxNorm)
         {
-            UpdateRules.Scale(gradients.Values, (float)(maxNorm / norm));
+            KernelSets.Current().Scale((float)(maxNorm / norm), gradients.Values);
         }
 
         return (float)norm;
     }
 
-    /// <summary>‖x‖₂ in double (NaN or ∞ only when an element is).</summary>
-    internal static double Norm(ReadOnlySpan<float> values)
-    {
-        const int Chunk = 1024;
-        double total = 0;
-        for (int start = 0; start < values.Length; start += Chunk)
-        {
-            ReadOnlySpan<float> part = values.Slice(start, Math.Min(Chunk, values.Length - start));
-            ReadOnlySpan<Vector<float>> vectors = MemoryMarshal.Cast<float, Vector<float>>(part);
-            Vector<float> acc = Vector<float>.Zero;
-            foreach (Vector<float> v in vectors)
-            {
-                acc += v * v;
-            }
-
-            double sum = Vector.Sum(acc);
-            for (int k = vectors.Length * Vector<float>.Count; k < part.Length; k++)
-            {
-                sum += part[k] * (double)part[k];
-            }
-
-            if (double.IsInfinity(sum))
-            {
-                // The float squares overflowed; NaN (a NaN element) stays as it is.
-                sum = 0;
-                foreach (float x in part)
-                {
-                    sum += x * (double)x;
-                }
-            }
-
-            total += sum;
-        }
-
-        return Math.Sqrt(total);
-    }
+    /// <summary>‖x‖₂ in double (NaN or ∞ only when an element is), on the process's kernel set.</summary>
+    internal static double Norm(ReadOnlySpan<float> values) => Math.Sqrt(KernelSets.Current().SumOfSquares(values));
 
     /// <summary>Clamps every element of g to [−limit, limit] (NaN stays NaN).</summary>
     /// <param name="gradients">∂L/∂θ, clamped in place.</param>

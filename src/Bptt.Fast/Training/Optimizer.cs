@@ -1,4 +1,5 @@
 using Bptt.Fast.Internals;
+using Bptt.Fast.Model;
 using Bptt.Fast.Kernels;
 
 namespace Bptt.Fast.Training;
@@ -28,6 +29,9 @@ public abstract class Optimizer
         }
     }
 
+    /// <summary>The kernels of the process's instruction set (the same choice as every engine's).</summary>
+    internal KernelSet Kernels { get; } = KernelSets.Current();
+
     /// <summary>The optimizer's state, each block in θ's layout (for checkpoints): velocity, accumulators, moments.</summary>
     public IReadOnlyList<RnnParameters> State => _state;
 
@@ -53,7 +57,7 @@ public abstract class Optimizer
     /// <exception cref="InvalidOperationException">The step count has reached <see cref="MaxStepCount"/>.</exception>
     public bool Step(RnnParameters parameters, RnnParameters gradients, float loss = 0f)
     {
-        Guard.ParameterAndGradientBlocks(Shape, parameters, gradients);
+        ModelGuard.ParameterAndGradientBlocks(Shape, parameters, gradients);
         if (StepCount >= MaxStepCount)
         {
             throw new InvalidOperationException($"The step count has reached its limit: expected at most {MaxStepCount} steps, actual {StepCount}.");
@@ -61,7 +65,7 @@ public abstract class Optimizer
 
         // Inputs first (cheap), then the result: the probe computes every new value of θ and of the state without
         // writing, so an update that would overflow from finite inputs is refused with everything bit-identical.
-        if (!float.IsFinite(loss) || FastKernels.FirstNonFinite(gradients.Values) >= 0
+        if (!float.IsFinite(loss) || Kernels.FirstNonFinite(gradients.Values) >= 0
             || !Update(parameters.Values, gradients.Values, commit: false))
         {
             return false;
@@ -147,5 +151,5 @@ public sealed class GradientDescent : Optimizer
 
     /// <inheritdoc/>
     protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, bool commit) =>
-        UpdateRules.GradientDescent(parameters, gradients, _learningRate, WeightDecay, commit);
+        Kernels.Update(new GradientDescentRule(_learningRate, WeightDecay), parameters, gradients, default, default, commit);
 }

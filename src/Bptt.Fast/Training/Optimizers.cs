@@ -1,4 +1,5 @@
 using Bptt.Fast.Internals;
+using Bptt.Fast.Kernels;
 
 namespace Bptt.Fast.Training;
 
@@ -40,7 +41,7 @@ public sealed class Momentum : Optimizer
 
     /// <inheritdoc/>
     protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, bool commit) =>
-        UpdateRules.Momentum(parameters, gradients, StateBlock(0), LearningRate, MomentumFactor, WeightDecay, Nesterov, commit);
+        Kernels.Update(new MomentumRule(LearningRate, MomentumFactor, WeightDecay, Nesterov), parameters, gradients, StateBlock(0), default, commit);
 }
 
 /// <summary>Adagrad (Duchi, Hazan and Singer 2011): G ← G + g′²; θ ← θ − η g′/(√G + ε), g′ = ∂L/∂θ + λθ. State: G.</summary>
@@ -73,7 +74,7 @@ public sealed class Adagrad : Optimizer
 
     /// <inheritdoc/>
     protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, bool commit) =>
-        UpdateRules.Adagrad(parameters, gradients, StateBlock(0), LearningRate, Epsilon, WeightDecay, commit);
+        Kernels.Update(new AdagradRule(LearningRate, Epsilon, WeightDecay), parameters, gradients, StateBlock(0), default, commit);
 }
 
 /// <summary>
@@ -124,7 +125,7 @@ public class Adam : Optimizer
 
     /// <inheritdoc/>
     protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, bool commit) =>
-        UpdateRules.Adam(parameters, gradients, StateBlock(0), StateBlock(1), LearningRate, Beta1, Beta2, Epsilon, WeightDecay, DecoupledWeightDecay, StepCount + 1, commit);
+        Kernels.Update(new AdamRule(LearningRate, Beta1, Beta2, Epsilon, WeightDecay, DecoupledWeightDecay, StepCount + 1), parameters, gradients, StateBlock(0), StateBlock(1), commit);
 }
 
 /// <summary>AdamW (Loshchilov and Hutter 2019): Adam on the plain gradient, and θ ← θ − αλθ decoupled from it.</summary>

@@ -1,4 +1,5 @@
 using Bptt.Fast.Internals;
+using Bptt.Fast.Model;
 
 namespace Bptt.Fast.Training;
 
@@ -49,7 +50,7 @@ public sealed class TruncatedBpttTrainer
     {
         ArgumentNullException.ThrowIfNull(engine);
         ArgumentNullException.ThrowIfNull(optimizer);
-        Guard.SameShape(engine.Shape, optimizer.Shape, nameof(optimizer));
+        ModelGuard.SameShape(engine.Shape, optimizer.Shape, nameof(optimizer));
         int k2 = backpropSteps == 0 ? updateEvery : backpropSteps;
         Guard.InRange(updateEvery, 1, engine.MaxSteps, nameof(updateEvery));
         Guard.InRange(k2, updateEvery, engine.MaxSteps, nameof(backpropSteps));
@@ -109,7 +110,7 @@ public sealed class TruncatedBpttTrainer
     public TrainingReport Flush(RnnParameters parameters)
     {
         ArgumentNullException.ThrowIfNull(parameters);
-        Guard.SameShape(_engine.Shape, parameters.Shape, nameof(parameters));
+        ModelGuard.SameShape(_engine.Shape, parameters.Shape, nameof(parameters));
         BatchValidation.ValidateParameters<float>(parameters.Values, nameof(parameters), _engine.Shape);
         if (_pending == 0)
         {
@@ -139,7 +140,7 @@ public sealed class TruncatedBpttTrainer
     private TrainingReport Train(RnnParameters parameters, ReadOnlySpan<float> inputs, ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, bool isTokens)
     {
         ArgumentNullException.ThrowIfNull(parameters);
-        Guard.SameShape(_engine.Shape, parameters.Shape, nameof(parameters));
+        ModelGuard.SameShape(_engine.Shape, parameters.Shape, nameof(parameters));
         RnnShape s = _engine.Shape;
         int n = targets.Length;
         if (isTokens)

@@ -135,7 +135,7 @@ public sealed class SizeOverflowTests
     {
         // k = 70000 rows (many KC blocks) and n = 4100 columns (past one NC block), with tiny m so the test stays quick.
         var random = new SplitMix64(11);
-        foreach ((int m, int n, int k) in new[] { (3, 2, 70000), (2, Gemm.NC + 4, 5) })
+        foreach ((int m, int n, int k) in new[] { (3, 2, 70000), (2, Bptt.Fast.Kernels.Bodies.GemmBlocking.NC + 4, 5) })
         {
             float[] a = Enumerable.Range(0, m * k).Select(_ => (2 * random.NextSingle()) - 1).ToArray();
             float[] b = Enumerable.Range(0, k * n).Select(_ => (2 * random.NextSingle()) - 1).ToArray();
@@ -165,21 +165,21 @@ public sealed class SizeOverflowTests
         KernelIsa isa = KernelInfo.Isa;
         const int M = 7, N = 33, K = 300;
         float[] a = new float[M * K], b = new float[K * N], c = new float[M * N];
-        int need = (int)Gemm.PackBBlockLength(isa, N);
+        int need = (int)KernelSets.For(isa, Activation.Tanh).PackBBlockLength(N);
         float[] packB = new float[need + 64];
         packB.AsSpan().Fill(-1f);
         Span<float> tooShort = packB.AsSpan(0, need - 1);
-        float[] packA = new float[Gemm.PackALength];
-        var e = Assert.Throws<InvalidOperationException>(() => Gemm.Run(isa, false, false, M, N, K, a, K, b, N, 0f, c, N, packA, packB.AsSpan(0, need - 1)));
+        float[] packA = new float[Bptt.Fast.Kernels.Bodies.GemmBlocking.PackALength];
+        var e = Assert.Throws<InvalidOperationException>(() => KernelSets.For(isa, Activation.Tanh).Gemm(false, false, M, N, K, a, K, b, N, 0f, c, N, packA, packB.AsSpan(0, need - 1)));
         Assert.Contains("packB.Length", e.Message, StringComparison.Ordinal);
         Assert.All(packB, v => Assert.Equal(-1f, v));
         Assert.True(tooShort.Length < need);
 
         // The same for the whole-B packing and the multiply over it.
-        float[] packed = new float[(int)Gemm.PackedBLength(isa, K, N) - 1];
-        Assert.Throws<InvalidOperationException>(() => Gemm.PackB(isa, false, K, N, b, N, packed));
-        Assert.Throws<InvalidOperationException>(() => Gemm.Multiply(isa, false, M, N, K, a, K, packed, 0f, c, N, packA));
-        Assert.Throws<InvalidOperationException>(() => Gemm.Multiply(isa, false, M, N, K, a, K, new float[(int)Gemm.PackedBLength(isa, K, N)], 0f, c, N, packA.AsSpan(1)));
+        float[] packed = new float[(int)KernelSets.For(isa, Activation.Tanh).PackedBLength(K, N) - 1];
+        Assert.Throws<InvalidOperationException>(() => KernelSets.For(isa, Activation.Tanh).PackB(false, K, N, b, N, packed));
+        Assert.Throws<InvalidOperationException>(() => KernelSets.For(isa, Activation.Tanh).Multiply(false, M, N, K, a, K, packed, 0f, c, N, packA));
+        Assert.Throws<InvalidOperationException>(() => KernelSets.For(isa, Activation.Tanh).Multiply(false, M, N, K, a, K, new float[(int)KernelSets.For(isa, Activation.Tanh).PackedBLength(K, N)], 0f, c, N, packA.AsSpan(1)));
     }
 
     [Fact]

@@ -4,10 +4,11 @@ namespace Bptt.Fast.Kernels.Isa;
 
 /// <summary>
 /// The vector operations one instruction set provides, as static members of a struct so that the JIT specialises
-/// every generic kernel for each ISA and inlines these calls: <c>SimdKernels&lt;Avx2Simd, Vector256&lt;float&gt;&gt;</c> compiles to
-/// straight AVX2/FMA code. The kernels themselves are written once, in <see cref="SimdKernels{TOps, TVec}"/>.
+/// every generic kernel for each ISA and inlines these calls: <c>VectorKernels&lt;Simd256, Vector256&lt;float&gt;&gt;</c> compiles
+/// to straight AVX2/FMA code. This folder holds these structs alone; the kernels are written once, in Kernels/Bodies, and
+/// the functions they share (exp, tanh, the epilogues) in Kernels/Functions.
 /// </summary>
-/// <typeparam name="TVec">The register type: Vector256&lt;float&gt;, Vector128&lt;float&gt;, Vector&lt;float&gt; or float.</typeparam>
+/// <typeparam name="TVec">The register type: Vector512&lt;float&gt;, Vector256&lt;float&gt;, Vector128&lt;float&gt;, Vector&lt;float&gt; or float.</typeparam>
 internal interface ISimd<TVec>
     where TVec : struct
 {
@@ -41,6 +42,9 @@ internal interface ISimd<TVec>
     /// <summary>a / b.</summary>
     static abstract TVec Divide(TVec a, TVec b);
 
+    /// <summary>√a.</summary>
+    static abstract TVec Sqrt(TVec a);
+
     /// <summary>Lane-wise minimum with the hardware's NaN behaviour (callers handle NaN themselves).</summary>
     static abstract TVec Min(TVec a, TVec b);
 
@@ -65,7 +69,8 @@ internal interface ISimd<TVec>
     /// <summary>Per lane: mask ? a : b.</summary>
     static abstract TVec Select(TVec mask, TVec a, TVec b);
 
-    /// <summary>Rounds to the nearest integer (ties to even).</summary>
+    /// <summary>Rounds to the nearest integer: ties to even in the 128/256/512-bit structs, up in the scalar and
+    /// <c>Vector&lt;T&gt;</c> structs (exp's range reduction is exact either way).</summary>
     static abstract TVec Round(TVec a);
 
     /// <summary>2ⁿ for lanes holding integers n in [−126, 127], built from the exponent bits.</summary>

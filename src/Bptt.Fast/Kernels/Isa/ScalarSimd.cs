@@ -34,6 +34,9 @@ internal readonly struct ScalarSimd : ISimd<float>
     public static float Divide(float a, float b) => a / b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Sqrt(float a) => MathF.Sqrt(a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Min(float a, float b) => a < b ? a : b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -37,6 +37,9 @@ internal readonly struct VectorSimd : ISimd<Vec>
     public static Vec Divide(Vec a, Vec b) => a / b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Sqrt(Vec a) => VecOps.SquareRoot(a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vec Min(Vec a, Vec b) => VecOps.MinNative(a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

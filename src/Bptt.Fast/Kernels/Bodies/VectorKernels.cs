@@ -2,36 +2,21 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Bptt.Fast.Internals;
 
-namespace Bptt.Fast.Kernels.Isa;
+using Bptt.Fast.Kernels.Functions;
+using Bptt.Fast.Kernels.Isa;
+
+namespace Bptt.Fast.Kernels.Bodies;
 
 /// <summary>
-/// The vector kernels, written once and compiled by the JIT for each ISA struct. Callers (<see cref="FastKernels"/>)
-/// have checked every length; nothing here bounds-checks its inner loops. Spans may start at any alignment.
+/// The matrix-vector, fused-step and softmax kernels, written once and compiled by the JIT for each ISA struct. Callers
+/// (<see cref="KernelSet"/>) have validated every argument; each entry restates its length preconditions with
+/// <see cref="Bounds"/>, and nothing bounds-checks the inner loops. Spans may start at any alignment.
 /// </summary>
-internal static class SimdKernels<TOps, TVec>
+internal static class VectorKernels<TOps, TVec>
     where TOps : struct, ISimd<TVec>
     where TVec : struct
 {
     private static int W => TOps.Count;
-
-    /// <summary>y = y + αx.</summary>
-    public static void Axpy(float alpha, ReadOnlySpan<float> x, Span<float> y)
-    {
-        Bounds.Require(y.Length >= x.Length);
-        ref float xr = ref MemoryMarshal.GetReference(x);
-        ref float yr = ref MemoryMarshal.GetReference(y);
-        TVec a = TOps.Broadcast(alpha);
-        int n = x.Length, k = 0;
-        for (; k <= n - W; k += W)
-        {
-            TOps.Store(TOps.MultiplyAdd(a, TOps.Load(ref Unsafe.Add(ref xr, k)), TOps.Load(ref Unsafe.Add(ref yr, k))), ref Unsafe.Add(ref yr, k));
-        }
-
-        for (; k < n; k++)
-        {
-            Unsafe.Add(ref yr, k) = ScalarSimd.MultiplyAdd(alpha, Unsafe.Add(ref xr, k), Unsafe.Add(ref yr, k));
-        }
-    }
 
     /// <summary>y = A x for A m×n row-major: dot-product form, four rows in flight with two accumulators each.</summary>
     public static void Gemv(ReadOnlySpan<float> a, int m, int n, ReadOnlySpan<float> x, Span<float> y)
@@ -284,26 +269,6 @@ internal static class SimdKernels<TOps, TVec>
         }
     }
 
-    /// <summary>y = epilogue(x, aux) element-wise: the activation (2) or the ⊙ f′ of (12) on their own.</summary>
-    public static void Map<TEpi>(ReadOnlySpan<float> x, ReadOnlySpan<float> aux, Span<float> y)
-        where TEpi : struct, IEpilogue
-    {
-        Bounds.Require(y.Length >= x.Length && (!TEpi.UsesAux || aux.Length >= x.Length));
-        ref float xr = ref MemoryMarshal.GetReference(x);
-        ref float hr = ref MemoryMarshal.GetReference(aux);
-        ref float yr = ref MemoryMarshal.GetReference(y);
-        int n = x.Length, k = 0;
-        for (; k <= n - W; k += W)
-        {
-            StoreWithEpilogue<TEpi>(TOps.Load(ref Unsafe.Add(ref xr, k)), ref hr, ref yr, k);
-        }
-
-        for (; k < n; k++)
-        {
-            Unsafe.Add(ref yr, k) = TEpi.Apply<ScalarSimd, float>(Unsafe.Add(ref xr, k), TEpi.UsesAux ? Unsafe.Add(ref hr, k) : 0f);
-        }
-    }
-
     /// <summary>
     /// Equations (4), (6), (7) for one row: yₖ = e^(vₖ−m)/Σ e^(v−m) with m = max v, returns Lₜ = ln Σ e^(v−m) − (v_target − m),
     /// and writes eₖ = yₖ − [k = target]. <paramref name="error"/> may be the same memory as <paramref name="logits"/>.
@@ -325,7 +290,7 @@ internal static class SimdKernels<TOps, TVec>
 
         if (writeError)
         {
-            Scale(1f / sum, ref er, n);
+            ElementWise<TOps, TVec>.Scale(1f / sum, MemoryMarshal.CreateSpan(ref er, n));
             Unsafe.Add(ref er, target) -= 1f;
         }
 
@@ -344,7 +309,7 @@ internal static class SimdKernels<TOps, TVec>
         ref float yr = ref MemoryMarshal.GetReference(y);
         int n = logits.Length;
         float sum = ExpShifted(ref vr, ref yr, n, MaxOf(ref vr, n), store: true);
-        Scale(1f / sum, ref yr, n);
+        ElementWise<TOps, TVec>.Scale(1f / sum, MemoryMarshal.CreateSpan(ref yr, n));
     }
 
     /// <summary>Σₖ e^(vₖ − max), storing each term into <paramref name="e"/> when <paramref name="store"/>; e may be v.</summary>
@@ -412,22 +377,6 @@ internal static class SimdKernels<TOps, TVec>
         return nan ? float.NaN : max;
     }
 
-    /// <summary>v = αv over n elements.</summary>
-    public static void Scale(float alpha, ref float v, int n)
-    {
-        TVec a = TOps.Broadcast(alpha);
-        int k = 0;
-        for (; k <= n - W; k += W)
-        {
-            TOps.Store(TOps.Multiply(a, TOps.Load(ref Unsafe.Add(ref v, k))), ref Unsafe.Add(ref v, k));
-        }
-
-        for (; k < n; k++)
-        {
-            Unsafe.Add(ref v, k) *= alpha;
-        }
-    }
-
     /// <summary>y[j] = Σᵣ A[r, j] (+ y[j] when accumulating) for A rows×cols row-major: the bias gradients (8), (15).</summary>
     public static void ColumnSums(ReadOnlySpan<float> a, int rows, int cols, Span<float> y, bool accumulate)
     {
@@ -439,32 +388,8 @@ internal static class SimdKernels<TOps, TVec>
 
         for (int r = 0; r < rows; r++)
         {
-            Axpy(1f, a.Slice(r * cols, cols), y);
+            ElementWise<TOps, TVec>.Axpy(1f, a.Slice(r * cols, cols), y);
         }
-    }
-
-    /// <summary>The index of the first NaN or ±∞, or −1.</summary>
-    public static int FirstNonFinite(ReadOnlySpan<float> x)
-    {
-        ref float xr = ref MemoryMarshal.GetReference(x);
-        int n = x.Length, k = 0;
-        for (; k <= n - W; k += W)
-        {
-            if (TOps.AnyNonFinite(TOps.Load(ref Unsafe.Add(ref xr, k))))
-            {
-                break;
-            }
-        }
-
-        for (; k < n; k++)
-        {
-            if (!float.IsFinite(Unsafe.Add(ref xr, k)))
-            {
-                return k;
-            }
-        }
-
-        return -1;
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]

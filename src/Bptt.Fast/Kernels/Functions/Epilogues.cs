@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
+using Bptt.Fast.Kernels.Isa;
 
-namespace Bptt.Fast.Kernels.Isa;
+namespace Bptt.Fast.Kernels.Functions;
 
 /// <summary>What a matrix-vector kernel does to each accumulated lane before it stores it.</summary>
 internal interface IEpilogue

@@ -1,6 +1,8 @@
 using System.Numerics;
 
-namespace Bptt.Fast.Internals;
+using Bptt.Fast.Internals;
+
+namespace Bptt.Fast.Model;
 
 /// <summary>Checks a <see cref="SequenceBatch{T}"/> against a shape and an engine's capacity before anything is written.</summary>
 internal static class BatchValidation

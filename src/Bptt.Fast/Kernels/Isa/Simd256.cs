@@ -1,13 +1,17 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.Arm;
-using Vec = System.Runtime.Intrinsics.Vector128<float>;
-using VecOps = System.Runtime.Intrinsics.Vector128;
+using Vec = System.Runtime.Intrinsics.Vector256<float>;
+using VecOps = System.Runtime.Intrinsics.Vector256;
 
 namespace Bptt.Fast.Kernels.Isa;
 
-/// <summary>arm64 AdvSimd (NEON): 4 floats per q register, <c>fmla</c> for <see cref="MultiplyAdd"/>.</summary>
-internal readonly struct AdvSimdSimd : ISimd<Vec>
+/// <summary>
+/// 256-bit registers, 8 floats: x64 AVX2 with FMA3 (<c>vfmadd231ps</c> on ymm), KernelIsa.Avx2.
+/// Written with the cross-platform <see cref="VecOps"/> API only, so the 256-bit structs differ in the width alias and
+/// their summary (compare them with a diff); <see cref="MultiplyAdd"/> is a fused multiply-add, which every ISA that
+/// selects this struct has.
+/// </summary>
+internal readonly struct Simd256 : ISimd<Vec>
 {
     public static int Count => Vec.Count;
 
@@ -23,7 +27,7 @@ internal readonly struct AdvSimdSimd : ISimd<Vec>
     public static void Store(Vec value, ref float destination) => value.StoreUnsafe(ref destination);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec MultiplyAdd(Vec a, Vec b, Vec c) => AdvSimd.FusedMultiplyAdd(c, a, b);
+    public static Vec MultiplyAdd(Vec a, Vec b, Vec c) => VecOps.FusedMultiplyAdd(a, b, c);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vec Add(Vec a, Vec b) => a + b;
@@ -38,41 +42,44 @@ internal readonly struct AdvSimdSimd : ISimd<Vec>
     public static Vec Divide(Vec a, Vec b) => a / b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec Min(Vec a, Vec b) => AdvSimd.Min(a, b);
+    public static Vec Sqrt(Vec a) => VecOps.Sqrt(a);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec Max(Vec a, Vec b) => AdvSimd.Max(a, b);
+    public static Vec Min(Vec a, Vec b) => VecOps.MinNative(a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec Abs(Vec a) => AdvSimd.Abs(a);
+    public static Vec Max(Vec a, Vec b) => VecOps.MaxNative(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Abs(Vec a) => VecOps.Abs(a);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vec CopySign(Vec magnitude, Vec sign) => VecOps.CopySign(magnitude, sign);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec LessThan(Vec a, Vec b) => AdvSimd.CompareLessThan(a, b);
+    public static Vec LessThan(Vec a, Vec b) => VecOps.LessThan(a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec GreaterThan(Vec a, Vec b) => AdvSimd.CompareGreaterThan(a, b);
+    public static Vec GreaterThan(Vec a, Vec b) => VecOps.GreaterThan(a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec IsNaN(Vec a) => ~AdvSimd.CompareEqual(a, a);
+    public static Vec IsNaN(Vec a) => ~VecOps.Equals(a, a);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec Select(Vec mask, Vec a, Vec b) => AdvSimd.BitwiseSelect(mask, a, b);
+    public static Vec Select(Vec mask, Vec a, Vec b) => VecOps.ConditionalSelect(mask, a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec Round(Vec a) => AdvSimd.RoundToNearest(a);
+    public static Vec Round(Vec a) => VecOps.Round(a);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec Pow2(Vec n) => VecOps.ShiftLeft(AdvSimd.ConvertToInt32RoundToZero(n) + VecOps.Create(127), 23).AsSingle();
+    public static Vec Pow2(Vec n) => VecOps.ShiftLeft(VecOps.ConvertToInt32(n) + VecOps.Create(127), 23).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static bool AnyNonFinite(Vec a) => !VecOps.LessThanAll(AdvSimd.Abs(a), VecOps.Create(float.PositiveInfinity));
+    public static bool AnyNonFinite(Vec a) => !VecOps.LessThanAll(VecOps.Abs(a), VecOps.Create(float.PositiveInfinity));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Sum(Vec a) => VecOps.Sum(a);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float MaxAcross(Vec a) => AdvSimd.Arm64.MaxAcross(a).ToScalar();
+    public static float MaxAcross(Vec a) => Lanes.MaxAcross(a);
 }

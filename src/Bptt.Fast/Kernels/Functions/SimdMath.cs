@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
+using Bptt.Fast.Kernels.Isa;
 
-namespace Bptt.Fast.Kernels.Isa;
+namespace Bptt.Fast.Kernels.Functions;
 
 /// <summary>
 /// Vectorised exp, tanh and sigmoid, written once over <see cref="ISimd{TVec}"/>. The scalar tails of every kernel use

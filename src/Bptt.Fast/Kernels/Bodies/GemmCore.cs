@@ -1,29 +1,22 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
 using Bptt.Fast.Internals;
+using Bptt.Fast.Kernels.Isa;
 
-namespace Bptt.Fast.Kernels.Isa;
+namespace Bptt.Fast.Kernels.Bodies;
 
 /// <summary>
-/// C = op(A)·op(B) + βC in the BLIS structure: op(B) is packed into k×NR column panels, op(A) into MR×kc row panels
-/// (MC rows at a time, sized for L2), and a register-blocked MR×NR micro-kernel runs over one pair of panels
-/// (kc×NR of B stays in L1). Packing zero-pads partial panels, so the micro-kernel always computes a full tile; edge
-/// tiles are stored through a small stack tile. β = 0 never reads C (it may hold NaN).
-/// MR = 6 and NR = 2 vectors: 6×16 on AVX2, so the 12 accumulators, two B vectors and one broadcast fill the 16 ymm registers.
+/// C = op(A)·op(B) + βC in the BLIS structure (<see cref="GemmBlocking"/>). op(B) is packed into KC×NR column panels,
+/// op(A) into MR×KC row panels (MC rows at a time), and the micro-kernel multiplies one pair of panels into one MR×NR
+/// tile. Packing zero-pads partial panels, and the micro-kernel computes full tiles only: the macro-kernel passes it C
+/// itself for a full tile and a temporary tile (after the A panels in the packing buffer) for an edge, then copies the
+/// valid part. β = 0 never reads C (it may hold NaN).
 /// </summary>
 internal static class GemmCore<TOps, TVec>
     where TOps : struct, ISimd<TVec>
     where TVec : struct
 {
-    /// <summary>Rows of the micro-tile.</summary>
-    public const int MR = Gemm.MicroRows;
-
-    /// <summary>Depth of one packed block.</summary>
-    public const int KC = Gemm.KC;
-
-    /// <summary>Rows of A packed at a time.</summary>
-    public const int MC = Gemm.MC;
+    private const int MR = GemmBlocking.MR;
 
     /// <summary>Columns of the micro-tile: two vectors.</summary>
     public static int NR => 2 * TOps.Count;
@@ -32,7 +25,7 @@ internal static class GemmCore<TOps, TVec>
     public static long PackedBLength(int k, int n) => Sizes.Product(k, Sizes.RoundUp(n, NR));
 
     /// <summary>
-    /// Packs op(B), k×n, into [k-block][column panel][p][NR] with zero padding. op(B) = B (k×n, row stride ldb) or,
+    /// Packs op(B), k×n, into [KC-block][column panel][p][NR] with zero padding. op(B) = B (k×n, row stride ldb) or,
     /// when <paramref name="transposeB"/>, Bᵀ with B n×k (row stride ldb).
     /// </summary>
     public static void PackB(bool transposeB, int k, int n, ReadOnlySpan<float> b, int ldb, Span<float> packed)
@@ -41,10 +34,10 @@ internal static class GemmCore<TOps, TVec>
         Bounds.Require(packed.Length >= PackedBLength(k, n));
         ref float br = ref MemoryMarshal.GetReference(b);
         ref float pr = ref MemoryMarshal.GetReference(packed);
-        int nr = NR, nPad = RoundUp(n, nr);
-        for (int p0 = 0; p0 < k; p0 += KC)
+        int nr = NR, nPad = RoundUp(n, nr), kcMax = GemmBlocking.KC;
+        for (int p0 = 0; p0 < k; p0 += kcMax)
         {
-            int kc = Math.Min(KC, k - p0);
+            int kc = Math.Min(kcMax, k - p0);
             ref float block = ref Unsafe.Add(ref pr, (nint)p0 * nPad);
             for (int j0 = 0; j0 < n; j0 += nr)
             {
@@ -78,14 +71,15 @@ internal static class GemmCore<TOps, TVec>
     }
 
     /// <summary>
-    /// C (m×n, row stride ldc) = op(A)·op(B) + βC, with op(B) already packed by <see cref="PackB"/>. op(A) = A (m×k,
-    /// row stride lda) or, when <paramref name="transposeA"/>, Aᵀ with A k×m. <paramref name="packA"/> holds MC×KC floats.
+    /// The macro-kernel: C (m×n, row stride ldc) = op(A)·op(B) + βC, with op(B) already packed by <see cref="PackB"/>.
+    /// op(A) = A (m×k, row stride lda) or, when <paramref name="transposeA"/>, Aᵀ with A k×m.
+    /// <paramref name="packA"/> holds <see cref="GemmBlocking.PackALength"/> floats.
     /// </summary>
     public static void Multiply(bool transposeA, int m, int n, int k, ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> packedB, float beta, Span<float> c, int ldc, Span<float> packA)
     {
         Bounds.Require(Bounds.Holds(c.Length, m, n, ldc));
         Bounds.Require(k == 0 || m == 0 || n == 0 || (Bounds.Holds(a.Length, transposeA ? k : m, transposeA ? m : k, lda)
-            && packedB.Length >= PackedBLength(k, n) && packA.Length >= (long)MC * KC));
+            && packedB.Length >= PackedBLength(k, n) && packA.Length >= GemmBlocking.PackALength));
         ref float cr = ref MemoryMarshal.GetReference(c);
         if (k == 0)
         {
@@ -98,7 +92,7 @@ internal static class GemmCore<TOps, TVec>
                 }
                 else
                 {
-                    SimdKernels<TOps, TVec>.Scale(beta, ref MemoryMarshal.GetReference(row), n);
+                    ElementWise<TOps, TVec>.Scale(beta, row);
                 }
             }
 
@@ -108,15 +102,17 @@ internal static class GemmCore<TOps, TVec>
         ref float ar = ref MemoryMarshal.GetReference(a);
         ref float pbr = ref MemoryMarshal.GetReference(packedB);
         ref float par = ref MemoryMarshal.GetReference(packA);
+        int kcMax = GemmBlocking.KC, mcMax = GemmBlocking.MC;
+        ref float edge = ref Unsafe.Add(ref par, (nint)mcMax * kcMax);
         int nr = NR, nPad = RoundUp(n, nr);
-        for (int p0 = 0; p0 < k; p0 += KC)
+        for (int p0 = 0; p0 < k; p0 += kcMax)
         {
-            int kc = Math.Min(KC, k - p0);
+            int kc = Math.Min(kcMax, k - p0);
             float betaBlock = p0 == 0 ? beta : 1f;
             ref float bBlock = ref Unsafe.Add(ref pbr, (nint)p0 * nPad);
-            for (int i0 = 0; i0 < m; i0 += MC)
+            for (int i0 = 0; i0 < m; i0 += mcMax)
             {
-                int mc = Math.Min(MC, m - i0);
+                int mc = Math.Min(mcMax, m - i0);
                 PackA(transposeA, ref ar, lda, i0, p0, mc, kc, ref par);
                 for (int j0 = 0; j0 < n; j0 += nr)
                 {
@@ -127,13 +123,14 @@ internal static class GemmCore<TOps, TVec>
                         int mr = Math.Min(MR, mc - ii);
                         ref float aPanel = ref Unsafe.Add(ref par, (nint)ii * kc);
                         ref float cTile = ref Unsafe.Add(ref cr, ((nint)(i0 + ii) * ldc) + j0);
-                        if (mr <= 4)
+                        if (mr == MR && nc == nr)
                         {
-                            MicroKernel4(kc, ref aPanel, ref bPanel, ref cTile, ldc, mr, nc, betaBlock); // a short last panel: no wasted rows
+                            MicroKernel(kc, ref aPanel, ref bPanel, ref cTile, ldc, betaBlock);
                         }
                         else
                         {
-                            MicroKernel(kc, ref aPanel, ref bPanel, ref cTile, ldc, mr, nc, betaBlock);
+                            MicroKernel(kc, ref aPanel, ref bPanel, ref edge, nr, 0f);
+                            StoreEdge(ref edge, nr, ref cTile, ldc, mr, nc, betaBlock);
                         }
                     }
                 }
@@ -171,21 +168,6 @@ internal static class GemmCore<TOps, TVec>
                 continue;
             }
 
-            if (mr == MR)
-            {
-                // Full panel of Aᵀ: each depth p is six consecutive floats of one stored row.
-                for (int p = 0; p < kc; p++)
-                {
-                    ref float src = ref Unsafe.Add(ref a, ((nint)(p0 + p) * lda) + i0 + ii);
-                    ref float dst = ref Unsafe.Add(ref panel, (nint)p * MR);
-                    Unsafe.WriteUnaligned(ref Unsafe.As<float, byte>(ref dst), Unsafe.ReadUnaligned<Vector128<float>>(ref Unsafe.As<float, byte>(ref src)));
-                    Unsafe.Add(ref dst, 4) = Unsafe.Add(ref src, 4);
-                    Unsafe.Add(ref dst, 5) = Unsafe.Add(ref src, 5);
-                }
-
-                continue;
-            }
-
             for (int p = 0; p < kc; p++)
             {
                 ref float dst = ref Unsafe.Add(ref panel, (nint)p * MR);
@@ -204,8 +186,13 @@ internal static class GemmCore<TOps, TVec>
         }
     }
 
-    /// <summary>The MR×NR register tile: C[0..mr, 0..nc] = A panel · B panel + βC over depth kc.</summary>
-    private static void MicroKernel(int kc, ref float a, ref float b, ref float c, int ldc, int mr, int nc, float beta)
+    /// <summary>
+    /// The micro-kernel: the full MR×NR tile C = A panel · B panel + βC over depth kc, twelve vector accumulators.
+    /// It has no edge case and no stack buffer, and is compiled fully optimised from its first call, so that every
+    /// compilation mode (tiered with or without dynamic PGO, NativeAOT) keeps the accumulators in registers.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void MicroKernel(int kc, ref float a, ref float b, ref float c, int ldc, float beta)
     {
         int w = TOps.Count;
         TVec c00 = TOps.Zero, c01 = TOps.Zero, c10 = TOps.Zero, c11 = TOps.Zero, c20 = TOps.Zero, c21 = TOps.Zero;
@@ -236,85 +223,15 @@ internal static class GemmCore<TOps, TVec>
             b = ref Unsafe.Add(ref b, 2 * w);
         }
 
-        if (mr == MR && nc == 2 * w)
-        {
-            StoreRow(c00, c01, ref c, beta, w);
-            StoreRow(c10, c11, ref Unsafe.Add(ref c, ldc), beta, w);
-            StoreRow(c20, c21, ref Unsafe.Add(ref c, 2 * (nint)ldc), beta, w);
-            StoreRow(c30, c31, ref Unsafe.Add(ref c, 3 * (nint)ldc), beta, w);
-            StoreRow(c40, c41, ref Unsafe.Add(ref c, 4 * (nint)ldc), beta, w);
-            StoreRow(c50, c51, ref Unsafe.Add(ref c, 5 * (nint)ldc), beta, w);
-            return;
-        }
-
-        // Edge tile: spill the full tile to the stack, then copy the valid mr×nc part.
-        Span<float> tile = stackalloc float[MR * 2 * 32];
-        ref float t = ref MemoryMarshal.GetReference(tile);
-        int ld = 2 * w;
-        TOps.Store(c00, ref t);
-        TOps.Store(c01, ref Unsafe.Add(ref t, w));
-        TOps.Store(c10, ref Unsafe.Add(ref t, ld));
-        TOps.Store(c11, ref Unsafe.Add(ref t, ld + w));
-        TOps.Store(c20, ref Unsafe.Add(ref t, 2 * ld));
-        TOps.Store(c21, ref Unsafe.Add(ref t, (2 * ld) + w));
-        TOps.Store(c30, ref Unsafe.Add(ref t, 3 * ld));
-        TOps.Store(c31, ref Unsafe.Add(ref t, (3 * ld) + w));
-        TOps.Store(c40, ref Unsafe.Add(ref t, 4 * ld));
-        TOps.Store(c41, ref Unsafe.Add(ref t, (4 * ld) + w));
-        TOps.Store(c50, ref Unsafe.Add(ref t, 5 * ld));
-        TOps.Store(c51, ref Unsafe.Add(ref t, (5 * ld) + w));
-        StoreEdge(ref t, ld, ref c, ldc, mr, nc, beta);
+        StoreRow(c00, c01, ref c, beta, w);
+        StoreRow(c10, c11, ref Unsafe.Add(ref c, ldc), beta, w);
+        StoreRow(c20, c21, ref Unsafe.Add(ref c, 2 * (nint)ldc), beta, w);
+        StoreRow(c30, c31, ref Unsafe.Add(ref c, 3 * (nint)ldc), beta, w);
+        StoreRow(c40, c41, ref Unsafe.Add(ref c, 4 * (nint)ldc), beta, w);
+        StoreRow(c50, c51, ref Unsafe.Add(ref c, 5 * (nint)ldc), beta, w);
     }
 
-    /// <summary>The 4×NR tile for a last panel of at most four rows (the panel is still packed MR wide; rows 4 and 5 are skipped).</summary>
-    private static void MicroKernel4(int kc, ref float a, ref float b, ref float c, int ldc, int mr, int nc, float beta)
-    {
-        int w = TOps.Count;
-        TVec c00 = TOps.Zero, c01 = TOps.Zero, c10 = TOps.Zero, c11 = TOps.Zero, c20 = TOps.Zero, c21 = TOps.Zero, c30 = TOps.Zero, c31 = TOps.Zero;
-        for (int p = 0; p < kc; p++)
-        {
-            TVec b0 = TOps.Load(ref b);
-            TVec b1 = TOps.Load(ref Unsafe.Add(ref b, w));
-            TVec av = TOps.Broadcast(a);
-            c00 = TOps.MultiplyAdd(av, b0, c00);
-            c01 = TOps.MultiplyAdd(av, b1, c01);
-            av = TOps.Broadcast(Unsafe.Add(ref a, 1));
-            c10 = TOps.MultiplyAdd(av, b0, c10);
-            c11 = TOps.MultiplyAdd(av, b1, c11);
-            av = TOps.Broadcast(Unsafe.Add(ref a, 2));
-            c20 = TOps.MultiplyAdd(av, b0, c20);
-            c21 = TOps.MultiplyAdd(av, b1, c21);
-            av = TOps.Broadcast(Unsafe.Add(ref a, 3));
-            c30 = TOps.MultiplyAdd(av, b0, c30);
-            c31 = TOps.MultiplyAdd(av, b1, c31);
-            a = ref Unsafe.Add(ref a, MR);
-            b = ref Unsafe.Add(ref b, 2 * w);
-        }
-
-        if (mr == 4 && nc == 2 * w)
-        {
-            StoreRow(c00, c01, ref c, beta, w);
-            StoreRow(c10, c11, ref Unsafe.Add(ref c, ldc), beta, w);
-            StoreRow(c20, c21, ref Unsafe.Add(ref c, 2 * (nint)ldc), beta, w);
-            StoreRow(c30, c31, ref Unsafe.Add(ref c, 3 * (nint)ldc), beta, w);
-            return;
-        }
-
-        Span<float> tile = stackalloc float[4 * 2 * 32];
-        ref float t = ref MemoryMarshal.GetReference(tile);
-        int ld = 2 * w;
-        TOps.Store(c00, ref t);
-        TOps.Store(c01, ref Unsafe.Add(ref t, w));
-        TOps.Store(c10, ref Unsafe.Add(ref t, ld));
-        TOps.Store(c11, ref Unsafe.Add(ref t, ld + w));
-        TOps.Store(c20, ref Unsafe.Add(ref t, 2 * ld));
-        TOps.Store(c21, ref Unsafe.Add(ref t, (2 * ld) + w));
-        TOps.Store(c30, ref Unsafe.Add(ref t, 3 * ld));
-        TOps.Store(c31, ref Unsafe.Add(ref t, (3 * ld) + w));
-        StoreEdge(ref t, ld, ref c, ldc, mr, nc, beta);
-    }
-
-    /// <summary>Copies the valid mr×nc part of a spilled tile into C, with β.</summary>
+    /// <summary>Copies the valid mr×nc part of the temporary tile (row stride ld) into C, with β.</summary>
     private static void StoreEdge(ref float t, int ld, ref float c, int ldc, int mr, int nc, float beta)
     {
         for (int i = 0; i < mr; i++)

@@ -1,13 +1,17 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
-using Vec = System.Runtime.Intrinsics.Vector256<float>;
-using VecOps = System.Runtime.Intrinsics.Vector256;
+using Vec = System.Runtime.Intrinsics.Vector128<float>;
+using VecOps = System.Runtime.Intrinsics.Vector128;
 
 namespace Bptt.Fast.Kernels.Isa;
 
-/// <summary>x64 AVX2 + FMA3: 8 floats per ymm register, <c>vfmadd231ps</c> for <see cref="MultiplyAdd"/>.</summary>
-internal readonly struct Avx2Simd : ISimd<Vec>
+/// <summary>
+/// 128-bit registers, 4 floats: arm64 AdvSimd (<c>fmla</c>), KernelIsa.AdvSimd.
+/// Written with the cross-platform <see cref="VecOps"/> API only, so the 128-bit structs differ in the width alias and
+/// their summary (compare them with a diff); <see cref="MultiplyAdd"/> is a fused multiply-add, which every ISA that
+/// selects this struct has.
+/// </summary>
+internal readonly struct Simd128 : ISimd<Vec>
 {
     public static int Count => Vec.Count;
 
@@ -23,7 +27,7 @@ internal readonly struct Avx2Simd : ISimd<Vec>
     public static void Store(Vec value, ref float destination) => value.StoreUnsafe(ref destination);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec MultiplyAdd(Vec a, Vec b, Vec c) => Fma.MultiplyAdd(a, b, c);
+    public static Vec MultiplyAdd(Vec a, Vec b, Vec c) => VecOps.FusedMultiplyAdd(a, b, c);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vec Add(Vec a, Vec b) => a + b;
@@ -38,10 +42,13 @@ internal readonly struct Avx2Simd : ISimd<Vec>
     public static Vec Divide(Vec a, Vec b) => a / b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec Min(Vec a, Vec b) => Avx.Min(a, b);
+    public static Vec Sqrt(Vec a) => VecOps.Sqrt(a);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec Max(Vec a, Vec b) => Avx.Max(a, b);
+    public static Vec Min(Vec a, Vec b) => VecOps.MinNative(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Max(Vec a, Vec b) => VecOps.MaxNative(a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vec Abs(Vec a) => VecOps.Abs(a);
@@ -62,7 +69,7 @@ internal readonly struct Avx2Simd : ISimd<Vec>
     public static Vec Select(Vec mask, Vec a, Vec b) => VecOps.ConditionalSelect(mask, a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec Round(Vec a) => Avx.RoundToNearestInteger(a);
+    public static Vec Round(Vec a) => VecOps.Round(a);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vec Pow2(Vec n) => VecOps.ShiftLeft(VecOps.ConvertToInt32(n) + VecOps.Create(127), 23).AsSingle();
@@ -74,11 +81,5 @@ internal readonly struct Avx2Simd : ISimd<Vec>
     public static float Sum(Vec a) => VecOps.Sum(a);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float MaxAcross(Vec a)
-    {
-        Vector128<float> m = Sse.Max(a.GetLower(), a.GetUpper());
-        m = Sse.Max(m, Sse.Shuffle(m, m, 0b_01_00_11_10));
-        m = Sse.Max(m, Sse.Shuffle(m, m, 0b_10_11_00_01));
-        return m.ToScalar();
-    }
+    public static float MaxAcross(Vec a) => Lanes.MaxAcross(a);
 }

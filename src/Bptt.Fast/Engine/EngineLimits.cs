@@ -1,4 +1,6 @@
-namespace Bptt.Fast.Internals;
+using Bptt.Fast.Internals;
+
+namespace Bptt.Fast.Engine;
 
 /// <summary>The constructor limits every engine shares: shape, capacity, activation and the workspace budget.</summary>
 internal static class EngineLimits

@@ -1,0 +1,85 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using Vec = System.Runtime.Intrinsics.Vector512<float>;
+using VecOps = System.Runtime.Intrinsics.Vector512;
+
+namespace Bptt.Fast.Kernels.Isa;
+
+/// <summary>
+/// 512-bit registers, 16 floats: x64 AVX-512F (<c>vfmadd231ps</c> on zmm, 32 registers), KernelIsa.Avx512.
+/// Written with the cross-platform <see cref="VecOps"/> API only, so the 512-bit structs differ in the width alias and
+/// their summary (compare them with a diff); <see cref="MultiplyAdd"/> is a fused multiply-add, which every ISA that
+/// selects this struct has.
+/// </summary>
+internal readonly struct Simd512 : ISimd<Vec>
+{
+    public static int Count => Vec.Count;
+
+    public static Vec Zero => Vec.Zero;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Broadcast(float value) => VecOps.Create(value);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Load(ref float source) => VecOps.LoadUnsafe(ref source);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Store(Vec value, ref float destination) => value.StoreUnsafe(ref destination);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec MultiplyAdd(Vec a, Vec b, Vec c) => VecOps.FusedMultiplyAdd(a, b, c);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Add(Vec a, Vec b) => a + b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Subtract(Vec a, Vec b) => a - b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Multiply(Vec a, Vec b) => a * b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Divide(Vec a, Vec b) => a / b;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Sqrt(Vec a) => VecOps.Sqrt(a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Min(Vec a, Vec b) => VecOps.MinNative(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Max(Vec a, Vec b) => VecOps.MaxNative(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Abs(Vec a) => VecOps.Abs(a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec CopySign(Vec magnitude, Vec sign) => VecOps.CopySign(magnitude, sign);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec LessThan(Vec a, Vec b) => VecOps.LessThan(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec GreaterThan(Vec a, Vec b) => VecOps.GreaterThan(a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec IsNaN(Vec a) => ~VecOps.Equals(a, a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Select(Vec mask, Vec a, Vec b) => VecOps.ConditionalSelect(mask, a, b);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Round(Vec a) => VecOps.Round(a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec Pow2(Vec n) => VecOps.ShiftLeft(VecOps.ConvertToInt32(n) + VecOps.Create(127), 23).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool AnyNonFinite(Vec a) => !VecOps.LessThanAll(VecOps.Abs(a), VecOps.Create(float.PositiveInfinity));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Sum(Vec a) => VecOps.Sum(a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float MaxAcross(Vec a) => Lanes.MaxAcross(a);
+}
