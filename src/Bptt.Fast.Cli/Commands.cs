@@ -256,8 +256,11 @@ internal static class Commands
             output.WriteLine($"  {name}");
         }
 
-        output.WriteLine($"CPU: {FmaPeak.Cpu}");
-        output.WriteLine(string.Create(Inv, $"measured single-core fp32 FMA peak: {FmaPeak.Measure():F1} GFLOP/s"));
+        output.WriteLine($"CPU: {KernelInfo.CpuModel} ({KernelInfo.CacheSizes})");
+        if (KernelInfo.UnusedHardware is { } unused)
+        {
+            output.WriteLine($"note: {unused}");
+        }
         return 0;
     }
 }

@@ -4,20 +4,20 @@ using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
 
-namespace Bptt.Fast;
+namespace Bptt.Fast.Bench;
 
 /// <summary>
 /// The machine's single-core fp32 FMA peak, measured: 12 independent FMA chains (enough to cover latency × throughput
-/// on current cores), each FMA counting 2 flops per lane, best of 5 timed runs. AVX2+FMA on x64, AdvSimd on arm64.
-/// The benchmarks and <c>bptt info</c> report their speed as a share of it.
+/// on current cores), each FMA counting 2 flops per lane, best of 5 timed runs, on the widest registers the process
+/// can use (AVX-512, else AVX2+FMA on x64; AdvSimd on arm64). The benchmarks report their speed as a share of it.
 /// </summary>
 public static class FmaPeak
 {
     /// <summary>The last measured peak in GFLOP/s, or NaN before <see cref="Measure"/>.</summary>
     public static double GflopsPerSecond { get; private set; } = double.NaN;
 
-    /// <summary>The CPU model name (from /proc/cpuinfo), or the architecture.</summary>
-    public static string Cpu { get; } = ReadCpuModel();
+    /// <summary>The CPU model name and its cache sizes, as the library reads them.</summary>
+    public static string Cpu => $"{KernelInfo.CpuModel} ({KernelInfo.CacheSizes})";
 
     /// <summary>Measures the peak (about a second) and returns it in GFLOP/s.</summary>
     /// <returns>GFLOP/s.</returns>
@@ -42,6 +42,21 @@ public static class FmaPeak
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static float Loop(long iterations, out int lanes)
     {
+        if (Avx512F.IsSupported)
+        {
+            lanes = 16;
+            Vector512<float> a = Vector512.Create(0.999999f), b = Vector512.Create(1e-7f);
+            Vector512<float> c0 = Vector512.Create(0.1f), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0;
+            for (long k = 0; k < iterations; k++)
+            {
+                c0 = Avx512F.FusedMultiplyAdd(c0, a, b); c1 = Avx512F.FusedMultiplyAdd(c1, a, b); c2 = Avx512F.FusedMultiplyAdd(c2, a, b); c3 = Avx512F.FusedMultiplyAdd(c3, a, b);
+                c4 = Avx512F.FusedMultiplyAdd(c4, a, b); c5 = Avx512F.FusedMultiplyAdd(c5, a, b); c6 = Avx512F.FusedMultiplyAdd(c6, a, b); c7 = Avx512F.FusedMultiplyAdd(c7, a, b);
+                c8 = Avx512F.FusedMultiplyAdd(c8, a, b); c9 = Avx512F.FusedMultiplyAdd(c9, a, b); c10 = Avx512F.FusedMultiplyAdd(c10, a, b); c11 = Avx512F.FusedMultiplyAdd(c11, a, b);
+            }
+
+            return Vector512.Sum(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11);
+        }
+
         if (Fma.IsSupported)
         {
             lanes = 8;
@@ -80,24 +95,5 @@ public static class FmaPeak
         }
 
         return s0 + s1 + s2 + s3;
-    }
-
-    private static string ReadCpuModel()
-    {
-        try
-        {
-            foreach (string line in File.ReadLines("/proc/cpuinfo"))
-            {
-                if (line.StartsWith("model name", StringComparison.Ordinal) || line.StartsWith("Model", StringComparison.Ordinal))
-                {
-                    return line[(line.IndexOf(':', StringComparison.Ordinal) + 1)..].Trim();
-                }
-            }
-        }
-        catch (IOException)
-        {
-        }
-
-        return System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture.ToString();
     }
 }
