@@ -2,7 +2,7 @@ using Bptt.Fast.Internals;
 using Bptt.Fast.Kernels;
 using Bptt.Fast.Kernels.Bodies;
 
-namespace Bptt.Fast;
+namespace Bptt.Fast.Engine;
 
 /// <summary>
 /// The fast BPTT (docs/design.md, section 4). Only W_hh hₜ₋₁ (forward) and W_hhᵀ δₜ₊₁ (backward) are sequential;

@@ -1,6 +1,6 @@
 using Bptt.Fast.Reference;
 
-namespace Bptt.Fast;
+namespace Bptt.Fast.Engine;
 
 /// <summary>
 /// One implementation of equations (1)–(16) behind <see cref="BpttEngine"/>: the fast path or the reference path. The

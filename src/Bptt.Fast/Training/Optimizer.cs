@@ -1,6 +1,7 @@
 using Bptt.Fast.Internals;
 using Bptt.Fast.Model;
 using Bptt.Fast.Kernels;
+using Bptt.Fast.Kernels.Bodies;
 
 namespace Bptt.Fast.Training;
 

@@ -1,5 +1,6 @@
 using Bptt.Fast.Internals;
 using Bptt.Fast.Kernels;
+using Bptt.Fast.Kernels.Bodies;
 
 namespace Bptt.Fast.Training;
 

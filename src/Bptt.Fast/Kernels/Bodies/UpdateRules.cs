@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 using Bptt.Fast.Internals;
 using Bptt.Fast.Kernels.Isa;
 
-namespace Bptt.Fast.Kernels;
+namespace Bptt.Fast.Kernels.Bodies;
 
 /// <summary>
 /// An optimizer's element-wise rule: new θ and up to two state values from θ, g and the state, the same formula for

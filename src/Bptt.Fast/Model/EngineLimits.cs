@@ -1,8 +1,9 @@
 using Bptt.Fast.Internals;
 
-namespace Bptt.Fast.Engine;
+namespace Bptt.Fast.Model;
 
-/// <summary>The constructor limits every engine shares: shape, capacity, activation and the workspace budget.</summary>
+/// <summary>The constructor limits every engine shares (the reference, fast and data-parallel ones): shape, capacity,
+/// activation and the workspace budget. It sits in the model layer so that the reference path, below the engines, uses it too.</summary>
 internal static class EngineLimits
 {
     /// <summary>The largest maxSteps an engine accepts.</summary>
