@@ -1,6 +1,6 @@
 namespace Bptt.Fast.Bench;
 
-/// <summary>The fixed training workloads of DESIGN.md section 8 (dense input unless Tokens).</summary>
+/// <summary>The fixed training workloads of docs/design.md, section 8 (dense input unless Tokens).</summary>
 public sealed record Workload(string Name, int T, int B, int I, int H, int O, bool Tokens = false) : IComparable<Workload>, IComparable
 {
     public static readonly Workload S = new("S", 64, 1, 64, 128, 64);
@@ -11,7 +11,7 @@ public sealed record Workload(string Name, int T, int B, int I, int H, int O, bo
 
     public static IEnumerable<Workload> All => [S, STokens, M, BM, L];
 
-    /// <summary>Training FLOPs, counted as 3 × forward with forward = 2·T·B·(I·H + H·H + H·O) (DESIGN.md section 4).</summary>
+    /// <summary>Training FLOPs, counted as 3 × forward with forward = 2·T·B·(I·H + H·H + H·O) (docs/design.md, section 4).</summary>
     public double TrainingFlops => 3.0 * 2 * T * B * (((double)I * H) + ((double)H * H) + ((double)H * O));
 
     public override string ToString() => Name;

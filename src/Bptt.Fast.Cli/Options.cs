@@ -9,7 +9,6 @@ internal sealed class UsageException(string message) : Exception(message);
 internal sealed class Options
 {
     private readonly Dictionary<string, string?> _values = new(StringComparer.Ordinal);
-    private readonly HashSet<string> _used = new(StringComparer.Ordinal);
 
     public Options(IEnumerable<string> args, IReadOnlySet<string> flags, IReadOnlySet<string> valued)
     {

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Text;
 using Bptt.Fast.Serving;
 using Bptt.Fast.Training;
 using Spectre.Console;
@@ -327,7 +326,7 @@ internal static class TrainCommand
         {
             model.Step(corpus.Tokens[t], state, probs);
             loss -= Math.Log(Math.Max(probs[corpus.Tokens[t + 1]], 1e-30f));
-            legal += (corpus.Legal[t] >> RnnModel.Greedy(probs) & 1) != 0 ? 1 : 0;
+            legal += ((corpus.Legal[t] >> RnnModel.Greedy(probs)) & 1) != 0 ? 1 : 0;
         }
 
         double model_ = loss / n, optimal = corpus.OptimalNatsPerSymbol;

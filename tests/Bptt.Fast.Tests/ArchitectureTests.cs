@@ -5,7 +5,7 @@ using Xunit;
 namespace Bptt.Fast.Tests;
 
 /// <summary>
-/// The folders of src/Bptt.Fast are layers, and each uses only the layers below it (docs/architecture.md):
+/// The folders of src/Bptt.Fast are layers, and each uses only the layers below it (docs/design.md, section 3):
 /// Internals → Model → Kernels → Reference → Engine → Training → Serving, with Reference never using Kernels (the oracle
 /// shares no code with what it checks). Public types of the root namespace are assigned to their layer by name.
 /// </summary>

@@ -68,7 +68,7 @@ public sealed class EngineParityTests
         float lossF = engine.ComputeGradients(theta, pf.Batch(finalF, dh0F, dxF, statesF), grad);
 
         int reduction = spec.Steps * spec.Batch * Math.Max(s.InputSize, Math.Max(s.HiddenSize, s.OutputSize));
-        double tol = 2e-6 * Math.Sqrt(reduction) + 2e-6;
+        double tol = (2e-6 * Math.Sqrt(reduction)) + 2e-6;
         string what = $"{isa} {spec}";
         Assert.True(Math.Abs(lossF - lossD) <= tol * Math.Max(1, Math.Abs(lossD)), $"loss {lossF} vs {lossD}: {what}");
         AssertBlock(grad.Wxh, gd.AsSpan(s.WxhOffset, s.WhhOffset), tol, "∂W_xh " + what);

@@ -5,7 +5,7 @@ using Xunit;
 
 namespace Bptt.Fast.Tests;
 
-/// <summary>Extreme values and the NaN policy (DESIGN.md section 6), and the stated accuracy of the approximations.</summary>
+/// <summary>Extreme values and the NaN policy (docs/design.md, section 6), and the stated accuracy of the approximations.</summary>
 public sealed class ExtremesTests
 {
     [Theory]

@@ -1,7 +1,7 @@
 namespace Bptt.Fast.Tests;
 
 /// <summary>
-/// A second, deliberately separate forward pass over equations (1)–(6) in double, written from DESIGN.md without
+/// A second, deliberately separate forward pass over equations (1)–(6) in double, written from docs/design.md without
 /// reference to the library's code: used to check the reference path's forward quantities and relu kinks.
 /// </summary>
 public static class IndependentForward

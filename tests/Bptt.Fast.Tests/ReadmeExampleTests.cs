@@ -1,3 +1,5 @@
+// The README's examples are pasted here verbatim and keep their one-line ifs.
+#pragma warning disable IDE0011
 using Bptt.Fast.Serving;
 using Bptt.Fast.Training;
 using Xunit;

@@ -1,10 +1,9 @@
 using Bptt.Fast.Reference;
-using FsCheck.Fluent;
 using Xunit;
 
 namespace Bptt.Fast.Tests;
 
-/// <summary>Properties of the reference path (DESIGN.md section 7).</summary>
+/// <summary>Properties of the reference path (docs/design.md, section 7).</summary>
 public sealed class ReferencePropertyTests
 {
     [Fact]

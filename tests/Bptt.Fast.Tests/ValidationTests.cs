@@ -4,7 +4,7 @@ using Xunit;
 namespace Bptt.Fast.Tests;
 
 /// <summary>
-/// Bad input (DESIGN.md section 6): each case throws the right exception type naming the parameter, and leaves θ,
+/// Bad input (docs/design.md, section 6): each case throws the right exception type naming the parameter, and leaves θ,
 /// the gradient block, the caller's outputs and the caller's inputs exactly as they were.
 /// </summary>
 public sealed class ValidationTests

@@ -7,7 +7,7 @@ using Bptt.Fast.Reference;
 namespace Bptt.Fast;
 
 /// <summary>
-/// Computes the loss and the BPTT gradient of an Elman network over a batch of sequences (DESIGN.md section 1).
+/// Computes the loss and the BPTT gradient of an Elman network over a batch of sequences (docs/design.md, section 1).
 /// The engine owns every buffer, sized once from (maxSteps, maxBatch): after construction a call allocates nothing.
 /// One engine serves one thread at a time (use one engine per thread); a call that overlaps another call of the same
 /// engine throws <see cref="InvalidOperationException"/> instead of mixing their buffers.

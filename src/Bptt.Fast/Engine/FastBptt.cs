@@ -111,7 +111,7 @@ internal sealed class FastBptt : IBpttCore
 
     private void Backward(ReadOnlySpan<float> theta, in SequenceBatch<float> batch, Span<float> grad, bool accumulate)
     {
-        OutputGradients(theta, in batch, grad, accumulate);
+        OutputGradients(in batch, grad, accumulate);
         DeltaRecursion(theta, in batch);
         RecurrentGradients(theta, in batch, grad, accumulate);
         InputGradients(theta, in batch, grad, accumulate);
@@ -251,7 +251,7 @@ internal sealed class FastBptt : IBpttCore
     }
 
     /// <summary>(8) ∂L/∂b_y = Σ eₜ; (9) ∂L/∂W_hy = Eᵀ H.</summary>
-    private void OutputGradients(ReadOnlySpan<float> theta, in SequenceBatch<float> batch, Span<float> grad, bool accumulate)
+    private void OutputGradients(in SequenceBatch<float> batch, Span<float> grad, bool accumulate)
     {
         RnnShape s = Shape;
         int hidden = s.HiddenSize, outputs = s.OutputSize, size = batch.BatchSize, rows = batch.Steps * size;

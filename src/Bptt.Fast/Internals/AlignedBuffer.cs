@@ -19,7 +19,8 @@ internal sealed class AlignedBuffer
         unsafe
         {
             nint address = (nint)Unsafe.AsPointer(ref _array[0]);
-            _offset = (int)(((Alignment - (address % Alignment)) % Alignment) / sizeof(float));
+            long misalignment = address % Alignment;
+            _offset = (int)((Alignment - misalignment) % Alignment / sizeof(float));
         }
     }
 

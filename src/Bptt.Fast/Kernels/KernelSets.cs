@@ -12,7 +12,7 @@ namespace Bptt.Fast.Kernels;
 /// </summary>
 internal static class KernelSets
 {
-    private static readonly KernelSet?[] Cache = new KernelSet?[(Enum.GetValues<KernelIsa>().Length) * 3];
+    private static readonly KernelSet?[] Cache = new KernelSet?[Enum.GetValues<KernelIsa>().Length * 3];
 
     /// <summary>The set for <paramref name="isa"/> (which this process must support) and <paramref name="activation"/>.</summary>
     public static KernelSet For(KernelIsa isa, Activation activation)

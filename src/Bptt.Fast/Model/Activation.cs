@@ -16,7 +16,7 @@ public enum Activation
 /// <summary>Which implementation of the same equations an engine runs.</summary>
 public enum KernelPath
 {
-    /// <summary>The hand-vectorized path (DESIGN.md section 4), on the ISA reported by <see cref="KernelInfo"/>.</summary>
+    /// <summary>The hand-vectorized path (docs/design.md, section 4), on the ISA reported by <see cref="KernelInfo"/>.</summary>
     Fast,
 
     /// <summary>The scalar reference path: plain loops over equations (1)–(16), the oracle.</summary>

@@ -1,4 +1,3 @@
-using Bptt.Fast.Internals;
 
 namespace Bptt.Fast.Model;
 

@@ -29,12 +29,14 @@ public readonly record struct RnnShape(int InputSize, int HiddenSize, int Output
     /// <see cref="Validate"/> refuses may throw <see cref="OverflowException"/> here instead of wrapping).</summary>
     public int ParameterCount => checked(ByOffset + OutputSize);
 
-    /// <summary>Prints the three sizes only (the offsets of an invalid shape are not defined).</summary>
+    /// <summary>Prints the three sizes only (the offsets of an invalid shape are not defined). The record's ToString calls it.</summary>
+#pragma warning disable IDE0051 // used by the compiler-generated ToString, which the analyzer does not see
     private bool PrintMembers(System.Text.StringBuilder builder)
     {
         builder.Append($"InputSize = {InputSize}, HiddenSize = {HiddenSize}, OutputSize = {OutputSize}");
         return true;
     }
+#pragma warning restore IDE0051
 
     /// <summary>The largest parameter count a shape may have (the block is one array).</summary>
     public const int MaxParameterCount = 1 << 30;

@@ -1,4 +1,3 @@
-using Bptt.Fast.Engine;
 using System.Numerics;
 using Bptt.Fast.Internals;
 using Bptt.Fast.Model;
@@ -6,7 +5,7 @@ using Bptt.Fast.Model;
 namespace Bptt.Fast.Reference;
 
 /// <summary>
-/// The scalar reference BPTT: equations (1)–(16) of DESIGN.md as plain loops, one sequence at a time, generic over
+/// The scalar reference BPTT: equations (1)–(16) of docs/design.md as plain loops, one sequence at a time, generic over
 /// float and double. It is the oracle every fast path is tested against, so it is written to be read against the
 /// equations and never optimised. Buffers are sized once from (maxSteps, maxBatch); a call allocates nothing.
 /// After each call the forward and backward quantities stay readable (<see cref="HiddenStates"/>, <see cref="Deltas"/>,

@@ -6,7 +6,7 @@ using Bptt.Fast.Kernels.Bodies;
 namespace Bptt.Fast.Training;
 
 /// <summary>
-/// Applies θ ← update(θ, ∂L/∂θ) over the single parameter block, after the whole gradient is known (DESIGN.md section 1:
+/// Applies θ ← update(θ, ∂L/∂θ) over the single parameter block, after the whole gradient is known (docs/design.md, section 1:
 /// the derivation differentiates with respect to one fixed θ, so no weight changes while the gradient is still being summed).
 /// A step whose loss or gradient holds NaN or ±∞, or whose result would (an overflow from finite inputs, or a non-finite
 /// state restored from outside), is refused: <see cref="Step"/> returns false and θ and the optimizer state stay

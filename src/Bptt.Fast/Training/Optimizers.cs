@@ -1,5 +1,4 @@
 using Bptt.Fast.Internals;
-using Bptt.Fast.Kernels;
 using Bptt.Fast.Kernels.Bodies;
 
 namespace Bptt.Fast.Training;

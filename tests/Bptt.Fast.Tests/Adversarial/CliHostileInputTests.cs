@@ -1,5 +1,4 @@
 using Bptt.Fast.Serving;
-using Bptt.Fast.Training;
 using Xunit;
 
 namespace Bptt.Fast.Tests.Adversarial;

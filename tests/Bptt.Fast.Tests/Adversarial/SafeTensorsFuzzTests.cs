@@ -2,7 +2,6 @@ using System.Buffers.Binary;
 using System.Text;
 using System.Text.Json;
 using Bptt.Fast.Serving;
-using FsCheck;
 using FsCheck.Fluent;
 using Xunit;
 

@@ -152,7 +152,7 @@ public sealed class SizeOverflowTests
                         magnitude += Math.Abs((double)a[(i * k) + p] * b[(p * n) + j]);
                     }
 
-                    Assert.True(Math.Abs(c[(i * n) + j] - expected) <= 1e-6 * magnitude + 1e-6, $"({m},{n},{k}) C[{i},{j}] = {c[(i * n) + j]}, expected {expected}");
+                    Assert.True(Math.Abs(c[(i * n) + j] - expected) <= (1e-6 * magnitude) + 1e-6, $"({m},{n},{k}) C[{i},{j}] = {c[(i * n) + j]}, expected {expected}");
                 }
             }
         }
