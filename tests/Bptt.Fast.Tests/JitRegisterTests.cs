@@ -1,0 +1,86 @@
+using Xunit;
+
+namespace Bptt.Fast.Tests;
+
+/// <summary>
+/// The GEMM micro-kernel keeps its accumulators in registers in every compilation mode, not only after dynamic PGO
+/// (docs/design.md, section 4). A child process runs the CLI's check (which trains through the GEMM) with dynamic PGO
+/// off and the JIT's disassembly of the micro-kernel written to a file; the inner loop must not touch the stack.
+/// </summary>
+public sealed class JitRegisterTests
+{
+    public static TheoryData<string> Paths() => new(["", "avx2"]);
+
+    [Theory]
+    [MemberData(nameof(Paths))]
+    public void MicroKernelLoopNeverSpillsWithoutDynamicPgo(string isa)
+    {
+        string? host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH")
+            ?? Path.GetFullPath(Path.Combine(System.Runtime.InteropServices.RuntimeEnvironment.GetRuntimeDirectory(), "..", "..", "..", OperatingSystem.IsWindows() ? "dotnet.exe" : "dotnet"));
+        string cli = Path.Combine(AppContext.BaseDirectory, "bptt.dll");
+        Assert.SkipWhen(!File.Exists(host) || !File.Exists(cli), "no dotnet host to start a child process with (e.g. the self-contained arm64 run)");
+        Assert.SkipWhen(isa == "avx2" && !System.Runtime.Intrinsics.X86.Avx2.IsSupported, "the CPU lacks AVX2");
+        string listing = Path.Combine(Path.GetTempPath(), $"bptt-jit-{Guid.NewGuid():N}.txt");
+        try
+        {
+            var start = new System.Diagnostics.ProcessStartInfo(host, [cli, "check"]) { RedirectStandardOutput = true, RedirectStandardError = true };
+            start.Environment["DOTNET_TieredPGO"] = "0";
+            start.Environment["DOTNET_JitDisasm"] = "MicroKernel";
+            start.Environment["DOTNET_JitStdOutFile"] = listing;
+            start.Environment["BPTT_FAST_ISA"] = isa;
+            using (var process = System.Diagnostics.Process.Start(start)!)
+            {
+                process.StandardOutput.ReadToEnd();
+                process.StandardError.ReadToEnd();
+                Assert.True(process.WaitForExit(120_000), "the child process did not finish");
+                Assert.Equal(0, process.ExitCode);
+            }
+
+            string[] lines = File.ReadAllLines(listing);
+            int listings = 0;
+            for (int k = 0; k < lines.Length; k++)
+            {
+                if (!lines[k].StartsWith("; Assembly listing for method", StringComparison.Ordinal) || !lines[k].Contains("GemmCore", StringComparison.Ordinal))
+                {
+                    continue;
+                }
+
+                listings++;
+                int end = Array.FindIndex(lines, k + 1, l => l.StartsWith("; Assembly listing for method", StringComparison.Ordinal));
+                string[] body = lines[k..(end < 0 ? lines.Length : end)];
+                string[] loop = InnerLoop(body);
+                Assert.True(loop.Length > 10, $"no inner loop found in {lines[k]}");
+                Assert.DoesNotContain(loop, l => l.Contains("rsp", StringComparison.Ordinal) || l.Contains("rbp", StringComparison.Ordinal));
+                Assert.True(loop.Count(l => l.Contains("vfmadd", StringComparison.Ordinal)) == 12, $"expected 12 FMAs in the loop of {lines[k]}:\n{string.Join('\n', loop)}");
+            }
+
+            Assert.True(listings > 0, "the JIT wrote no listing of the micro-kernel");
+        }
+        finally
+        {
+            File.Delete(listing);
+        }
+    }
+
+    /// <summary>The instructions between the target of the last backward conditional jump and that jump.</summary>
+    private static string[] InnerLoop(string[] body)
+    {
+        for (int j = body.Length - 1; j >= 0; j--)
+        {
+            string line = body[j].Trim();
+            if (!line.StartsWith('j') || line.StartsWith("jmp", StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            string target = line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[^1];
+            int label = Array.FindIndex(body, l => l.StartsWith(target + ":", StringComparison.Ordinal));
+            if (label >= 0 && label < j)
+            {
+                return body[(label + 1)..j];
+            }
+        }
+
+        return [];
+    }
+}
