@@ -88,3 +88,55 @@ public sealed class ParallelEngineTests
         Assert.Throws<ObjectDisposedException>(() => parallel.ComputeGradients(theta, new SequenceBatch<float>(1, 4, new int[] { 0, 1, 2, 0 }, [0, 1, 2, 3]), grad));
     }
 }
+
+/// <summary>Runs alone, so that the process-wide allocation counter sees only the engine's threads.</summary>
+[CollectionDefinition(nameof(ProcessWideAllocation), DisableParallelization = true)]
+public sealed class ProcessWideAllocation;
+
+/// <summary>A data-parallel step allocates nothing on any thread: the calling thread and every worker.</summary>
+[Collection(nameof(ProcessWideAllocation))]
+public sealed class ParallelEngineAllocationTests
+{
+    [Fact]
+    public void NoThreadAllocatesInASteadyStateDataParallelStep()
+    {
+        var spec = new ProblemSpec(new RnnShape(12, 20, 9), 8, 6, Activation.Tanh, false, true, true, 4);
+        var p = new Problem<float>(spec);
+        var theta = new RnnParameters(spec.Shape);
+        p.Theta.CopyTo(theta.Values);
+        using var parallel = new ParallelBpttEngine(spec.Shape, 8, 6, workers: 3);
+        var gradients = new RnnParameters(spec.Shape);
+        for (int round = 0; round < 3; round++)
+        {
+            for (int k = 0; k < 60; k++)
+            {
+                parallel.ComputeGradients(theta, p.Batch(), gradients);
+            }
+
+            Thread.Sleep(250); // past the tiered JIT's delay, so promotions happen now, not in a measured window
+        }
+
+        // GC.GetTotalAllocatedBytes(precise) counts every thread of the process. A window in which the runtime itself
+        // allocated (a tiering promotion, a finalizer) is measured again; one clean window of zero bytes passes.
+        var windows = new List<long>();
+        for (int attempt = 0; attempt < 20; attempt++)
+        {
+            long before = GC.GetTotalAllocatedBytes(precise: true);
+            for (int k = 0; k < 50; k++)
+            {
+                parallel.ComputeGradients(theta, p.Batch(), gradients);
+            }
+
+            long allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
+            if (allocated == 0)
+            {
+                return;
+            }
+
+            windows.Add(allocated);
+            Thread.Sleep(100);
+        }
+
+        Assert.Fail($"every window of 50 calls allocated somewhere in the process: {string.Join(", ", windows)} bytes");
+    }
+}

@@ -75,6 +75,45 @@ public sealed class ServingTests
         }
     }
 
+    [Theory]
+    [MemberData(nameof(KernelCases.Isas), MemberType = typeof(KernelCases))]
+    public void DenseSteppingMatchesTheReferenceStatesAndADoubleSoftmax(KernelIsa isa)
+    {
+        foreach (Activation f in Enum.GetValues<Activation>())
+        {
+            RnnParameters theta = Theta(5);
+            const int T = 25;
+            var random = new SplitMix64(6);
+            float[] inputs = Enumerable.Range(0, T * Shape.InputSize).Select(_ => (2 * random.NextSingle()) - 1).ToArray();
+            var states = new float[T * Shape.HiddenSize];
+            new BpttEngine(Shape, T, 1, f, KernelPath.Reference).Evaluate(theta, new SequenceBatch<float>(T, 1, inputs, new int[T]) { HiddenStates = states });
+            var model = new RnnModel(theta, f, isa);
+            RnnState state = model.CreateState();
+            var probs = new float[Shape.OutputSize];
+            for (int t = 0; t < T; t++)
+            {
+                model.Step(inputs.AsSpan(t * Shape.InputSize, Shape.InputSize), state, probs, StepOutput.Probabilities);
+                double[] logits = new double[Shape.OutputSize];
+                for (int k = 0; k < Shape.OutputSize; k++)
+                {
+                    logits[k] = theta.By[k];
+                    for (int j = 0; j < Shape.HiddenSize; j++)
+                    {
+                        Assert.Equal(states[(t * Shape.HiddenSize) + j], state.Hidden[j], 2e-5f);
+                        logits[k] += theta.Why[(k * Shape.HiddenSize) + j] * (double)states[(t * Shape.HiddenSize) + j];
+                    }
+                }
+
+                double max = logits.Max(), sum = logits.Sum(v => Math.Exp(v - max));
+                for (int k = 0; k < Shape.OutputSize; k++)
+                {
+                    double expected = Math.Exp(logits[k] - max) / sum;
+                    Assert.True(Math.Abs(probs[k] - expected) <= 1e-5 * Math.Max(expected, 1e-3), $"{isa} {f} t={t} class {k}: {probs[k]} vs {expected}");
+                }
+            }
+        }
+    }
+
     [Fact]
     public void BatchedSteppingEqualsSteppingEachStreamAlone()
     {
