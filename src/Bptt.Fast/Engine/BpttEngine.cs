@@ -105,9 +105,7 @@ public sealed class BpttEngine
     public float ComputeGradients(RnnParameters parameters, in SequenceBatch<float> batch, RnnParameters gradients, bool accumulate = false)
     {
         ModelGuard.ParameterAndGradientBlocks(Shape, parameters, gradients);
-        BatchValidation.ValidateParameters<float>(parameters.Values, nameof(parameters), Shape);
-        BatchValidation.Validate(in batch, Shape, MaxSteps, MaxBatch);
-        BatchValidation.CheckAliasing<float>(in batch, parameters.Values, gradients.Values);
+        BatchValidation.ValidateCall<float>(Shape, MaxSteps, MaxBatch, parameters.Values, in batch, gradients.Values);
         _gate.Enter(this);
         try
         {
@@ -131,9 +129,7 @@ public sealed class BpttEngine
     {
         ArgumentNullException.ThrowIfNull(parameters);
         ModelGuard.SameShape(Shape, parameters.Shape, nameof(parameters));
-        BatchValidation.ValidateParameters<float>(parameters.Values, nameof(parameters), Shape);
-        BatchValidation.Validate(in batch, Shape, MaxSteps, MaxBatch);
-        BatchValidation.CheckAliasing<float>(in batch, parameters.Values, default);
+        BatchValidation.ValidateCall<float>(Shape, MaxSteps, MaxBatch, parameters.Values, in batch, default);
         _gate.Enter(this);
         try
         {

@@ -119,9 +119,7 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         ModelGuard.ParameterAndGradientBlocks(Shape, parameters, gradients);
-        BatchValidation.ValidateParameters<float>(parameters.Values, nameof(parameters), Shape);
-        BatchValidation.Validate(in batch, Shape, MaxSteps, MaxBatch);
-        BatchValidation.CheckAliasing<float>(in batch, parameters.Values, gradients.Values);
+        BatchValidation.ValidateCall<float>(Shape, MaxSteps, MaxBatch, parameters.Values, in batch, gradients.Values);
         _gate.Enter(this);
         try
         {

@@ -7,6 +7,19 @@ namespace Bptt.Fast.Model;
 /// <summary>Checks a <see cref="SequenceBatch{T}"/> against a shape and an engine's capacity before anything is written.</summary>
 internal static class BatchValidation
 {
+    /// <summary>
+    /// Everything one engine call checks, in one place and before anything is written: θ (length and finiteness), the
+    /// batch against the shape and the capacity, and the aliasing rule over θ, the gradient block (empty for a forward
+    /// pass) and every span of the batch.
+    /// </summary>
+    public static void ValidateCall<T>(RnnShape shape, int maxSteps, int maxBatch, ReadOnlySpan<T> parameters, in SequenceBatch<T> batch, ReadOnlySpan<T> gradients)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        ValidateParameters(parameters, "parameters", shape);
+        Validate(in batch, shape, maxSteps, maxBatch);
+        CheckAliasing(in batch, parameters, gradients);
+    }
+
     public static void Validate<T>(in SequenceBatch<T> batch, RnnShape shape, int maxSteps, int maxBatch)
         where T : unmanaged, IFloatingPointIeee754<T>
     {

@@ -87,9 +87,7 @@ public sealed class ReferenceBptt<T>
     /// <returns>L, summed over time and batch.</returns>
     public T Evaluate(ReadOnlySpan<T> parameters, in SequenceBatch<T> batch)
     {
-        BatchValidation.ValidateParameters(parameters, nameof(parameters), Shape);
-        BatchValidation.Validate(in batch, Shape, MaxSteps, MaxBatch);
-        BatchValidation.CheckAliasing(in batch, parameters, default);
+        BatchValidation.ValidateCall<T>(Shape, MaxSteps, MaxBatch, parameters, in batch, default);
         return Forward(parameters, in batch, computeErrors: false);
     }
 
@@ -104,10 +102,8 @@ public sealed class ReferenceBptt<T>
     /// <returns>L, summed over time and batch.</returns>
     public T ComputeGradients(ReadOnlySpan<T> parameters, in SequenceBatch<T> batch, Span<T> gradients, bool accumulate = false)
     {
-        BatchValidation.ValidateParameters(parameters, nameof(parameters), Shape);
         Guard.Length(Shape.ParameterCount, gradients.Length, nameof(gradients), $"parameter count of {Shape}");
-        BatchValidation.Validate(in batch, Shape, MaxSteps, MaxBatch);
-        BatchValidation.CheckAliasing(in batch, parameters, gradients);
+        BatchValidation.ValidateCall<T>(Shape, MaxSteps, MaxBatch, parameters, in batch, gradients);
 
         T loss = Forward(parameters, in batch, computeErrors: true);
         if (!accumulate)
