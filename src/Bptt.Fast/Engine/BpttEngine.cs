@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Bptt.Fast.Engine;
 using Bptt.Fast.Internals;
 using Bptt.Fast.Model;
@@ -102,6 +103,7 @@ public sealed class BpttEngine
     /// (∂L/∂θ, FinalState, InitialStateGradient, InputGradient, HiddenStates) that overlaps any other argument.</exception>
     /// <exception cref="ArgumentOutOfRangeException">T or B out of [1, max], a length out of [1, T], or a token or target id out of range.</exception>
     /// <exception cref="InvalidOperationException">Another thread is inside a call of this engine.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public float ComputeGradients(RnnParameters parameters, in SequenceBatch<float> batch, RnnParameters gradients, bool accumulate = false)
     {
         ModelGuard.ParameterAndGradientBlocks(Shape, parameters, gradients);
@@ -125,6 +127,7 @@ public sealed class BpttEngine
     /// <exception cref="ArgumentException">As for <see cref="ComputeGradients"/>.</exception>
     /// <exception cref="ArgumentOutOfRangeException">As for <see cref="ComputeGradients"/>.</exception>
     /// <exception cref="InvalidOperationException">Another thread is inside a call of this engine.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public float Evaluate(RnnParameters parameters, in SequenceBatch<float> batch)
     {
         ArgumentNullException.ThrowIfNull(parameters);
@@ -138,6 +141,29 @@ public sealed class BpttEngine
         finally
         {
             _gate.Exit();
+        }
+    }
+
+    /// <summary>
+    /// Runs every code path this engine uses once on internal dummy data (token and dense input, forward and backward,
+    /// and the batched recurrence when <see cref="MaxBatch"/> ≥ 4), so that the JIT has compiled them before the first
+    /// real call. The kernels are compiled fully optimised on first use, so after <see cref="WarmUp"/> the first real call
+    /// runs at steady-state speed. It allocates its dummy data; call it once, after construction.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Another thread is inside a call of this engine.</exception>
+    public void WarmUp()
+    {
+        var theta = new RnnParameters(Shape);
+        var gradients = new RnnParameters(Shape);
+        int steps = Math.Min(MaxSteps, 3);
+        foreach (int size in new[] { 1, Math.Min(MaxBatch, Engine.FastBptt.BatchedRecurrenceMinBatch) }.Distinct())
+        {
+            int rows = steps * size;
+            int[] ids = new int[rows];
+            float[] inputs = new float[rows * Shape.InputSize];
+            ComputeGradients(theta, new SequenceBatch<float>(steps, size, ids, ids), gradients);
+            ComputeGradients(theta, new SequenceBatch<float>(steps, size, inputs, ids), gradients);
+            Evaluate(theta, new SequenceBatch<float>(steps, size, ids, ids));
         }
     }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Bptt.Fast.Internals;
 using Bptt.Fast.Kernels;
 using Bptt.Fast.Kernels.Bodies;
@@ -20,7 +21,6 @@ internal sealed class FastBptt : IBpttCore
     private readonly float[] _hs;       // [T+1, B, H]: rows 0..B-1 hold h₀, row (t+1)·B + b holds hₜ of sequence b
     private readonly float[] _e;        // [T, B, O]: vₜ, then eₜ
     private readonly float[] _delta;    // [T, B, H]: Gₜ = W_hyᵀ eₜ, then δₜ
-    private readonly float[] _whhT;     // W_hhᵀ, transposed once per call
     private readonly float[] _stepForward;  // W_hhᵀ packed in column blocks: the fused forward step (1)–(2), batch 1–3
     private readonly float[] _stepBackward; // W_hh packed in column blocks: the fused backward step (12), batch 1–3
     private readonly float[] _wxhT;     // W_xhᵀ [I, H], for the token gather
@@ -41,7 +41,6 @@ internal sealed class FastBptt : IBpttCore
         _hs = new float[plan.States];
         _e = new float[plan.Errors];
         _delta = new float[plan.Deltas];
-        _whhT = new float[plan.SquareH];
         _stepForward = new float[plan.SquareH];
         _stepBackward = new float[plan.SquareH];
         _wxhT = new float[plan.InputByHidden];
@@ -67,7 +66,7 @@ internal sealed class FastBptt : IBpttCore
     internal readonly record struct WorkspacePlan(int States, int Errors, int Deltas, int SquareH, int InputByHidden, int MaskedInputs, int PackB, int PackedWhh)
     {
         /// <summary>The whole workspace in bytes.</summary>
-        public long Bytes => 4L * (States + (long)Errors + Deltas + (3L * SquareH) + (2L * InputByHidden) + MaskedInputs + GemmBlocking.PackALength + PackB + (2L * PackedWhh));
+        public long Bytes => 4L * (States + (long)Errors + Deltas + (2L * SquareH) + (2L * InputByHidden) + MaskedInputs + GemmBlocking.PackALength + PackB + (2L * PackedWhh));
     }
 
     /// <summary>
@@ -118,6 +117,7 @@ internal sealed class FastBptt : IBpttCore
     }
 
     /// <summary>h₀ into the state buffer, then (1) hoisted over all T·B rows: U = X W_xhᵀ + b_h (tokens: b_h + column `token` of W_xh).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void InputProjection(ReadOnlySpan<float> theta, in SequenceBatch<float> batch)
     {
         RnnShape s = Shape;
@@ -140,8 +140,20 @@ internal sealed class FastBptt : IBpttCore
             bh.CopyTo(hAll.Slice(r * hidden, hidden));
         }
 
-        if (batch.IsTokenInput)
+        if (batch.IsTokenInput && rows < inputs)
         {
+            // Fewer rows than tokens (short chunks, large vocabularies): gather the columns of W_xh where they are.
+            for (int r = 0; r < rows; r++)
+            {
+                if (IsValid(in batch, r))
+                {
+                    Layout.AddColumn(wxh, hidden, inputs, batch.Tokens[r], hAll.Slice(r * hidden, hidden));
+                }
+            }
+        }
+        else if (batch.IsTokenInput)
+        {
+            // Many rows: transpose W_xh once so that each gather reads one contiguous row.
             Layout.Transpose(wxh, hidden, inputs, _wxhT);
             for (int r = 0; r < rows; r++)
             {
@@ -158,14 +170,14 @@ internal sealed class FastBptt : IBpttCore
     }
 
     /// <summary>(1)–(2), sequential: hₜ = f(Uₜ + W_hh hₜ₋₁), written in place over Uₜ; zeros after each sequence's length.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Recurrence(ReadOnlySpan<float> theta, in SequenceBatch<float> batch)
     {
         int hidden = Shape.HiddenSize, size = batch.BatchSize, steps = batch.Steps;
         ReadOnlySpan<float> whh = theta.Slice(Shape.WhhOffset, hidden * hidden);
         if (size < BatchedRecurrenceMinBatch)
         {
-            Layout.Transpose(whh, hidden, hidden, _whhT);
-            _k.PackColumnBlocks(_whhT, hidden, hidden, _stepForward);
+            _k.PackTransposedColumnBlocks(whh, hidden, hidden, _stepForward);
             for (int t = 0; t < steps; t++)
             {
                 for (int b = 0; b < size; b++)
@@ -202,6 +214,7 @@ internal sealed class FastBptt : IBpttCore
     }
 
     /// <summary>(3) over all rows, V = H W_hyᵀ + b_y; then (4), (6), (7) fused per row and (5) L = Σ Lₜ in double.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private float OutputLayer(ReadOnlySpan<float> theta, in SequenceBatch<float> batch, bool writeErrors)
     {
         RnnShape s = Shape;
@@ -233,6 +246,7 @@ internal sealed class FastBptt : IBpttCore
     }
 
     /// <summary>The batch's optional outputs of the forward pass: every hₜ, and the final state h at step T_b.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void WriteStates(in SequenceBatch<float> batch)
     {
         int hidden = Shape.HiddenSize, size = batch.BatchSize, rows = batch.Steps * size;
@@ -251,6 +265,7 @@ internal sealed class FastBptt : IBpttCore
     }
 
     /// <summary>(8) ∂L/∂b_y = Σ eₜ; (9) ∂L/∂W_hy = Eᵀ H.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void OutputGradients(in SequenceBatch<float> batch, Span<float> grad, bool accumulate)
     {
         RnnShape s = Shape;
@@ -265,6 +280,7 @@ internal sealed class FastBptt : IBpttCore
     /// (10)–(12): δₜ = ∂L/∂uₜ. The output part of every δ at once, G = E W_hy; then (11) δ_T = G_T ⊙ f′(u_T) and
     /// (12) δₜ = (Gₜ + W_hhᵀ δₜ₊₁) ⊙ f′(uₜ) backwards in time, in place over Gₜ.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void DeltaRecursion(ReadOnlySpan<float> theta, in SequenceBatch<float> batch)
     {
         RnnShape s = Shape;
@@ -307,6 +323,7 @@ internal sealed class FastBptt : IBpttCore
     }
 
     /// <summary>(16) ∂L/∂h₀ = W_hhᵀ δ₁; (13) ∂L/∂W_hh = Δᵀ H₋₁; (15) ∂L/∂b_h = Σ δₜ.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RecurrentGradients(ReadOnlySpan<float> theta, in SequenceBatch<float> batch, Span<float> grad, bool accumulate)
     {
         RnnShape s = Shape;
@@ -327,12 +344,32 @@ internal sealed class FastBptt : IBpttCore
     }
 
     /// <summary>(14) ∂L/∂W_xh = Δᵀ X (tokens: a scatter-add of δₜ into row `token` of ∂L/∂W_xhᵀ); (16) ∂L/∂X = Δ W_xh.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void InputGradients(ReadOnlySpan<float> theta, in SequenceBatch<float> batch, Span<float> grad, bool accumulate)
     {
         RnnShape s = Shape;
         int inputs = s.InputSize, hidden = s.HiddenSize, rows = batch.Steps * batch.BatchSize;
         ReadOnlySpan<float> delta = _delta.AsSpan(0, rows * hidden);
         Span<float> dWxh = grad.Slice(s.WxhOffset, hidden * inputs);
+        if (batch.IsTokenInput && rows < inputs)
+        {
+            // Fewer rows than tokens: scatter each δₜ straight into its column of ∂L/∂W_xh.
+            if (!accumulate)
+            {
+                dWxh.Clear();
+            }
+
+            for (int r = 0; r < rows; r++)
+            {
+                if (IsValid(in batch, r))
+                {
+                    Layout.AddToColumn(dWxh, hidden, inputs, batch.Tokens[r], delta.Slice(r * hidden, hidden));
+                }
+            }
+
+            return;
+        }
+
         if (batch.IsTokenInput)
         {
             Span<float> dT = _dWxhT.AsSpan(0, inputs * hidden);
@@ -365,6 +402,7 @@ internal sealed class FastBptt : IBpttCore
     }
 
     /// <summary>The dense inputs, or (ragged batch) a copy with every step after a sequence's length zeroed, so padding never reaches a product.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private ReadOnlySpan<float> DenseInputs(in SequenceBatch<float> batch)
     {
         if (batch.Lengths.IsEmpty)

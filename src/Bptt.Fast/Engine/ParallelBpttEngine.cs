@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Bptt.Fast.Engine;
 using System.Runtime.ExceptionServices;
 using Bptt.Fast.Internals;
@@ -115,6 +116,7 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
     /// <exception cref="ArgumentOutOfRangeException">As for <see cref="BpttEngine.ComputeGradients"/>.</exception>
     /// <exception cref="InvalidOperationException">Another thread is inside a call of this engine.</exception>
     /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public float ComputeGradients(RnnParameters parameters, in SequenceBatch<float> batch, RnnParameters gradients, bool accumulate = false)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -129,6 +131,22 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
         {
             _gate.Exit();
         }
+    }
+
+    /// <summary>
+    /// Runs one call on internal dummy data with every worker busy, so that each worker's code is compiled before the
+    /// first real call (see <see cref="BpttEngine.WarmUp"/>). It allocates its dummy data; call it once, after construction.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Another thread is inside a call of this engine.</exception>
+    /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
+    public void WarmUp()
+    {
+        var theta = new RnnParameters(Shape);
+        var gradients = new RnnParameters(Shape);
+        int steps = Math.Min(MaxSteps, 3), size = Math.Min(MaxBatch, Math.Max(Workers, Engine.FastBptt.BatchedRecurrenceMinBatch * Workers));
+        int[] ids = new int[steps * size];
+        ComputeGradients(theta, new SequenceBatch<float>(steps, size, ids, ids), gradients);
+        ComputeGradients(theta, new SequenceBatch<float>(steps, size, new float[steps * size * Shape.InputSize], ids), gradients);
     }
 
     /// <summary>Stops the worker threads.</summary>

@@ -80,6 +80,7 @@ internal static class Guard
     /// The index of the first NaN or ±∞ element, or −1: x·0 is 0 exactly when x is finite, tested a portable vector at a
     /// time (a validation pass, memory-bound, so <see cref="Vector{T}"/> is fast enough and keeps this layer free of the kernels).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static int FirstNonFinite<T>(ReadOnlySpan<T> values)
         where T : unmanaged, IFloatingPointIeee754<T>
     {

@@ -92,6 +92,9 @@ internal abstract class KernelSet
     /// <summary>Packs A (m×n) into the column-block panels of <see cref="StepForward"/> and <see cref="StepBackward"/>.</summary>
     public abstract void PackColumnBlocks(ReadOnlySpan<float> a, int m, int n, Span<float> packed);
 
+    /// <summary>Packs Aᵀ (A n×m row-major) the way <see cref="PackColumnBlocks"/> packs an m×n matrix, without forming Aᵀ.</summary>
+    public abstract void PackTransposedColumnBlocks(ReadOnlySpan<float> a, int n, int m, Span<float> packed);
+
     /// <summary>
     /// The fused recurrent step, equations (1)–(2), in place: h = f(h + W_hh hPrevious), with h holding
     /// uₜ = W_xh xₜ + b_h on entry and W_hhᵀ packed by <see cref="PackColumnBlocks"/> (n×n).
@@ -166,6 +169,9 @@ internal sealed class KernelSet<TOps, TVec, TAct> : KernelSet
 
     public override void PackColumnBlocks(ReadOnlySpan<float> a, int m, int n, Span<float> packed) =>
         VectorKernels<TOps, TVec>.PackColumnBlocks(a, m, n, packed);
+
+    public override void PackTransposedColumnBlocks(ReadOnlySpan<float> a, int n, int m, Span<float> packed) =>
+        VectorKernels<TOps, TVec>.PackTransposedColumnBlocks(a, n, m, packed);
 
     public override void StepForward(ReadOnlySpan<float> packedWhhT, int n, ReadOnlySpan<float> hPrevious, Span<float> h) =>
         VectorKernels<TOps, TVec>.PackedTransposedProduct<ActivationEpilogue<TAct>>(packedWhhT, n, n, hPrevious, h, default, h);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics;
 
 using Bptt.Fast.Internals;
@@ -12,6 +13,7 @@ internal static class BatchValidation
     /// batch against the shape and the capacity, and the aliasing rule over θ, the gradient block (empty for a forward
     /// pass) and every span of the batch.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ValidateCall<T>(RnnShape shape, int maxSteps, int maxBatch, ReadOnlySpan<T> parameters, in SequenceBatch<T> batch, ReadOnlySpan<T> gradients)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
@@ -20,6 +22,7 @@ internal static class BatchValidation
         CheckAliasing(in batch, parameters, gradients);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Validate<T>(in SequenceBatch<T> batch, RnnShape shape, int maxSteps, int maxBatch)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
@@ -73,6 +76,7 @@ internal static class BatchValidation
     /// The aliasing rule (<see cref="Aliasing"/>) for every engine entry point: θ, the gradient block and every span of
     /// the batch, with ∂L/∂θ and the batch's outputs writable. Throws <see cref="ArgumentException"/> naming the writable span.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void CheckAliasing<T>(in SequenceBatch<T> batch, ReadOnlySpan<T> parameters, ReadOnlySpan<T> gradients)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
@@ -99,6 +103,7 @@ internal static class BatchValidation
         Guard.Finite(parameters, name);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void CheckIds<T>(ReadOnlySpan<int> ids, in SequenceBatch<T> batch, int count, string name, bool allowIgnore = false)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
@@ -116,6 +121,7 @@ internal static class BatchValidation
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void CheckFiniteInputs<T>(in SequenceBatch<T> batch, int inputSize)
         where T : unmanaged, IFloatingPointIeee754<T>
     {

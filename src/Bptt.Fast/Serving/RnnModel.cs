@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Bptt.Fast.Internals;
 using Bptt.Fast.Model;
 using Bptt.Fast.Kernels;
@@ -56,10 +57,9 @@ public sealed class RnnModel
         _wxh = parameters.Wxh.ToArray();
         _wxhT = new float[i * h];
         Layout.Transpose(_wxh, h, i, _wxhT);
-        var whhT = new float[h * h];
-        Layout.Transpose(parameters.Whh, h, h, whhT);
+
         _stepPacked = new float[h * h];
-        _k.PackColumnBlocks(whhT, h, h, _stepPacked);
+        _k.PackTransposedColumnBlocks(parameters.Whh, h, h, _stepPacked);
         _whhTPackedGemm = new AlignedBuffer(_k.PackedBLength(h, h));
         _k.PackB(true, h, h, parameters.Whh, h, _whhTPackedGemm.Span);
         _whyTPackedGemm = new AlignedBuffer(_k.PackedBLength(h, o));
@@ -93,6 +93,7 @@ public sealed class RnnModel
     /// <exception cref="ArgumentException">A state of another shape, an output of the wrong length, or an output that overlaps the state.</exception>
     /// <exception cref="ArgumentOutOfRangeException">A token outside [0, I) or an undefined <paramref name="kind"/>.</exception>
     /// <exception cref="InvalidOperationException">Another thread is stepping the same state.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Step(int token, RnnState state, Span<float> output, StepOutput kind = StepOutput.Probabilities)
     {
         CheckState(state, output, kind);
@@ -126,6 +127,7 @@ public sealed class RnnModel
     /// input, or an output that overlaps the state or the input.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An undefined <paramref name="kind"/>.</exception>
     /// <exception cref="InvalidOperationException">Another thread is stepping the same state.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Step(ReadOnlySpan<float> input, RnnState state, Span<float> output, StepOutput kind = StepOutput.Probabilities)
     {
         CheckState(state, output, kind);
@@ -163,6 +165,7 @@ public sealed class RnnModel
     /// <exception cref="ArgumentException">States of another shape, a length mismatch, or outputs that overlap the states or tokens.</exception>
     /// <exception cref="ArgumentOutOfRangeException">A token outside [0, I) or an undefined <paramref name="kind"/>.</exception>
     /// <exception cref="InvalidOperationException">Another thread is stepping the same state block.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void StepBatch(ReadOnlySpan<int> tokens, RnnStateBatch states, Span<float> outputs, StepOutput kind = StepOutput.Probabilities)
     {
         ArgumentNullException.ThrowIfNull(states);
@@ -219,6 +222,24 @@ public sealed class RnnModel
         finally
         {
             states.Gate.Exit();
+        }
+    }
+
+    /// <summary>
+    /// Runs every streaming code path once on scratch states (token and dense steps, both outputs, and a batched step),
+    /// so that the JIT has compiled them before the first request; the kernels are compiled fully optimised on first use,
+    /// so the first real step then runs at steady-state speed. It allocates its scratch states; call it once.
+    /// </summary>
+    public void WarmUp()
+    {
+        RnnState state = CreateState();
+        RnnStateBatch states = CreateStateBatch(4);
+        float[] output = new float[Shape.OutputSize], outputs = new float[4 * Shape.OutputSize], input = new float[Shape.InputSize];
+        foreach (StepOutput kind in new[] { StepOutput.Probabilities, StepOutput.Logits })
+        {
+            Step(0, state, output, kind);
+            Step(input, state, output, kind);
+            StepBatch([0, 0, 0, 0], states, outputs, kind);
         }
     }
 
@@ -287,6 +308,7 @@ public sealed class RnnModel
         return logits.Length - 1;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Advance(RnnState state, Span<float> output, StepOutput kind)
     {
         int h = Shape.HiddenSize, o = Shape.OutputSize;
@@ -302,6 +324,7 @@ public sealed class RnnModel
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void CheckState(RnnState state, Span<float> output, StepOutput kind)
     {
         ArgumentNullException.ThrowIfNull(state);
@@ -310,6 +333,7 @@ public sealed class RnnModel
         CheckKind(kind);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void CheckKind(StepOutput kind)
     {
         if (!Enum.IsDefined(kind))

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Bptt.Fast.Internals;
 using Bptt.Fast.Model;
 using Bptt.Fast.Kernels;
@@ -56,6 +57,7 @@ public abstract class Optimizer
     /// <exception cref="ArgumentNullException">A block is null.</exception>
     /// <exception cref="ArgumentException">A block of another shape, or the same block for θ and the gradient.</exception>
     /// <exception cref="InvalidOperationException">The step count has reached <see cref="MaxStepCount"/>.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool Step(RnnParameters parameters, RnnParameters gradients, float loss = 0f)
     {
         ModelGuard.ParameterAndGradientBlocks(Shape, parameters, gradients);
@@ -64,10 +66,10 @@ public abstract class Optimizer
             throw new InvalidOperationException($"The step count has reached its limit: expected at most {MaxStepCount} steps, actual {StepCount}.");
         }
 
-        // Inputs first (cheap), then the result: the probe computes every new value of θ and of the state without
-        // writing, so an update that would overflow from finite inputs is refused with everything bit-identical.
-        if (!float.IsFinite(loss) || Kernels.FirstNonFinite(gradients.Values) >= 0
-            || !Update(parameters.Values, gradients.Values, commit: false))
+        // The probe computes every new value of θ and of the state without writing; a NaN or ±∞ in the gradient, the
+        // state or θ reaches those values, and so does an overflow from finite inputs, so one pass covers them all and a
+        // refused step leaves everything bit-identical.
+        if (!float.IsFinite(loss) || !Update(parameters.Values, gradients.Values, commit: false))
         {
             return false;
         }
@@ -75,6 +77,13 @@ public abstract class Optimizer
         Update(parameters.Values, gradients.Values, commit: true);
         StepCount++;
         return true;
+    }
+
+    /// <summary>Compiles the update rule before the first step: runs it in its probe mode (which writes nothing) on zeros.</summary>
+    public void WarmUp()
+    {
+        var zeros = new RnnParameters(Shape);
+        Update(zeros.Values, zeros.Values, commit: false);
     }
 
     /// <summary>Clears the state and the step count, as if new.</summary>

@@ -29,6 +29,7 @@ internal static class ElementWise<TOps, TVec>
     private static int W => TOps.Count;
 
     /// <summary>d[i] = op(x[i], y[i]); d may be exactly x or y (in place). Callers have checked the lengths.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Zip<TOp>(TOp op, ReadOnlySpan<float> x, ReadOnlySpan<float> y, Span<float> d)
         where TOp : struct, IZipOp<TVec>
     {
@@ -71,6 +72,7 @@ internal static class ElementWise<TOps, TVec>
     /// Σ xᵢ² in double: float registers over chunks of 1024, summed in double across chunks; a chunk whose float sum
     /// overflows (elements beyond about 1.8e19) is summed again in double. NaN or ∞ only when an element is.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static double SumOfSquares(ReadOnlySpan<float> x)
     {
         const int Chunk = 1024;
@@ -109,6 +111,7 @@ internal static class ElementWise<TOps, TVec>
     }
 
     /// <summary>The index of the first NaN or ±∞, or −1: full registers, then the overlapping last one.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static int FirstNonFinite(ReadOnlySpan<float> x)
     {
         ref float xr = ref MemoryMarshal.GetReference(x);

@@ -28,6 +28,7 @@ internal static class GemmCore<TOps, TVec>
     /// Packs op(B), k×n, into [KC-block][column panel][p][NR] with zero padding. op(B) = B (k×n, row stride ldb) or,
     /// when <paramref name="transposeB"/>, Bᵀ with B n×k (row stride ldb).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackB(bool transposeB, int k, int n, ReadOnlySpan<float> b, int ldb, Span<float> packed)
     {
         Bounds.Require(Bounds.Holds(b.Length, transposeB ? n : k, transposeB ? k : n, ldb));
@@ -75,6 +76,7 @@ internal static class GemmCore<TOps, TVec>
     /// op(A) = A (m×k, row stride lda) or, when <paramref name="transposeA"/>, Aᵀ with A k×m.
     /// <paramref name="packA"/> holds <see cref="GemmBlocking.PackALength"/> floats.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Multiply(bool transposeA, int m, int n, int k, ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> packedB, float beta, Span<float> c, int ldc, Span<float> packA)
     {
         Bounds.Require(Bounds.Holds(c.Length, m, n, ldc));
@@ -139,6 +141,7 @@ internal static class GemmCore<TOps, TVec>
     }
 
     /// <summary>Packs rows i0..i0+mc of op(A), depths p0..p0+kc, into MR-row panels [panel][p][MR], zero-padded.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackA(bool transposeA, ref float a, int lda, int i0, int p0, int mc, int kc, ref float packed)
     {
         for (int ii = 0; ii < mc; ii += MR)
@@ -232,6 +235,7 @@ internal static class GemmCore<TOps, TVec>
     }
 
     /// <summary>Copies the valid mr×nc part of the temporary tile (row stride ld) into C, with β.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void StoreEdge(ref float t, int ld, ref float c, int ldc, int mr, int nc, float beta)
     {
         for (int i = 0; i < mr; i++)

@@ -1,9 +1,11 @@
+using System.Runtime.CompilerServices;
 namespace Bptt.Fast.Kernels.Bodies;
 
 /// <summary>Layout changes that are the same on every ISA.</summary>
 internal static class Layout
 {
     /// <summary>B = Aᵀ for A rows×cols row-major (B is cols×rows), blocked 8×8 for cache lines.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Transpose(ReadOnlySpan<float> a, int rows, int cols, Span<float> b)
     {
         Internals.Bounds.Require(rows >= 0 && cols >= 0 && a.Length >= (long)rows * cols && b.Length >= (long)rows * cols);
@@ -22,6 +24,28 @@ internal static class Layout
                     }
                 }
             }
+        }
+    }
+
+    /// <summary>y[i] += A[i, column] for A rows×cols row-major: one column of W_xh added to a row (the token gather of (1)).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void AddColumn(ReadOnlySpan<float> a, int rows, int cols, int column, Span<float> y)
+    {
+        Internals.Bounds.Require(rows >= 0 && (uint)column < (uint)cols && a.Length >= (long)rows * cols && y.Length >= rows);
+        for (int i = 0; i < rows; i++)
+        {
+            y[i] += a[(i * cols) + column];
+        }
+    }
+
+    /// <summary>A[i, column] += x[i] for A rows×cols row-major: δₜ scattered into one column of ∂L/∂W_xh (the token case of (14)).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void AddToColumn(Span<float> a, int rows, int cols, int column, ReadOnlySpan<float> x)
+    {
+        Internals.Bounds.Require(rows >= 0 && (uint)column < (uint)cols && a.Length >= (long)rows * cols && x.Length >= rows);
+        for (int i = 0; i < rows; i++)
+        {
+            a[(i * cols) + column] += x[i];
         }
     }
 }

@@ -105,6 +105,7 @@ internal static class Updates<TOps, TVec>
     where TOps : struct, ISimd<TVec>
     where TVec : struct
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static bool Run<TRule>(TRule rule, Span<float> theta, ReadOnlySpan<float> gradient, Span<float> state0, Span<float> state1, bool commit)
         where TRule : struct, IUpdateRule
     {

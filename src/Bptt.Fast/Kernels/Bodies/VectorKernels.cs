@@ -19,6 +19,7 @@ internal static class VectorKernels<TOps, TVec>
     private static int W => TOps.Count;
 
     /// <summary>y = A x for A m×n row-major: dot-product form, four rows in flight with two accumulators each.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Gemv(ReadOnlySpan<float> a, int m, int n, ReadOnlySpan<float> x, Span<float> y)
     {
         Bounds.Require(m >= 0 && n >= 0 && a.Length >= (long)m * n && x.Length >= n && y.Length >= m);
@@ -82,6 +83,7 @@ internal static class VectorKernels<TOps, TVec>
     }
 
     /// <summary>Σ a[j]·b[j] over n elements.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Dot(ref float a, ref float b, int n)
     {
         TVec s0 = TOps.Zero, s1 = TOps.Zero;
@@ -111,6 +113,7 @@ internal static class VectorKernels<TOps, TVec>
     /// the rows of A stream past, each scaled by xᵢ, so no horizontal sums are needed. <paramref name="addend"/> may be
     /// empty (zeros) and may be the same memory as <paramref name="y"/>; <paramref name="aux"/> is read only by epilogues that use it.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void TransposedProduct<TEpi>(ReadOnlySpan<float> a, int m, int n, ReadOnlySpan<float> x, ReadOnlySpan<float> addend, ReadOnlySpan<float> aux, Span<float> y)
         where TEpi : struct, IEpilogue
     {
@@ -134,6 +137,7 @@ internal static class VectorKernels<TOps, TVec>
     /// columns becomes one contiguous m×BlockWidth panel, then the remaining columns follow as an m×(n mod BlockWidth)
     /// row-major panel. The product then streams memory strictly in order, which the hardware prefetcher follows.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackColumnBlocks(ReadOnlySpan<float> a, int m, int n, Span<float> packed)
     {
         Bounds.Require(m >= 0 && n >= 0 && a.Length >= (long)m * n && packed.Length >= (long)m * n);
@@ -152,7 +156,42 @@ internal static class VectorKernels<TOps, TVec>
         }
     }
 
+    /// <summary>
+    /// Packs Aᵀ for A n×m row-major, as <see cref="PackColumnBlocks"/> would pack the m×n matrix Aᵀ, in one pass without
+    /// forming Aᵀ (8×8 tiles, so that reads and writes both stay within a few cache lines).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void PackTransposedColumnBlocks(ReadOnlySpan<float> a, int n, int m, Span<float> packed)
+    {
+        Bounds.Require(m >= 0 && n >= 0 && a.Length >= (long)m * n && packed.Length >= (long)m * n);
+        ref float ar = ref MemoryMarshal.GetReference(a);
+        ref float pr = ref MemoryMarshal.GetReference(packed);
+        int bw = BlockWidth, blocks = n / bw;
+        const int Tile = 8;
+        for (int j0 = 0; j0 < n; j0 += Tile)
+        {
+            int j1 = Math.Min(j0 + Tile, n);
+            for (int i0 = 0; i0 < m; i0 += Tile)
+            {
+                int i1 = Math.Min(i0 + Tile, m);
+                for (int j = j0; j < j1; j++)
+                {
+                    // Column j of Aᵀ (row j of A) goes to block j / bw, or to the tail panel.
+                    int b = j / bw;
+                    bool inBlock = b < blocks;
+                    int width = inBlock ? bw : n - (blocks * bw), c = j - (b * bw);
+                    nint start = (nint)b * m * bw;
+                    for (int i = i0; i < i1; i++)
+                    {
+                        Unsafe.Add(ref pr, start + ((nint)i * width) + c) = Unsafe.Add(ref ar, ((nint)j * m) + i);
+                    }
+                }
+            }
+        }
+    }
+
     /// <summary>The same product as <see cref="TransposedProduct{TEpi}"/> over A packed by <see cref="PackColumnBlocks"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackedTransposedProduct<TEpi>(ReadOnlySpan<float> packed, int m, int n, ReadOnlySpan<float> x, ReadOnlySpan<float> addend, ReadOnlySpan<float> aux, Span<float> y)
         where TEpi : struct, IEpilogue
     {
@@ -227,6 +266,7 @@ internal static class VectorKernels<TOps, TVec>
     }
 
     /// <summary>The last <paramref name="cols"/> &lt; 8 vectors of output columns, starting at <paramref name="col"/>: single vectors, then scalars.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ColumnTail<TEpi>(ref float a, int stride, int m, int cols, ReadOnlySpan<float> x, ReadOnlySpan<float> addend, ReadOnlySpan<float> aux, Span<float> y, int col)
         where TEpi : struct, IEpilogue
     {
@@ -273,6 +313,7 @@ internal static class VectorKernels<TOps, TVec>
     /// Equations (4), (6), (7) for one row: yₖ = e^(vₖ−m)/Σ e^(v−m) with m = max v, returns Lₜ = ln Σ e^(v−m) − (v_target − m),
     /// and writes eₖ = yₖ − [k = target]. <paramref name="error"/> may be the same memory as <paramref name="logits"/>.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float SoftmaxCrossEntropy(ReadOnlySpan<float> logits, int target, Span<float> error, bool writeError)
     {
         Bounds.Require(!logits.IsEmpty && (uint)target < (uint)logits.Length && (!writeError || error.Length >= logits.Length));
@@ -302,6 +343,7 @@ internal static class VectorKernels<TOps, TVec>
     /// (yₖ − 1) + 1), so even a tiny probability keeps float's relative precision down to about 1e−37 (smaller ones lie below
     /// float's normal range). <paramref name="y"/> may be the same memory as <paramref name="logits"/>.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Softmax(ReadOnlySpan<float> logits, Span<float> y)
     {
         Bounds.Require(!logits.IsEmpty && y.Length >= logits.Length);
@@ -313,6 +355,7 @@ internal static class VectorKernels<TOps, TVec>
     }
 
     /// <summary>Σₖ e^(vₖ − max), storing each term into <paramref name="e"/> when <paramref name="store"/>; e may be v.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float ExpShifted(ref float v, ref float e, int n, float max, bool store)
     {
         TVec mv = TOps.Broadcast(max);
@@ -343,6 +386,7 @@ internal static class VectorKernels<TOps, TVec>
     }
 
     /// <summary>The largest element of n ≥ 1 (NaN if any element is NaN).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float MaxOf(ref float v, int n)
     {
         float max;
@@ -378,6 +422,7 @@ internal static class VectorKernels<TOps, TVec>
     }
 
     /// <summary>y[j] = Σᵣ A[r, j] (+ y[j] when accumulating) for A rows×cols row-major: the bias gradients (8), (15).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ColumnSums(ReadOnlySpan<float> a, int rows, int cols, Span<float> y, bool accumulate)
     {
         Bounds.Require(rows >= 0 && cols >= 0 && a.Length >= (long)rows * cols && y.Length >= cols);
@@ -392,7 +437,7 @@ internal static class VectorKernels<TOps, TVec>
         }
     }
 
-    [MethodImpl(MethodImplOptions.NoInlining)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void EpilogueInPlace<TEpi>(ref float aux, ref float y, int col, int count)
         where TEpi : struct, IEpilogue
     {
