@@ -15,7 +15,7 @@ public sealed class TruncatedBpttTests
     {
         public List<float[]> Gradients { get; } = [];
 
-        protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, bool commit)
+        protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, float gradientScale, bool commit)
         {
             if (commit)
             {

@@ -10,7 +10,7 @@ namespace Bptt.Fast.Training;
 /// Applies θ ← update(θ, ∂L/∂θ) over the single parameter block, after the whole gradient is known (docs/design.md, section 1:
 /// the derivation differentiates with respect to one fixed θ, so no weight changes while the gradient is still being summed).
 /// A step whose loss or gradient holds NaN or ±∞, or whose result would (an overflow from finite inputs, or a non-finite
-/// state restored from outside), is refused: <see cref="Step"/> returns false and θ and the optimizer state stay
+/// state restored from outside), is refused: <see cref="Step(RnnParameters, RnnParameters, float, float)"/> returns false and θ and the optimizer state stay
 /// bit-identical. A step allocates nothing.
 /// </summary>
 public abstract class Optimizer
@@ -41,7 +41,7 @@ public abstract class Optimizer
     public RnnShape Shape { get; }
 
     /// <summary>The largest step count an optimizer reaches (2^53, exact in double and far beyond any run): beyond it
-    /// <see cref="Step"/> throws instead of wrapping the counter, and checkpoints holding more are refused.</summary>
+    /// <see cref="Step(RnnParameters, RnnParameters, float, float)"/> throws instead of wrapping the counter, and checkpoints holding more are refused.</summary>
     public const long MaxStepCount = 1L << 53;
 
     /// <summary>The number of steps applied so far (refused steps do not count).</summary>
@@ -58,9 +58,27 @@ public abstract class Optimizer
     /// <exception cref="ArgumentException">A block of another shape, or the same block for θ and the gradient.</exception>
     /// <exception cref="InvalidOperationException">The step count has reached <see cref="MaxStepCount"/>.</exception>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public bool Step(RnnParameters parameters, RnnParameters gradients, float loss = 0f)
+    public bool Step(RnnParameters parameters, RnnParameters gradients, float loss = 0f) => Step(parameters, gradients, loss, 1f);
+
+    /// <summary>
+    /// As <see cref="Step(RnnParameters, RnnParameters, float)"/>, with the gradient multiplied by
+    /// <paramref name="gradientScale"/> inside the update (clipping by global norm fused into the step: no separate pass
+    /// over the gradient, which stays unscaled).
+    /// </summary>
+    /// <param name="parameters">θ, updated in place.</param>
+    /// <param name="gradients">∂L/∂θ, read only.</param>
+    /// <param name="loss">The loss of the step; a non-finite loss refuses the step.</param>
+    /// <param name="gradientScale">The factor applied to every gradient element, finite and &gt; 0 (1: none).</param>
+    /// <returns>True when the update was applied; false when it was refused.</returns>
+    /// <exception cref="ArgumentNullException">A block is null.</exception>
+    /// <exception cref="ArgumentException">A block of another shape, or the same block for θ and the gradient.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="gradientScale"/> is not finite and &gt; 0.</exception>
+    /// <exception cref="InvalidOperationException">The step count has reached <see cref="MaxStepCount"/>.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public bool Step(RnnParameters parameters, RnnParameters gradients, float loss, float gradientScale)
     {
         ModelGuard.ParameterAndGradientBlocks(Shape, parameters, gradients);
+        Guard.Positive(gradientScale, nameof(gradientScale));
         if (StepCount >= MaxStepCount)
         {
             throw new InvalidOperationException($"The step count has reached its limit: expected at most {MaxStepCount} steps, actual {StepCount}.");
@@ -69,12 +87,12 @@ public abstract class Optimizer
         // The probe computes every new value of θ and of the state without writing; a NaN or ±∞ in the gradient, the
         // state or θ reaches those values, and so does an overflow from finite inputs, so one pass covers them all and a
         // refused step leaves everything bit-identical.
-        if (!float.IsFinite(loss) || !Update(parameters.Values, gradients.Values, commit: false))
+        if (!float.IsFinite(loss) || !Update(parameters.Values, gradients.Values, gradientScale, commit: false))
         {
             return false;
         }
 
-        Update(parameters.Values, gradients.Values, commit: true);
+        Update(parameters.Values, gradients.Values, gradientScale, commit: true);
         StepCount++;
         return true;
     }
@@ -83,7 +101,7 @@ public abstract class Optimizer
     public void WarmUp()
     {
         var zeros = new RnnParameters(Shape);
-        Update(zeros.Values, zeros.Values, commit: false);
+        Update(zeros.Values, zeros.Values, 1f, commit: false);
     }
 
     /// <summary>Clears the state and the step count, as if new.</summary>
@@ -118,14 +136,15 @@ public abstract class Optimizer
     /// <summary>
     /// The update rule itself, called only with finite gradients of the right shape. With <paramref name="commit"/> false
     /// it computes the new θ and state without writing anything and returns whether every new value is finite; with
-    /// <paramref name="commit"/> true it writes them, with exactly the same arithmetic. <see cref="Step"/> commits only
+    /// <paramref name="commit"/> true it writes them, with exactly the same arithmetic. <see cref="Step(RnnParameters, RnnParameters, float, float)"/> commits only
     /// after a probe returned true.
     /// </summary>
     /// <param name="parameters">θ.</param>
     /// <param name="gradients">∂L/∂θ.</param>
+    /// <param name="gradientScale">The factor every gradient element is multiplied by before the rule uses it (1: none).</param>
     /// <param name="commit">Write the result (true) or only check it (false).</param>
     /// <returns>Whether every new value of θ and of the state is finite (probe mode); true after a commit.</returns>
-    protected abstract bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, bool commit);
+    protected abstract bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, float gradientScale, bool commit);
 }
 
 /// <summary>The seed's rule, plain gradient descent: θ ← θ − η (∂L/∂θ + λθ), with λ = 0 by default.</summary>
@@ -160,6 +179,6 @@ public sealed class GradientDescent : Optimizer
     }
 
     /// <inheritdoc/>
-    protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, bool commit) =>
-        Kernels.Update(new GradientDescentRule(_learningRate, WeightDecay), parameters, gradients, default, default, commit);
+    protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, float gradientScale, bool commit) =>
+        Kernels.Update(new GradientDescentRule(_learningRate, WeightDecay, gradientScale), parameters, gradients, default, default, commit);
 }

@@ -40,8 +40,8 @@ public sealed class Momentum : Optimizer
     public float WeightDecay { get; }
 
     /// <inheritdoc/>
-    protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, bool commit) =>
-        Kernels.Update(new MomentumRule(LearningRate, MomentumFactor, WeightDecay, Nesterov), parameters, gradients, StateBlock(0), default, commit);
+    protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, float gradientScale, bool commit) =>
+        Kernels.Update(new MomentumRule(LearningRate, MomentumFactor, WeightDecay, Nesterov, gradientScale), parameters, gradients, StateBlock(0), default, commit);
 }
 
 /// <summary>Adagrad (Duchi, Hazan and Singer 2011): G ← G + g′²; θ ← θ − η g′/(√G + ε), g′ = ∂L/∂θ + λθ. State: G.</summary>
@@ -73,8 +73,8 @@ public sealed class Adagrad : Optimizer
     public float WeightDecay { get; }
 
     /// <inheritdoc/>
-    protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, bool commit) =>
-        Kernels.Update(new AdagradRule(LearningRate, Epsilon, WeightDecay), parameters, gradients, StateBlock(0), default, commit);
+    protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, float gradientScale, bool commit) =>
+        Kernels.Update(new AdagradRule(LearningRate, Epsilon, WeightDecay, gradientScale), parameters, gradients, StateBlock(0), default, commit);
 }
 
 /// <summary>
@@ -124,8 +124,8 @@ public class Adam : Optimizer
     protected virtual bool DecoupledWeightDecay => false;
 
     /// <inheritdoc/>
-    protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, bool commit) =>
-        Kernels.Update(new AdamRule(LearningRate, Beta1, Beta2, Epsilon, WeightDecay, DecoupledWeightDecay, StepCount + 1), parameters, gradients, StateBlock(0), StateBlock(1), commit);
+    protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, float gradientScale, bool commit) =>
+        Kernels.Update(new AdamRule(LearningRate, Beta1, Beta2, Epsilon, WeightDecay, DecoupledWeightDecay, StepCount + 1, gradientScale), parameters, gradients, StateBlock(0), StateBlock(1), commit);
 }
 
 /// <summary>AdamW (Loshchilov and Hutter 2019): Adam on the plain gradient, and θ ← θ − αλθ decoupled from it.</summary>

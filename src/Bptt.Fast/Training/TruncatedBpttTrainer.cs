@@ -91,7 +91,7 @@ public sealed class TruncatedBpttTrainer
     /// <summary>Steps received but not yet trained: they join the next block of k1 steps.</summary>
     public int PendingSteps => _pending;
 
-    /// <summary>The gradient of the last update, in θ's layout.</summary>
+    /// <summary>The gradient of the last update, in θ's layout, before clipping (the clip is applied inside the update).</summary>
     public RnnParameters LastGradients => _gradients;
 
     /// <summary>Forgets the stream: zero state, empty window, pending steps dropped.</summary>
@@ -236,8 +236,11 @@ public sealed class TruncatedBpttTrainer
             ? new SequenceBatch<float>(length, 1, _tokens.AsSpan(0, length), _windowTargets.AsSpan(0, length)) { InitialState = _windowStart, FinalState = _state, HiddenStates = windowStates }
             : new SequenceBatch<float>(length, 1, _inputs.AsSpan(0, length * i), _windowTargets.AsSpan(0, length)) { InitialState = _windowStart, FinalState = _state, HiddenStates = windowStates };
         float loss = _engine.ComputeGradients(parameters, batch, _gradients);
-        norm = ClipNorm > 0 ? GradientClipping.ClipByGlobalNorm(_gradients, ClipNorm) : 0f;
-        applied = _optimizer.Step(parameters, _gradients, loss);
+        // Clipping by global norm, fused into the update: the optimizer scales g by min(1, clip/‖g‖) as it reads it.
+        double fullNorm = ClipNorm > 0 ? GradientClipping.Norm(_gradients.Values) : 0;
+        norm = (float)fullNorm;
+        float scale = double.IsFinite(fullNorm) && fullNorm > ClipNorm && ClipNorm > 0 ? (float)(ClipNorm / fullNorm) : 1f;
+        applied = _optimizer.Step(parameters, _gradients, loss, scale);
         if (!applied)
         {
             _stateBefore.CopyTo(_state);

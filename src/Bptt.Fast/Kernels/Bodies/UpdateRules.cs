@@ -7,7 +7,8 @@ namespace Bptt.Fast.Kernels.Bodies;
 
 /// <summary>
 /// An optimizer's element-wise rule: new θ and up to two state values from θ, g and the state, the same formula for
-/// every width (the ISA struct is a type argument of Apply; ScalarSimd gives the one-element form).
+/// every width (the ISA struct is a type argument of Apply; ScalarSimd gives the one-element form). Every rule reads the
+/// gradient as g·scale, so that clipping by global norm needs no pass of its own (scale = 1 leaves g exact).
 /// </summary>
 internal interface IUpdateRule
 {
@@ -21,7 +22,7 @@ internal interface IUpdateRule
 }
 
 /// <summary>Gradient descent with coupled decay: θ ← θ(1 − ηλ) − ηg.</summary>
-internal readonly struct GradientDescentRule(float eta, float lambda) : IUpdateRule
+internal readonly struct GradientDescentRule(float eta, float lambda, float scale) : IUpdateRule
 {
     public static int StateBlocks => 0;
 
@@ -29,11 +30,11 @@ internal readonly struct GradientDescentRule(float eta, float lambda) : IUpdateR
     public void Apply<TOps, TVec>(ref TVec theta, TVec g, ref TVec s0, ref TVec s1)
         where TOps : struct, ISimd<TVec>
         where TVec : struct =>
-        theta = TOps.Subtract(TOps.Multiply(TOps.Broadcast(1f - (eta * lambda)), theta), TOps.Multiply(TOps.Broadcast(eta), g));
+        theta = TOps.Subtract(TOps.Multiply(TOps.Broadcast(1f - (eta * lambda)), theta), TOps.Multiply(TOps.Broadcast(eta), TOps.Multiply(g, TOps.Broadcast(scale))));
 }
 
 /// <summary>Momentum: g′ = g + λθ; v ← μv + g′; θ ← θ − η(g′ + μv) (Nesterov) or θ ← θ − ηv (classical).</summary>
-internal readonly struct MomentumRule(float eta, float mu, float lambda, bool nesterov) : IUpdateRule
+internal readonly struct MomentumRule(float eta, float mu, float lambda, bool nesterov, float scale) : IUpdateRule
 {
     public static int StateBlocks => 1;
 
@@ -42,7 +43,7 @@ internal readonly struct MomentumRule(float eta, float mu, float lambda, bool ne
         where TOps : struct, ISimd<TVec>
         where TVec : struct
     {
-        TVec gi = TOps.Add(g, TOps.Multiply(TOps.Broadcast(lambda), theta));
+        TVec gi = TOps.Add(TOps.Multiply(g, TOps.Broadcast(scale)), TOps.Multiply(TOps.Broadcast(lambda), theta));
         TVec v = TOps.Add(TOps.Multiply(TOps.Broadcast(mu), s0), gi);
         TVec step = nesterov ? TOps.Add(gi, TOps.Multiply(TOps.Broadcast(mu), v)) : v;
         s0 = v;
@@ -51,7 +52,7 @@ internal readonly struct MomentumRule(float eta, float mu, float lambda, bool ne
 }
 
 /// <summary>Adagrad: g′ = g + λθ; G ← G + g′²; θ ← θ − η g′ / (√G + ε).</summary>
-internal readonly struct AdagradRule(float eta, float epsilon, float lambda) : IUpdateRule
+internal readonly struct AdagradRule(float eta, float epsilon, float lambda, float scale) : IUpdateRule
 {
     public static int StateBlocks => 1;
 
@@ -60,7 +61,7 @@ internal readonly struct AdagradRule(float eta, float epsilon, float lambda) : I
         where TOps : struct, ISimd<TVec>
         where TVec : struct
     {
-        TVec gi = TOps.Add(g, TOps.Multiply(TOps.Broadcast(lambda), theta));
+        TVec gi = TOps.Add(TOps.Multiply(g, TOps.Broadcast(scale)), TOps.Multiply(TOps.Broadcast(lambda), theta));
         TVec sum = TOps.Add(s0, TOps.Multiply(gi, gi));
         s0 = sum;
         theta = TOps.Subtract(theta, TOps.Divide(TOps.Multiply(TOps.Broadcast(eta), gi), TOps.Add(TOps.Sqrt(sum), TOps.Broadcast(epsilon))));
@@ -72,7 +73,7 @@ internal readonly struct AdagradRule(float eta, float epsilon, float lambda) : I
 /// v ← β₂v + (1 − β₂)g′²; θ ← θ − α m̂/(√v̂ + ε) with m̂ = m/(1 − β₁ᵗ), v̂ = v/(1 − β₂ᵗ). AdamW (Loshchilov &amp; Hutter
 /// 2019) instead shrinks θ ← θ − αλθ before the step and leaves g alone.
 /// </summary>
-internal readonly struct AdamRule(float alpha, float beta1, float beta2, float epsilon, float lambda, bool decoupled, long step) : IUpdateRule
+internal readonly struct AdamRule(float alpha, float beta1, float beta2, float epsilon, float lambda, bool decoupled, long step, float scale) : IUpdateRule
 {
     private readonly float _c1 = 1f / (1f - MathF.Pow(beta1, step));
     private readonly float _c2 = 1f / (1f - MathF.Pow(beta2, step));
@@ -85,7 +86,7 @@ internal readonly struct AdamRule(float alpha, float beta1, float beta2, float e
         where TVec : struct
     {
         float coupled = decoupled ? 0f : lambda, shrink = decoupled ? 1f - (alpha * lambda) : 1f;
-        TVec gi = TOps.Add(g, TOps.Multiply(TOps.Broadcast(coupled), theta));
+        TVec gi = TOps.Add(TOps.Multiply(g, TOps.Broadcast(scale)), TOps.Multiply(TOps.Broadcast(coupled), theta));
         TVec m = TOps.Add(TOps.Multiply(TOps.Broadcast(beta1), s0), TOps.Multiply(TOps.Broadcast(1f - beta1), gi));
         TVec v = TOps.Add(TOps.Multiply(TOps.Broadcast(beta2), s1), TOps.Multiply(TOps.Multiply(TOps.Broadcast(1f - beta2), gi), gi));
         s0 = m;
