@@ -22,11 +22,28 @@ public static class Program
     public static int Main(string[] args)
     {
         bool full = args.Contains("--full");
-        string[] rest = args.Where(a => a != "--full").ToArray();
+        bool aot = args.Contains("--aot");
+        string[] rest = args.Where(a => a is not "--full" and not "--aot").ToArray();
         double peak = FmaPeak.Measure();
         Console.WriteLine($"CPU: {FmaPeak.Cpu}; measured single-core fp32 FMA peak: {peak:F1} GFLOP/s; fast path: {KernelInfo.Description}");
 
         IConfig config = Config(full);
+        if (aot)
+        {
+            // JIT against NativeAOT (the CPU's own instruction set), same quick job, fast path only.
+            Job jit = Job.ShortRun.WithWarmupCount(1).WithIterationCount(3).WithLaunchCount(1).WithIterationTime(Perfolizer.Horology.TimeInterval.FromMilliseconds(250));
+            IConfig aotConfig = ManualConfig.CreateEmpty()
+                .AddJob(jit.WithId("JIT"))
+                .AddJob(jit.WithToolchain(BenchmarkDotNet.Toolchains.NativeAot.NativeAotToolchain.CreateBuilder().UseNuGet().IlcInstructionSet("native").TargetFrameworkMoniker("net10.0").ToToolchain()).WithId("NativeAOT"))
+                .AddDiagnoser(MemoryDiagnoser.Default)
+                .AddColumnProvider(DefaultColumnProviders.Instance)
+                .AddLogger(ConsoleLogger.Default)
+                .AddExporter(MarkdownExporter.GitHub)
+                .WithSummaryStyle(SummaryStyle.Default.WithCultureInfo(CultureInfo.InvariantCulture));
+            string[] filter = rest.Length > 0 ? rest : ["--filter", "*AotComparison*"];
+            return BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(filter, aotConfig).Any(s => s.HasCriticalValidationErrors) ? 1 : 0;
+        }
+
         if (rest.Length > 0)
         {
             IEnumerable<Summary> summaries = BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(rest, config);
