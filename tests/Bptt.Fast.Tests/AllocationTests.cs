@@ -74,31 +74,37 @@ internal static class AllocationProbe
             Thread.Sleep(250);
         }
 
-        // A per-call allocation shows in every window of calls. Two runtime effects do not: the tiered JIT's one-off work,
-        // and a garbage collection started by another thread, which retires this thread's allocation context and counts
-        // the 24-byte filler left in it. So a window during which a collection ran proves nothing and is measured again,
-        // and one clean window of zero bytes passes.
+        // A per-call allocation grows with the number of calls. Two runtime effects do not: the tiered JIT's one-off
+        // work, and the accounting of this thread's allocation context when other threads allocate or collect (seen as a
+        // constant 24–240 bytes per measured window, whether the window holds 100 calls or 1000). So each attempt
+        // measures a window of n calls and one of 10n calls: zero bytes in either, or the same count in both, means
+        // nothing is allocated per call. A window during which a collection ran proves nothing and is measured again.
         var windows = new List<string>();
         for (int attempt = 0; attempt < 20; attempt++)
         {
-            int collections = GC.CollectionCount(0);
-            long before = GC.GetAllocatedBytesForCurrentThread();
-            for (int k = 0; k < calls; k++)
-            {
-                step();
-            }
-
-            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-            bool collected = GC.CollectionCount(0) != collections;
-            if (allocated == 0)
+            (long shortWindow, bool shortCollected) = Window(step, calls);
+            (long longWindow, bool longCollected) = Window(step, 10 * calls);
+            if (shortWindow == 0 || longWindow == 0 || (!shortCollected && !longCollected && shortWindow == longWindow))
             {
                 return;
             }
 
-            windows.Add(collected ? $"{allocated} (a GC ran)" : $"{allocated}");
+            windows.Add($"{shortWindow}{(shortCollected ? " (a GC ran)" : "")} / {longWindow}{(longCollected ? " (a GC ran)" : "")}");
             Thread.Sleep(100);
         }
 
-        Assert.Fail($"every window of {calls} calls allocated: {string.Join(", ", windows)} bytes");
+        Assert.Fail($"every pair of windows of {calls} / {10 * calls} calls allocated per call: {string.Join(", ", windows)} bytes");
+    }
+
+    private static (long Bytes, bool Collected) Window(Action step, int calls)
+    {
+        int collections = GC.CollectionCount(0);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int k = 0; k < calls; k++)
+        {
+            step();
+        }
+
+        return (GC.GetAllocatedBytesForCurrentThread() - before, GC.CollectionCount(0) != collections);
     }
 }
