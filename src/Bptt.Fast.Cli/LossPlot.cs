@@ -5,9 +5,9 @@ namespace Bptt.Fast.Cli;
 
 /// <summary>
 /// The loss curves as a self-contained SVG file, written here without any drawing library: the training loss per step
-/// (means of equal runs of steps when there are many), its moving average, and the held-out loss at each evaluation.
-/// The y-axis spans the smoothed and held-out curves, so a few spiky chunks do not flatten them; the per-step line is
-/// clipped to the plot.
+/// (means of equal runs of steps when there are many), its moving average over a span that grows with the run, and the
+/// held-out loss at each evaluation. The y-axis spans the smoothed and held-out curves, so a few spiky chunks do not
+/// flatten them; the per-step line is clipped to the plot.
 /// </summary>
 internal static class LossPlot
 {
@@ -49,10 +49,11 @@ internal static class LossPlot
         var xs = new double[points];
         var raw = new double[points];
         var smooth = new double[points];
-        double s = losses.Count > 0 ? losses[0] : 0;
+        // A moving average over about 50 steps, or a two-hundredth of a long run: readable at any length.
+        double s = losses.Count > 0 ? losses[0] : 0, span = Math.Max(50, n / 200.0), keep = 1 - (1 / span);
         for (int i = 0; i < losses.Count; i++)
         {
-            s = (0.98 * s) + (0.02 * losses[i]);
+            s = (keep * s) + ((1 - keep) * losses[i]);
             int bucket = i / stride, size = Math.Min(stride, losses.Count - (bucket * stride));
             xs[bucket] += (i + 1.0) / size;
             raw[bucket] += (double)losses[i] / size;
@@ -98,7 +99,7 @@ internal static class LossPlot
         Append(svg, $"<text transform=\"translate(18 {Top + (plotH / 2)}) rotate(-90)\" text-anchor=\"middle\">loss (nats per {unit})</text>\n");
 
         // The curves.
-        string perStep = stride == 1 ? "training, per step" : string.Create(Inv, $"training, mean of {stride} steps");
+        string perStep = stride == 1 ? "training, per step" : string.Create(Inv, $"training, per {stride} steps");
         Polyline(svg, xs.Select((x, i) => (X(x), Y(raw[i]))), "#c4c4c4", 1);
         Polyline(svg, xs.Select((x, i) => (X(x), Y(smooth[i]))), "#2f6fa7", 2);
         if (heldOut.Count > 0)
@@ -111,7 +112,7 @@ internal static class LossPlot
         }
 
         // The legend, top right.
-        var entries = new List<(string Label, string Color)> { (perStep, "#c4c4c4"), ("training, smoothed", "#2f6fa7") };
+        var entries = new List<(string Label, string Color)> { (perStep, "#c4c4c4"), (string.Create(Inv, $"training, mean of ~{span:F0} steps"), "#2f6fa7") };
         if (heldOut.Count > 0)
         {
             entries.Add((string.Create(Inv, $"held-out (last: {heldOut[^1].Loss:F3})"), "#d9480f"));

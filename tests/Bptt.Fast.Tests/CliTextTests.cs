@@ -293,6 +293,6 @@ public sealed partial class CliTextTests : CliHarness
         Assert.True(yLabels.Min() >= 0.9, string.Join(" ", yLabels));
         Assert.Contains("bptt train: a <b> & \"c\"?", doc.Descendants().Select(e => e.Value), StringComparer.Ordinal);
         Assert.Contains(doc.Descendants(), e => e.Value == "held-out (last: 1.200)");
-        Assert.Contains(doc.Descendants(), e => e.Value == "training, mean of 2 steps");
+        Assert.Contains(doc.Descendants(), e => e.Value == "training, per 2 steps");
     }
 }
