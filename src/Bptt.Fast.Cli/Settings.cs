@@ -154,7 +154,7 @@ internal sealed class TrainSettings : BpttSettings
     public float? Validation { get; init; }
 
     [CommandOption("--hidden <N>")]
-    [Description("Hidden units (default 64 for the grammar, 256 for a text; with --resume, the checkpoint's).")]
+    [Description("Hidden units (default 64 for the grammar, 128 for a text; with --resume, the checkpoint's).")]
     [Whole(1, 4096)]
     public int? Hidden { get; init; }
 
@@ -164,7 +164,7 @@ internal sealed class TrainSettings : BpttSettings
     public int Chunk { get; init; } = 20;
 
     [CommandOption("--lr <X>")]
-    [Description("Learning rate (default 0.005 for the grammar, 0.002 for a text).")]
+    [Description("Learning rate (default 0.005 for the grammar; for a text 0.128/hidden, at most 0.002: 0.001 at 128 hidden units, 0.0005 at 256).")]
     [Number(1e-7, 10)]
     public float? Lr { get; init; }
 

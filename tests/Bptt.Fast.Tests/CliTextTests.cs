@@ -244,11 +244,22 @@ public sealed partial class CliTextTests : CliHarness
     [Fact]
     public void TextDefaultsSuitRealText()
     {
-        var s = new TrainSettings { Text = "x" };
-        Assert.Null(s.Lr);
-        Assert.Equal(0.002f, TrainCommand.TextLearningRate);
+        Assert.Null(new TrainSettings { Text = "x" }.Lr);
         Assert.Equal(0.005f, TrainCommand.GrammarLearningRate);
+        Assert.Equal(64, TrainCommand.GrammarHidden);
+        Assert.Equal(128, TrainCommand.TextHidden);
         Assert.Equal(0.1f, TrainCommand.DefaultValidation);
+        Assert.Equal(0.002f, TrainCommand.TextLearningRateFor(16));
+        Assert.Equal(0.002f, TrainCommand.TextLearningRateFor(64));
+        Assert.Equal(0.001f, TrainCommand.TextLearningRateFor(128));
+        Assert.Equal(0.0005f, TrainCommand.TextLearningRateFor(256));
+        Assert.Equal(0.00025f, TrainCommand.TextLearningRateFor(512));
+
+        File.WriteAllText(P("t.txt"), RealLookingText(3000, seed: 8));
+        (int code, string output, string error) = Run("train", "--text", P("t.txt"), "--steps", "2", "--hidden", "256", "--checkpoint", P("t.ckpt"));
+        Assert.True(code == 0, error);
+        Assert.Contains("model: 256 hidden units", output, StringComparison.Ordinal);
+        Assert.Contains("adam at learning rate 0.0005, chunks of 20, clipping at 5", output, StringComparison.Ordinal);
     }
 
     [Fact]
