@@ -118,8 +118,8 @@ internal static class LossPlot
             entries.Add((string.Create(Inv, $"held-out (last: {heldOut[^1].Loss:F3})"), "#d9480f"));
         }
 
-        double lx = Left + plotW - 200, ly = Top + 10;
-        Append(svg, $"<rect x=\"{F(lx)}\" y=\"{F(ly)}\" width=\"190\" height=\"{(entries.Count * 18) + 8}\" fill=\"white\" fill-opacity=\"0.9\" stroke=\"#bbb\"/>\n");
+        double lx = Left + plotW - 240, ly = Top + 10;
+        Append(svg, $"<rect x=\"{F(lx)}\" y=\"{F(ly)}\" width=\"230\" height=\"{(entries.Count * 18) + 8}\" fill=\"white\" fill-opacity=\"0.9\" stroke=\"#bbb\"/>\n");
         for (int k = 0; k < entries.Count; k++)
         {
             double y = ly + 14 + (k * 18);

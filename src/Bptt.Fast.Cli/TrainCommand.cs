@@ -176,7 +176,9 @@ internal sealed class TrainCommand : Command<TrainSettings>
             long tokens = (long)(u + 1 - start) * chunk;
             double now = clock.Elapsed.TotalSeconds;
             recent.Enqueue((now, tokens));
-            while (recent.Count > 2 && now - recent.Peek().Seconds > 10)
+            // The rate over the last 10 s of training, or over the last few reports if they span less (a short run),
+            // so that the JIT's warm-up at the start stops counting.
+            while (recent.Count > 2 && (now - recent.Peek().Seconds > 10 || recent.Count > (compact ? 33 : 3)))
             {
                 _ = recent.Dequeue();
             }
