@@ -164,7 +164,7 @@ internal sealed class TrainSettings : BpttSettings
     public int Chunk { get; init; } = 20;
 
     [CommandOption("--lr <X>")]
-    [Description("Learning rate (default 0.005 for the grammar; for a text 0.128/hidden, at most 0.002: 0.001 at 128 hidden units, 0.0005 at 256).")]
+    [Description("Learning rate, the peak of a cosine schedule (default 0.005 for the grammar; for a text 0.256/hidden, at most 0.002: 0.002 at 128 hidden units, 0.001 at 256; half that with --schedule constant).")]
     [Number(1e-7, 10)]
     public float? Lr { get; init; }
 
@@ -172,6 +172,11 @@ internal sealed class TrainSettings : BpttSettings
     [Description("adam, adamw, adagrad, momentum or sgd (default adam; with --resume, the checkpoint's).")]
     [OneOf("adam", "adamw", "adagrad", "momentum", "sgd")]
     public string? Optimizer { get; init; }
+
+    [CommandOption("--schedule <NAME>")]
+    [Description("Learning rate over the run: cosine (from --lr down to a tenth of it at the end; the default for a text) or constant (the grammar's default).")]
+    [OneOf("constant", "cosine")]
+    public string? Schedule { get; init; }
 
     [CommandOption("--clip <X>")]
     [Description("Clip the gradient to this global L2 norm; 0 turns clipping off (default 5).")]

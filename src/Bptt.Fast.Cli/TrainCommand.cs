@@ -28,8 +28,8 @@ internal sealed class TrainCommand : Command<TrainSettings>
         ("adam", nameof(Adam)), ("adamw", nameof(AdamW)), ("adagrad", nameof(Adagrad)), ("momentum", nameof(Momentum)), ("sgd", nameof(GradientDescent)),
     ];
 
-    /// <summary>The default learning rate for a text at <see cref="TextHidden"/> units; see <see cref="TextLearningRateFor"/>.</summary>
-    public const float TextLearningRate = 0.001f;
+    /// <summary>The default peak learning rate for a text at <see cref="TextHidden"/> units with the cosine schedule; see <see cref="TextLearningRateFor"/>.</summary>
+    public const float TextLearningRate = 0.002f;
 
     /// <summary>The largest default learning rate for a text (small models).</summary>
     public const float MaxTextLearningRate = 0.002f;
@@ -43,17 +43,26 @@ internal sealed class TrainCommand : Command<TrainSettings>
     /// <summary>The default hidden size for the grammar corpus.</summary>
     public const int GrammarHidden = 64;
 
+    /// <summary>The default learning-rate schedule for a text; the grammar's is constant.</summary>
+    public const string DefaultTextSchedule = "cosine";
+
     /// <summary>The default held-out fraction of a text.</summary>
     public const float DefaultValidation = 0.1f;
 
     /// <summary>
-    /// The default learning rate for a text: <see cref="TextLearningRate"/> × 128 / H, at most
-    /// <see cref="MaxTextLearningRate"/> (0.002 at 64 units, 0.001 at 128, 0.0005 at 256, 0.00025 at 512). With batch 1
-    /// and Adam the step that still converges shrinks about as 1/H; measured on a 2.6 MB English text (README).
+    /// The default learning rate for a text: <see cref="TextLearningRate"/> × 128 / H with the cosine schedule, half of
+    /// that at a constant rate, at most <see cref="MaxTextLearningRate"/> (cosine: 0.002 up to 128 units, 0.001 at 256,
+    /// 0.0005 at 512). With one stream per update and Adam the step that still converges shrinks about as 1/H, and a
+    /// decaying rate tolerates a twice larger start; measured on a 2.6 MB English text (README).
     /// </summary>
     /// <param name="hidden">H.</param>
+    /// <param name="schedule">"cosine" or "constant".</param>
     /// <returns>The rate.</returns>
-    public static float TextLearningRateFor(int hidden) => Math.Min(MaxTextLearningRate, TextLearningRate * TextHidden / hidden);
+    public static float TextLearningRateFor(int hidden, string schedule) =>
+        Math.Min(MaxTextLearningRate, TextLearningRate * TextHidden / hidden / (schedule == "cosine" ? 1 : 2));
+
+    /// <summary>For tests: when positive, a run stops before this update as if killed (it saves nothing more).</summary>
+    internal static AsyncLocal<int> KillBeforeUpdate { get; } = new();
 
     public override int Execute(CommandContext context, TrainSettings settings, CancellationToken cancellationToken) =>
         Run(settings, RunContext.Of(context));
@@ -80,7 +89,8 @@ internal sealed class TrainCommand : Command<TrainSettings>
         string checkpoint = outputs.CheckpointPath;
         CheckpointInfo? saved = s.Resume ? InputFiles.ReadCheckpointInfo(checkpoint, "--resume") : null;
         int hidden = s.Hidden ?? saved?.Shape.HiddenSize ?? (textPath is null ? GrammarHidden : TextHidden);
-        float lr = s.Lr ?? (textPath is null ? GrammarLearningRate : TextLearningRateFor(hidden));
+        string schedule = s.Schedule ?? (textPath is null ? "constant" : DefaultTextSchedule);
+        float lr = s.Lr ?? (textPath is null ? GrammarLearningRate : TextLearningRateFor(hidden, schedule));
         string optimizerName = s.Optimizer ?? (saved is null ? "adam" : OptimizerOption(saved, checkpoint));
         Activation activation = saved?.Activation ?? Activation.Tanh;
         var shape = new RnnShape(vocabulary.Count, hidden, vocabulary.Count);
@@ -90,9 +100,11 @@ internal sealed class TrainCommand : Command<TrainSettings>
 
         var theta = new RnnParameters(shape);
         theta.InitializeGlorot((ulong)s.Seed);
-        Optimizer optimizer = CreateOptimizer(optimizerName, shape, lr);
+        float RateAt(int u) => LearningRateAt(schedule, lr, u, steps);
+        Optimizer optimizer = CreateOptimizer(optimizerName, shape, RateAt(saved is null ? 0 : (int)saved.StepCount));
         var engine = new BpttEngine(shape, chunk, 1, activation);
         var trainer = new TruncatedBpttTrainer(engine, optimizer, chunk, chunk, s.Clip);
+        float rate = RateAt(saved is null ? 0 : (int)saved.StepCount);
         int start = 0;
         if (saved is not null)
         {
@@ -114,7 +126,7 @@ internal sealed class TrainCommand : Command<TrainSettings>
             output.WriteLine(line);
         }
 
-        output.WriteLine(string.Create(Inv, $"model: {hidden} hidden units, {shape.ParameterCount:N0} parameters; {optimizerName} at learning rate {lr}, chunks of {chunk}, clipping at {s.Clip}"));
+        output.WriteLine(string.Create(Inv, $"model: {hidden} hidden units, {shape.ParameterCount:N0} parameters; {optimizerName} at learning rate {lr}{(schedule == "cosine" ? " decaying to a tenth (cosine)" : "")}, chunks of {chunk}, clipping at {s.Clip}"));
         output.WriteLine(string.Create(Inv, $"plan: {steps:N0} updates of {chunk} {corpus.Unit}s = {(double)steps / Math.Max(perPass, 1):F2} passes over the training {(textPath is null ? "corpus" : "part")}; held-out evaluation every {every:N0} updates"));
 
         // The targets are the stream shifted by one: step t reads stream[t] and predicts stream[t + 1]. Each pass walks
@@ -140,6 +152,17 @@ internal sealed class TrainCommand : Command<TrainSettings>
         void Update(int u)
         {
             clock.Start();
+            if (RateAt(u) != rate)
+            {
+                // The optimizers' rate is fixed: a new one of the new rate takes over the state and the step count, and
+                // a new trainer the carried state (with k1 = k2 nothing else is pending between updates).
+                rate = RateAt(u);
+                optimizer = WithRate(optimizer, optimizerName, shape, rate);
+                var next = new TruncatedBpttTrainer(engine, optimizer, chunk, chunk, s.Clip);
+                trainer.State.CopyTo(next.State);
+                trainer = next;
+            }
+
             int at = (int)((long)u * chunk % span);
             if (at == 0)
             {
@@ -203,7 +226,7 @@ internal sealed class TrainCommand : Command<TrainSettings>
                 {
                     ProgressTask task = ctx.AddTask(Markup.Escape(Status(start, compact: true)), maxValue: steps);
                     task.Value = start;
-                    for (int u = start; u < steps; u++)
+                    for (int u = start; u < steps && !Killed(u); u++)
                     {
                         Update(u);
                         task.Increment(1);
@@ -217,7 +240,7 @@ internal sealed class TrainCommand : Command<TrainSettings>
         else
         {
             int report = Math.Max(1, steps / 20);
-            for (int u = start; u < steps; u++)
+            for (int u = start; u < steps && !Killed(u); u++)
             {
                 Update(u);
                 if ((u + 1) % report == 0 || u + 1 == steps)
@@ -225,6 +248,11 @@ internal sealed class TrainCommand : Command<TrainSettings>
                     output.WriteLine(Status(u, compact: false));
                 }
             }
+        }
+
+        if (Killed(steps - 1))
+        {
+            return 0; // a test's simulated kill: nothing more is written
         }
 
         LossPlot.Save(losses, heldOut, outputs.PlotPath, textPath is null ? "embedded Reber grammar" : Path.GetFileName(textPath), corpus.Unit);
@@ -256,6 +284,8 @@ internal sealed class TrainCommand : Command<TrainSettings>
 
         return 0;
     }
+
+    private static bool Killed(int u) => KillBeforeUpdate.Value > 0 && u >= KillBeforeUpdate.Value;
 
     /// <summary>The exponential moving average of the losses (weight 0.02 on each new one), as the progress shows it.</summary>
     private static double Smooth(List<float> losses)
@@ -538,6 +568,40 @@ internal sealed class TrainCommand : Command<TrainSettings>
         "momentum" => new Momentum(shape, lr, 0.9f, nesterov: true),
         _ => new GradientDescent(shape, lr),
     };
+
+    /// <summary>
+    /// The learning rate of update <paramref name="u"/> (0-based) of <paramref name="steps"/>: constant, or a cosine from
+    /// <paramref name="lr"/> down to a tenth of it at the end, changed in 100 steps (every 1% of the run). A function of
+    /// the update and the run's length only, so a resumed run follows the same schedule.
+    /// </summary>
+    /// <param name="schedule">"constant" or "cosine".</param>
+    /// <param name="lr">--lr.</param>
+    /// <param name="u">The update.</param>
+    /// <param name="steps">The run's length.</param>
+    /// <returns>The rate.</returns>
+    internal static float LearningRateAt(string schedule, float lr, int u, int steps)
+    {
+        if (schedule != "cosine")
+        {
+            return lr;
+        }
+
+        double piece = Math.Floor(100.0 * u / steps) / 100;
+        return (float)(lr * (0.1 + (0.45 * (1 + Math.Cos(Math.PI * piece)))));
+    }
+
+    /// <summary>A new optimizer of the same kind at <paramref name="rate"/>, holding <paramref name="old"/>'s state and step count.</summary>
+    private static Optimizer WithRate(Optimizer old, string name, RnnShape shape, float rate)
+    {
+        Optimizer next = CreateOptimizer(name, shape, rate);
+        for (int k = 0; k < old.State.Count; k++)
+        {
+            old.State[k].Values.CopyTo(next.State[k].Values);
+        }
+
+        next.RestoreStepCount(old.StepCount);
+        return next;
+    }
 
     /// <summary>The θ-shaped state blocks of the named optimizer, read from a one-parameter instance.</summary>
     private static int StateBlocks(string name, float lr) => CreateOptimizer(name, new RnnShape(1, 1, 1), lr).State.Count;

@@ -177,7 +177,7 @@ public sealed partial class CliTextTests : CliHarness
             }
         }
 
-        Assert.Equal(command == "train" ? 14 : command == "sample" ? 5 : command == "check" ? 1 : 0, OptionInfo.Of(settings).Count());
+        Assert.Equal(command == "train" ? 15 : command == "sample" ? 5 : command == "check" ? 1 : 0, OptionInfo.Of(settings).Count());
     }
 
     [Fact]
@@ -234,7 +234,7 @@ public sealed partial class CliTextTests : CliHarness
         (int code, string output, string error) = Run("train", "--text=" + P("t.txt"), "--steps=12", "--hidden=6", "--chunk=10", "--lr=0.01", "--validation=0.25", "--checkpoint=" + P("e.ckpt"));
         Assert.True(code == 0, error);
         Assert.Contains("model: 6 hidden units", output, StringComparison.Ordinal);
-        Assert.Contains("adam at learning rate 0.01, chunks of 10", output, StringComparison.Ordinal);
+        Assert.Contains("adam at learning rate 0.01 decaying to a tenth (cosine), chunks of 10", output, StringComparison.Ordinal);
         Assert.Equal(12, File.ReadAllLines(P("e.ckpt.loss.csv")).Length);
         (code, output, error) = Run("sample", "--checkpoint=" + P("e.ckpt"), "--length=7", "--prime=The");
         Assert.True(code == 0, error);
@@ -249,17 +249,59 @@ public sealed partial class CliTextTests : CliHarness
         Assert.Equal(64, TrainCommand.GrammarHidden);
         Assert.Equal(128, TrainCommand.TextHidden);
         Assert.Equal(0.1f, TrainCommand.DefaultValidation);
-        Assert.Equal(0.002f, TrainCommand.TextLearningRateFor(16));
-        Assert.Equal(0.002f, TrainCommand.TextLearningRateFor(64));
-        Assert.Equal(0.001f, TrainCommand.TextLearningRateFor(128));
-        Assert.Equal(0.0005f, TrainCommand.TextLearningRateFor(256));
-        Assert.Equal(0.00025f, TrainCommand.TextLearningRateFor(512));
+        Assert.Equal("cosine", TrainCommand.DefaultTextSchedule);
+        Assert.Equal(0.002f, TrainCommand.TextLearningRateFor(16, "cosine"));
+        Assert.Equal(0.002f, TrainCommand.TextLearningRateFor(128, "cosine"));
+        Assert.Equal(0.001f, TrainCommand.TextLearningRateFor(256, "cosine"));
+        Assert.Equal(0.0005f, TrainCommand.TextLearningRateFor(512, "cosine"));
+        Assert.Equal(0.002f, TrainCommand.TextLearningRateFor(64, "constant"));
+        Assert.Equal(0.001f, TrainCommand.TextLearningRateFor(128, "constant"));
+        Assert.Equal(0.0005f, TrainCommand.TextLearningRateFor(256, "constant"));
 
         File.WriteAllText(P("t.txt"), RealLookingText(3000, seed: 8));
         (int code, string output, string error) = Run("train", "--text", P("t.txt"), "--steps", "2", "--hidden", "256", "--checkpoint", P("t.ckpt"));
         Assert.True(code == 0, error);
         Assert.Contains("model: 256 hidden units", output, StringComparison.Ordinal);
+        Assert.Contains("adam at learning rate 0.001 decaying to a tenth (cosine), chunks of 20, clipping at 5", output, StringComparison.Ordinal);
+        (code, output, error) = Run("train", "--text", P("t.txt"), "--steps", "2", "--hidden", "256", "--schedule", "constant", "--checkpoint", P("c.ckpt"));
+        Assert.True(code == 0, error);
         Assert.Contains("adam at learning rate 0.0005, chunks of 20, clipping at 5", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void TheCosineScheduleDecaysToATenthAndResumesExactly()
+    {
+        Assert.Equal(0.002f, TrainCommand.LearningRateAt("constant", 0.002f, 999, 1000));
+        Assert.Equal(0.002f, TrainCommand.LearningRateAt("cosine", 0.002f, 0, 1000));
+        Assert.Equal(0.002f, TrainCommand.LearningRateAt("cosine", 0.002f, 9, 1000)); // changed every 1% of the run
+        Assert.Equal(0.0011f, TrainCommand.LearningRateAt("cosine", 0.002f, 500, 1000), 6);
+        Assert.Equal(0.0002f, TrainCommand.LearningRateAt("cosine", 0.002f, 999, 1000), 5);
+
+        File.WriteAllText(P("t.txt"), RealLookingText(4000, seed: 9));
+        string[] common = ["train", "--text", P("t.txt"), "--hidden", "12", "--chunk", "10", "--schedule", "cosine", "--lr", "0.01"];
+        (int code, string output, string error) = Run([.. common, "--steps", "60", "--checkpoint", P("full.ckpt")]);
+        Assert.True(code == 0, error);
+        Assert.Contains("learning rate 0.01 decaying to a tenth (cosine)", output, StringComparison.Ordinal);
+        // The same 60-update run killed before update 28: its last save, every 5 updates, was at 25.
+        TrainCommand.KillBeforeUpdate.Value = 27;
+        try
+        {
+            Assert.Equal(0, Run([.. common, "--steps", "60", "--every", "5", "--checkpoint", P("part.ckpt")]).Code);
+        }
+        finally
+        {
+            TrainCommand.KillBeforeUpdate.Value = 0;
+        }
+
+        Assert.Equal(25, Checkpoint.ReadInfo(P("part.ckpt")).StepCount);
+        (code, _, error) = Run([.. common, "--steps", "60", "--checkpoint", P("part.ckpt"), "--resume"]);
+        Assert.True(code == 0, error);
+        Assert.Equal(File.ReadAllLines(P("full.ckpt.loss.csv")), File.ReadAllLines(P("part.ckpt.loss.csv")));
+        Assert.Equal(File.ReadAllBytes(P("full.ckpt")), File.ReadAllBytes(P("part.ckpt")));
+
+        // The same run at a constant rate differs: the schedule is applied.
+        Assert.Equal(0, Run(["train", "--text", P("t.txt"), "--hidden", "12", "--chunk", "10", "--schedule", "constant", "--lr", "0.01", "--steps", "60", "--checkpoint", P("flat.ckpt")]).Code);
+        Assert.NotEqual(File.ReadAllBytes(P("full.ckpt")), File.ReadAllBytes(P("flat.ckpt")));
     }
 
     [Fact]
