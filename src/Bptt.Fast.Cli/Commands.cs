@@ -127,7 +127,7 @@ internal static class Commands
             c.CaseSensitivity(CaseSensitivity.All);
             c.AddCommand<TrainCommand>("train").WithDescription(Table[0].Description).WithData(context)
                 .WithExample("train", "--text", "book.txt")
-                .WithExample("train", "--text", "book.txt", "--hidden", "128", "--epochs", "3", "--checkpoint", "book.ckpt");
+                .WithExample("train", "--text", "book.txt", "--hidden", "256", "--epochs", "3", "--checkpoint", "book.ckpt");
             c.AddCommand<SampleCommand>("sample").WithDescription(Table[1].Description).WithData(context)
                 .WithExample("sample", "--checkpoint", "book.ckpt", "--length", "500", "--temperature", "0.8");
             c.AddCommand<CheckCommand>("check").WithDescription(Table[2].Description).WithData(context);

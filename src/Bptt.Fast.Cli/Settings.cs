@@ -164,7 +164,7 @@ internal sealed class TrainSettings : BpttSettings
     public int Chunk { get; init; } = 20;
 
     [CommandOption("--lr <X>")]
-    [Description("Learning rate, the peak of a cosine schedule (default 0.005 for the grammar; for a text 0.256/hidden, at most 0.002: 0.002 at 128 hidden units, 0.001 at 256; half that with --schedule constant).")]
+    [Description("Learning rate, where a cosine schedule starts (default 0.005 for the grammar; for a text 0.256/hidden, at most 0.002, so 0.002 at 128 hidden units and 0.001 at 256, and half that with --schedule constant).")]
     [Number(1e-7, 10)]
     public float? Lr { get; init; }
 
