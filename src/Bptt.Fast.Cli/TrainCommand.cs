@@ -127,7 +127,7 @@ internal sealed class TrainCommand : Command<TrainSettings>
         }
 
         output.WriteLine(string.Create(Inv, $"model: {hidden} hidden units, {shape.ParameterCount:N0} parameters; {optimizerName} at learning rate {lr}{(schedule == "cosine" ? " decaying to a tenth (cosine)" : "")}, chunks of {chunk}, clipping at {s.Clip}"));
-        output.WriteLine(string.Create(Inv, $"plan: {steps:N0} updates of {chunk} {corpus.Unit}s = {(double)steps / Math.Max(perPass, 1):F2} passes over the training {(textPath is null ? "corpus" : "part")}; held-out evaluation every {every:N0} updates"));
+        output.WriteLine(string.Create(Inv, $"plan: {steps:N0} updates of {chunk} {corpus.Unit}s = {(double)steps / Math.Max(perPass, 1):F2} passes over the training {(textPath is null ? "corpus" : "part")}; {(corpus.HeldOut.Length > 1 ? "held-out evaluation and" : "no held-out part (--validation 0);")} checkpoint every {every:N0} updates"));
 
         // The targets are the stream shifted by one: step t reads stream[t] and predicts stream[t + 1]. Each pass walks
         // the training part in order from its start, from h = 0, carrying the state from chunk to chunk.
