@@ -68,12 +68,16 @@ internal sealed record OptionInfo(string Name, bool TakesValue, PropertyInfo Pro
         Type type = Nullable.GetUnderlyingType(Property.PropertyType) ?? Property.PropertyType;
         if (type == typeof(int) && !int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out _))
         {
-            return $"{Name} must be a whole number, got '{text}'";
+            return Property.GetCustomAttribute<WholeAttribute>() is { } range
+                ? string.Create(CultureInfo.InvariantCulture, $"{Name} must be a whole number in [{range.Min}, {range.Max}], got '{text}'")
+                : $"{Name} must be a whole number, got '{text}'";
         }
 
         if (type == typeof(float) && !float.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out _))
         {
-            return $"{Name} must be a number, got '{text}'";
+            return Property.GetCustomAttribute<NumberAttribute>() is { } range
+                ? string.Create(CultureInfo.InvariantCulture, $"{Name} must be a number in [{range.Min:0.#########}, {range.Max:0.#########}], got '{text}'")
+                : $"{Name} must be a number, got '{text}'";
         }
 
         return null;
