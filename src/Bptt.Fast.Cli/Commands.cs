@@ -1,27 +1,37 @@
 using System.Globalization;
+using System.Reflection;
 using System.Text;
-using Bptt.Fast.Reference;
-using Bptt.Fast.Serving;
+using Spectre.Console;
+using Spectre.Console.Cli;
 
 namespace Bptt.Fast.Cli;
 
-/// <summary>The <c>bptt</c> commands: train, sample, check, info. Every failure is one line on stderr and a non-zero exit code.</summary>
+/// <summary>What a command needs from the process that runs it: where to write, and whether a person is watching.</summary>
+/// <param name="Output">stdout.</param>
+/// <param name="Interactive">Whether stdout is a terminal (a progress bar instead of plain lines).</param>
+/// <param name="IsaProblem">The <c>BPTT_FAST_ISA</c> problem, already printed as a warning, or null.</param>
+internal sealed record RunContext(TextWriter Output, bool Interactive, string? IsaProblem)
+{
+    /// <summary>The context a command was registered with.</summary>
+    /// <param name="context">Spectre.Console.Cli's context.</param>
+    /// <returns>The run context.</returns>
+    public static RunContext Of(CommandContext context) => (RunContext)context.Data!;
+}
+
+/// <summary>
+/// The <c>bptt</c> commands (train, sample, check, info), parsed by Spectre.Console.Cli from one settings class each.
+/// Every failure is one line on stderr and a non-zero exit code: 2 for bad usage, 1 for a bad or unwritable file.
+/// </summary>
 internal static class Commands
 {
-    private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
-
-    public const string Usage = """
-        usage: bptt <command> [options]
-          train   [--text FILE] [--hidden N] [--chunk K] [--lr X] [--optimizer adam|adamw|adagrad|momentum|sgd]
-                  [--clip X] [--steps N] [--seed S] [--checkpoint PATH] [--every N] [--resume] [--force]
-                  With no --text, trains on a generated embedded Reber grammar corpus and scores it against the
-                  grammar's optimal loss. --text is UTF-8 of at most 128 MiB; its symbols are its distinct Unicode
-                  scalar values (a leading byte-order mark is dropped). --resume refuses a text whose vocabulary
-                  differs from <checkpoint>.vocab unless --force is given.
-          sample  --checkpoint PATH [--length N] [--temperature T] [--seed S] [--prime TEXT]
-          check   fast path against the reference and against finite differences on random shapes
-          info    the kernel path, the CPU and its measured FMA peak
-        """;
+    /// <summary>The commands: name, settings type, and a line for the help.</summary>
+    private static readonly (string Name, Type Settings, string Description)[] Table =
+    [
+        ("train", typeof(TrainSettings), "Train an Elman RNN on a UTF-8 text (holding out its end) or on the built-in grammar corpus."),
+        ("sample", typeof(SampleSettings), "Generate text from a trained checkpoint."),
+        ("check", typeof(CheckSettings), "Compare the fast path with the reference, and the reference with finite differences."),
+        ("info", typeof(InfoSettings), "Print the kernel path, its kernels and the CPU."),
+    ];
 
     public static int Run(string[] args, TextWriter output, TextWriter error, bool interactive) =>
         Run(args, output, error, interactive, KernelInfo.RequestedIsaProblem);
@@ -34,25 +44,26 @@ internal static class Commands
             WriteError(error, $"warning: {isaProblem}");
         }
 
+        CommandApp app = CreateApp(output, new RunContext(output, interactive, isaProblem));
         try
         {
-            if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+            if (args.Length == 0)
             {
-                output.WriteLine(Usage);
-                return args.Length == 0 ? 2 : 0;
+                // Usage on stdout, and the exit code of bad usage: no command was given.
+                app.Run(["--help"]);
+                return 2;
             }
 
-            string[] rest = args[1..];
-            return args[0] switch
+            if (args[0] == "help")
             {
-                "train" => TrainCommand.Run(new Options(rest, Set("resume", "force"), Set("text", "hidden", "chunk", "lr", "optimizer", "clip", "steps", "seed", "checkpoint", "every")), output, interactive),
-                "sample" => Sample(new Options(rest, Set(), Set("checkpoint", "length", "temperature", "seed", "prime")), output),
-                "check" => Check(new Options(rest, Set(), Set("seed")), output),
-                "info" => Info(new Options(rest, Set(), Set()), output, isaProblem),
-                _ => throw new UsageException($"unknown command '{args[0]}' (train, sample, check, info)"),
-            };
+                // "bptt help" and "bptt help train" as "bptt --help" and "bptt train --help".
+                args = args.Length == 1 ? ["--help"] : [.. args[1..], "--help"];
+            }
+
+            CheckArguments(args);
+            return app.Run(args);
         }
-        catch (UsageException e)
+        catch (Exception e) when (e is UsageException or CommandParseException or CommandRuntimeException)
         {
             WriteError(error, e.Message);
             return 2;
@@ -82,7 +93,7 @@ internal static class Commands
                 '\n' => line.Append("\\n"),
                 '\r' => line.Append("\\r"),
                 '\t' => line.Append("\\t"),
-                _ when char.IsControl(c) || c is '\u2028' or '\u2029' => line.Append(string.Create(Inv, $"\\u{(int)c:X4}")),
+                _ when char.IsControl(c) || c is '\u2028' or '\u2029' => line.Append(string.Create(CultureInfo.InvariantCulture, $"\\u{(int)c:X4}")),
                 _ => line.Append(c),
             };
         }
@@ -90,177 +101,112 @@ internal static class Commands
         error.WriteLine(line.ToString());
     }
 
-    private static HashSet<string> Set(params string[] names) => new(names, StringComparer.Ordinal);
-
-    private static int Sample(Options o, TextWriter output)
+    private static CommandApp CreateApp(TextWriter output, RunContext context)
     {
-        string checkpoint = o.String("checkpoint") ?? throw new UsageException("sample needs --checkpoint PATH");
-        int length = o.Int("length", 200, 1, 10_000_000);
-        float temperature = o.Float("temperature", 1f, 1e-3f, 100f);
-        int seed = o.Int("seed", 1, 0, int.MaxValue);
-        string? primeOption = o.String("prime");
-        if (checkpoint.Length == 0 || checkpoint.Contains('\0', StringComparison.Ordinal))
+        IAnsiConsole console = AnsiConsole.Create(new AnsiConsoleSettings
         {
-            throw new UsageException("--checkpoint needs a file path");
+            Ansi = context.Interactive ? AnsiSupport.Detect : AnsiSupport.No,
+            ColorSystem = context.Interactive ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
+            Interactive = context.Interactive ? InteractionSupport.Detect : InteractionSupport.No,
+            Out = new AnsiConsoleOutput(output),
+        });
+        if (!context.Interactive)
+        {
+            console.Profile.Width = 100;
         }
 
-        // The header, then the vocabulary, are checked before the parameters are allocated and read.
-        CheckpointInfo info = InputFiles.ReadCheckpointInfo(checkpoint, "--checkpoint");
-        Vocabulary vocabulary = InputFiles.ReadVocabulary(checkpoint + ".vocab", "--checkpoint");
-        if (info.Shape.InputSize != vocabulary.Count || info.Shape.OutputSize != vocabulary.Count)
+        var app = new CommandApp();
+        app.Configure(c =>
         {
-            throw new InvalidDataException($"--checkpoint: '{checkpoint}' is a model of {info.Shape.InputSize} inputs and {info.Shape.OutputSize} outputs; '{checkpoint}.vocab' has {vocabulary.Count} symbols");
-        }
-
-        var prime = new List<int>();
-        foreach (Rune r in PrimeRunes(primeOption ?? vocabulary[0].ToString()))
-        {
-            prime.Add(vocabulary.TryGetId(r, out int id) ? id : throw new UsageException($"--prime contains {Vocabulary.Describe(r)}, which is not in the model's vocabulary"));
-        }
-
-        var theta = new RnnParameters(info.Shape);
-        try
-        {
-            Checkpoint.Load(checkpoint, theta);
-        }
-        catch (InvalidDataException e)
-        {
-            throw new InvalidDataException($"--checkpoint: '{checkpoint}' is not a usable checkpoint: {e.Message}");
-        }
-
-        var model = new RnnModel(theta, info.Activation);
-        RnnState state = model.CreateState();
-        var logits = new float[info.Shape.OutputSize];
-        var random = new Random(seed);
-        var text = new StringBuilder();
-        Span<char> utf16 = stackalloc char[2];
-        void Step(int id, int position)
-        {
-            model.Step(id, state, logits, StepOutput.Logits);
-            if (!AllFinite(logits))
-            {
-                throw new InvalidDataException($"--checkpoint: '{checkpoint}': the model's output became non-finite after {position} symbols");
-            }
-        }
-
-        for (int k = 0; k < prime.Count; k++)
-        {
-            Step(prime[k], k + 1);
-            text.Append(utf16[..vocabulary[prime[k]].EncodeToUtf16(utf16)]);
-        }
-
-        for (int k = 0; k < length; k++)
-        {
-            int id = RnnModel.Sample(logits, temperature, random);
-            text.Append(utf16[..vocabulary[id].EncodeToUtf16(utf16)]);
-            if (k + 1 < length)
-            {
-                Step(id, prime.Count + k + 1);
-            }
-        }
-
-        output.WriteLine(text.ToString());
-        return 0;
+            c.SetApplicationName("bptt");
+            c.SetApplicationVersion(typeof(Commands).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0");
+            c.ConfigureConsole(console);
+            c.PropagateExceptions();
+            c.Settings.ShowOptionDefaultValues = false;
+            c.UseStrictParsing();
+            c.CaseSensitivity(CaseSensitivity.All);
+            c.AddCommand<TrainCommand>("train").WithDescription(Table[0].Description).WithData(context)
+                .WithExample("train", "--text", "book.txt")
+                .WithExample("train", "--text", "book.txt", "--hidden", "256", "--epochs", "3", "--checkpoint", "book.ckpt");
+            c.AddCommand<SampleCommand>("sample").WithDescription(Table[1].Description).WithData(context)
+                .WithExample("sample", "--checkpoint", "book.ckpt", "--length", "500", "--temperature", "0.8");
+            c.AddCommand<CheckCommand>("check").WithDescription(Table[2].Description).WithData(context);
+            c.AddCommand<InfoCommand>("info").WithDescription(Table[3].Description).WithData(context);
+        });
+        return app;
     }
 
-    /// <summary>The scalar values of <c>--prime</c>; an unpaired surrogate or an empty prime is refused.</summary>
-    private static List<Rune> PrimeRunes(string prime)
+    /// <summary>
+    /// Refuses, before parsing, what the parser would accept silently or report without the option's name: an option
+    /// given twice, an unknown option, an option without its value, a flag with a value, or a value of the wrong type.
+    /// The option names come from the settings classes' attributes, the same ones the parser and the help read.
+    /// </summary>
+    private static void CheckArguments(string[] args)
     {
-        var runes = new List<Rune>();
-        for (int at = 0; at < prime.Length;)
+        string command = args[0];
+        if (command.StartsWith('-') || args.Contains("-h") || args.Contains("--help"))
         {
-            if (Rune.DecodeFromUtf16(prime.AsSpan(at), out Rune r, out int used) != System.Buffers.OperationStatus.Done)
+            return; // --help, --version and their mistakes are the parser's
+        }
+
+        Type settings = Table.FirstOrDefault(c => c.Name == command).Settings
+            ?? throw new UsageException($"unknown command '{command}' (train, sample, check, info; see bptt --help)");
+        Dictionary<string, OptionInfo> options = OptionInfo.Of(settings).ToDictionary(o => o.Name, StringComparer.Ordinal);
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        for (int k = 1; k < args.Length; k++)
+        {
+            string arg = args[k];
+            if (!IsOptionLike(arg))
             {
-                throw new UsageException($"--prime contains an unpaired UTF-16 surrogate at position {at}");
+                throw new UsageException($"unexpected argument '{arg}' (bptt {command} takes only options; see bptt {command} --help)");
             }
 
-            runes.Add(r);
-            at += used;
-        }
-
-        return runes.Count == 0 ? throw new UsageException("--prime must not be empty") : runes;
-    }
-
-    private static bool AllFinite(ReadOnlySpan<float> values)
-    {
-        foreach (float v in values)
-        {
-            if (!float.IsFinite(v))
+            int equals = arg.IndexOf('=', StringComparison.Ordinal);
+            string name = equals < 0 ? arg : arg[..equals];
+            if (!options.TryGetValue(name, out OptionInfo? option))
             {
-                return false;
-            }
-        }
-
-        return true;
-    }
-
-    private static int Check(Options o, TextWriter output)
-    {
-        int seed = o.Int("seed", 7, 0, int.MaxValue);
-        output.WriteLine($"kernel path: {KernelInfo.Description}");
-        var random = new Random(seed);
-        double worstFast = 0, worstGradient = 0;
-        foreach ((int i, int h, int od, int t, int b) in new[] { (3, 7, 5, 6, 1), (17, 33, 9, 5, 4), (64, 100, 31, 4, 2) })
-        {
-            var shape = new RnnShape(i, h, od);
-            var theta = new RnnParameters(shape);
-            theta.InitializeGlorot((ulong)random.Next());
-            float[] x = Enumerable.Range(0, t * b * i).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
-            int[] y = Enumerable.Range(0, t * b).Select(_ => random.Next(od)).ToArray();
-            var fastGrad = new RnnParameters(shape);
-            float fastLoss = new BpttEngine(shape, t, b).ComputeGradients(theta, new SequenceBatch<float>(t, b, x, y), fastGrad);
-            double[] th = theta.Values.ToArray().Select(v => (double)v).ToArray();
-            double[] xd = x.Select(v => (double)v).ToArray();
-            var reference = new ReferenceBptt<double>(shape, t, b, Activation.Tanh);
-            var refGrad = new double[shape.ParameterCount];
-            double refLoss = reference.ComputeGradients(th, new SequenceBatch<double>(t, b, xd, y), refGrad);
-            double scale = refGrad.Max(Math.Abs) + 1e-12;
-            double fastError = Math.Max(Math.Abs(fastLoss - refLoss) / Math.Max(1, Math.Abs(refLoss)), refGrad.Select((g, k) => Math.Abs(g - fastGrad.Values[k]) / scale).Max());
-            worstFast = Math.Max(worstFast, fastError);
-
-            // Central differences of the double reference on a few parameters.
-            double gradError = 0;
-            for (int probe = 0; probe < 12; probe++)
-            {
-                int k = random.Next(th.Length);
-                double saved = th[k];
-                th[k] = saved + 1e-5;
-                double plus = reference.Evaluate(th, new SequenceBatch<double>(t, b, xd, y));
-                th[k] = saved - 1e-5;
-                double minus = reference.Evaluate(th, new SequenceBatch<double>(t, b, xd, y));
-                th[k] = saved;
-                double numeric = (plus - minus) / 2e-5;
-                gradError = Math.Max(gradError, Math.Abs(numeric - refGrad[k]) / Math.Max(1e-3, Math.Abs(numeric)));
+                throw new UsageException(options.Count == 0
+                    ? $"unknown option {name}: bptt {command} takes no options"
+                    : $"unknown option {name} for bptt {command} (see bptt {command} --help)");
             }
 
-            worstGradient = Math.Max(worstGradient, gradError);
-            output.WriteLine(string.Create(Inv, $"I={i} H={h} O={od} T={t} B={b}: fast vs reference max relative error {fastError:E2}; reference vs finite differences {gradError:E2}"));
-        }
+            if (!seen.Add(name))
+            {
+                throw new UsageException($"option {name} is given twice; give it once");
+            }
 
-        bool pass = worstFast < 1e-4 && worstGradient < 1e-4;
-        output.WriteLine(pass ? "PASS" : string.Create(Inv, $"FAIL (fast {worstFast:E2}, gradient {worstGradient:E2}; limits 1e-4)"));
-        return pass ? 0 : 1;
+            if (!option.TakesValue)
+            {
+                if (equals >= 0)
+                {
+                    throw new UsageException($"option {name} is a flag and takes no value");
+                }
+
+                continue;
+            }
+
+            string value;
+            if (equals >= 0)
+            {
+                value = arg[(equals + 1)..];
+            }
+            else if (k + 1 < args.Length && !IsOptionLike(args[k + 1]))
+            {
+                value = args[++k];
+            }
+            else
+            {
+                throw new UsageException($"option {name} needs a value");
+            }
+
+            if (option.ParseProblem(value) is { } problem)
+            {
+                throw new UsageException(problem);
+            }
+        }
     }
 
-    private static int Info(Options o, TextWriter output, string? isaProblem)
-    {
-        _ = o;
-        output.WriteLine($"kernel path: {KernelInfo.Description} (best supported: {KernelInfo.BestSupported})");
-        if (isaProblem is not null)
-        {
-            output.WriteLine($"warning: {isaProblem}");
-        }
-
-        foreach (string name in KernelInfo.KernelNames)
-        {
-            output.WriteLine($"  {name}");
-        }
-
-        output.WriteLine($"CPU: {KernelInfo.CpuModel} ({KernelInfo.CacheSizes})");
-        if (KernelInfo.UnusedHardware is { } unused)
-        {
-            output.WriteLine($"note: {unused}");
-        }
-        return 0;
-    }
+    /// <summary>An option, as the parser sees it: <c>--name</c>, or <c>-x</c> that is not a negative number.</summary>
+    private static bool IsOptionLike(string arg) =>
+        arg.StartsWith("--", StringComparison.Ordinal) || (arg.Length > 1 && arg[0] == '-' && !char.IsAsciiDigit(arg[1]) && arg[1] != '.');
 }

@@ -5,7 +5,7 @@ using Bptt.Fast.Training;
 namespace Bptt.Fast.Cli;
 
 /// <summary>
-/// The files <c>bptt train</c> writes: the checkpoint, <c>&lt;checkpoint&gt;.vocab</c>, <c>.loss.csv</c> and <c>.loss.png</c>.
+/// The files <c>bptt train</c> writes: the checkpoint, <c>&lt;checkpoint&gt;.vocab</c>, <c>.loss.csv</c> and <c>.loss.svg</c>.
 /// <see cref="Check"/> runs before training and writes nothing that stays; <see cref="Save"/> writes the loss log first
 /// and the checkpoint last, so a crash between them leaves a log that is at least as long as the checkpoint's step count.
 /// </summary>
@@ -26,21 +26,7 @@ internal sealed class OutputFiles(string checkpoint, Vocabulary vocabulary)
     public string LossLogPath => CheckpointPath + ".loss.csv";
 
     /// <summary>The loss plot.</summary>
-    public string PlotPath => CheckpointPath + ".loss.png";
-
-    /// <summary>The full path of <c>--checkpoint</c> (default <c>bptt-model.ckpt</c>).</summary>
-    /// <param name="value">The option's value, or null.</param>
-    /// <returns>The full path.</returns>
-    public static string FullPath(string? value)
-    {
-        string path = value ?? "bptt-model.ckpt";
-        if (string.IsNullOrWhiteSpace(path) || path.Contains('\0', StringComparison.Ordinal))
-        {
-            throw new UsageException("--checkpoint needs a file path");
-        }
-
-        return Path.GetFullPath(path);
-    }
+    public string PlotPath => CheckpointPath + ".loss.svg";
 
     /// <summary>
     /// Fails, before anything is trained or written, unless every output can be written: the folder exists and takes new

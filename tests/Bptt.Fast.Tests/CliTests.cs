@@ -29,7 +29,7 @@ public sealed class CliTests : IDisposable
         Assert.Contains("grammar optimum", output, StringComparison.Ordinal);
         Assert.Contains("top prediction legal", output, StringComparison.Ordinal);
         Assert.True(File.Exists(P("m.ckpt")));
-        Assert.True(new FileInfo(P("m.ckpt.loss.png")).Length > 1000);
+        Assert.True(new FileInfo(P("m.ckpt.loss.svg")).Length > 1000);
         Assert.Equal(50, File.ReadAllLines(P("m.ckpt.loss.csv")).Length);
 
         (code, output, error) = Run("sample", "--checkpoint", P("m.ckpt"), "--length", "40", "--temperature", "0.8", "--seed", "3", "--prime", "BT");

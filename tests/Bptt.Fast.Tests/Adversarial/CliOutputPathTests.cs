@@ -3,7 +3,7 @@ using Xunit;
 namespace Bptt.Fast.Tests.Adversarial;
 
 /// <summary>
-/// Every output of <c>bptt train</c> (checkpoint, .vocab, .loss.csv, .loss.png) is checked before training: a folder in
+/// Every output of <c>bptt train</c> (checkpoint, .vocab, .loss.csv, .loss.svg) is checked before training: a folder in
 /// the way, a missing folder, a dangling link, an existing file without --force, or a special file is refused, and
 /// nothing is written.
 /// </summary>
@@ -18,7 +18,7 @@ public sealed class CliOutputPathTests : CliHarness
     [InlineData("")]
     [InlineData(".vocab")]
     [InlineData(".loss.csv")]
-    [InlineData(".loss.png")]
+    [InlineData(".loss.svg")]
     public void AFolderInPlaceOfAnOutputIsRefused(string suffix)
     {
         Directory.CreateDirectory(P("m.ckpt" + suffix));
@@ -38,7 +38,7 @@ public sealed class CliOutputPathTests : CliHarness
     [Theory]
     [InlineData(".vocab")]
     [InlineData(".loss.csv")]
-    [InlineData(".loss.png")]
+    [InlineData(".loss.svg")]
     public void AnExistingOutputIsReplacedOnlyWithForce(string suffix)
     {
         File.WriteAllText(P("m.ckpt" + suffix), "precious");
@@ -52,7 +52,7 @@ public sealed class CliOutputPathTests : CliHarness
     [InlineData("")]
     [InlineData(".vocab")]
     [InlineData(".loss.csv")]
-    [InlineData(".loss.png")]
+    [InlineData(".loss.svg")]
     public void AnEmptyOrSpecialFileInPlaceOfAnOutputIsRefusedEvenWithForce(string suffix)
     {
         // Devices and pipes report length 0, like this empty file: none is opened, renamed over or truncated.
@@ -72,7 +72,7 @@ public sealed class CliOutputPathTests : CliHarness
     [InlineData("")]
     [InlineData(".vocab")]
     [InlineData(".loss.csv")]
-    [InlineData(".loss.png")]
+    [InlineData(".loss.svg")]
     public void ADanglingLinkInPlaceOfAnOutputIsRefused(string suffix)
     {
         Assert.SkipWhen(OperatingSystem.IsWindows(), "symbolic links need privileges on Windows");
@@ -107,7 +107,7 @@ public sealed class CliOutputPathTests : CliHarness
         (int code, _, string error) = Run(Train(P("m.ckpt"), "--every", "1"));
         Assert.True(code == 0, error);
         Assert.Equal(
-            ["m.ckpt", "m.ckpt.loss.csv", "m.ckpt.loss.png", "m.ckpt.vocab", "t.txt"],
+            ["m.ckpt", "m.ckpt.loss.csv", "m.ckpt.loss.svg", "m.ckpt.vocab", "t.txt"],
             Directory.EnumerateFileSystemEntries(Dir).Select(Path.GetFileName).Order(StringComparer.Ordinal));
         Assert.Equal(["1,", "2,", "3,"], File.ReadAllLines(P("m.ckpt.loss.csv")).Select(l => l[..2]));
     }
