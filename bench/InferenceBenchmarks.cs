@@ -110,7 +110,7 @@ public class InferenceBatch16 : IHasWork
     {
         var theta = new RnnParameters(new RnnShape(Vocabulary, H, Vocabulary));
         theta.InitializeGlorot(3);
-        _model = new RnnModel(theta);
+        _model = new RnnModel(theta, Activation.Tanh);
         _states = _model.CreateStateBatch(Streams);
         _tokens = Enumerable.Range(0, Streams).Select(k => (k * 7) % Vocabulary).ToArray();
         _probs = new float[Streams * Vocabulary];
