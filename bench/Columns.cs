@@ -46,7 +46,7 @@ public sealed class WorkColumn(string name, Func<double, double, double, string>
         BenchmarkReport? report = summary[benchmarkCase];
         double? ns = report?.ResultStatistics?.Mean;
         IHasWork? work = Describe(benchmarkCase);
-        return ns is null || work is null ? "-" : format(work.Flops, ns.Value, FmaPeak.GflopsPerSecond);
+        return ns is null || work is null ? "-" : format(work.Flops, ns.Value, HeadlinePeak.Gflops);
     }
 
     public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style) => GetValue(summary, benchmarkCase);
@@ -114,6 +114,62 @@ public sealed class SpeedupColumn : IColumn
         }
 
         return "-";
+    }
+
+    public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style) => GetValue(summary, benchmarkCase);
+
+    public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
+
+    public bool IsAvailable(Summary summary) => true;
+}
+
+/// <summary>
+/// How many times faster than ONNX Runtime on the same case, measured in the same run: the fastest ONNX Runtime row of
+/// the same benchmark and group (for a sequence, the faster of its RNN-operator and unrolled graphs) over this row's mean.
+/// </summary>
+public sealed class VsOnnxRuntimeColumn : IColumn
+{
+    public static readonly VsOnnxRuntimeColumn Instance = new();
+
+    public string Id => "Bptt.Fast.VsOnnxRuntime";
+
+    public string ColumnName => "vs ONNX Runtime";
+
+    public bool AlwaysShow => true;
+
+    public ColumnCategory Category => ColumnCategory.Custom;
+
+    public int PriorityInCategory => 2;
+
+    public bool IsNumeric => true;
+
+    public UnitType UnitType => UnitType.Dimensionless;
+
+    public string Legend => "Speed-up over the fastest ONNX Runtime graph for the same case (1 thread, ORT_ENABLE_ALL, IOBinding), measured in the same run";
+
+    public static bool IsOnnxRuntime(BenchmarkCase benchmarkCase) =>
+        benchmarkCase.Parameters.Items.Any(p => p.Value is PathParam { IsOnnxRuntime: true });
+
+    public string GetValue(Summary summary, BenchmarkCase benchmarkCase)
+    {
+        IHasWork? me = WorkColumn.Describe(benchmarkCase);
+        double? mine = summary[benchmarkCase]?.ResultStatistics?.Mean;
+        if (me is null || mine is null)
+        {
+            return "-";
+        }
+
+        double best = double.PositiveInfinity;
+        foreach (BenchmarkCase other in summary.BenchmarksCases)
+        {
+            if (other.Descriptor.Type == benchmarkCase.Descriptor.Type && IsOnnxRuntime(other) && WorkColumn.Describe(other)?.Group == me.Group
+                && summary[other]?.ResultStatistics?.Mean is double ort)
+            {
+                best = Math.Min(best, ort);
+            }
+        }
+
+        return double.IsPositiveInfinity(best) ? "-" : (best / mine.Value).ToString("F2", System.Globalization.CultureInfo.InvariantCulture) + "×";
     }
 
     public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style) => GetValue(summary, benchmarkCase);

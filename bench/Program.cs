@@ -12,10 +12,12 @@ namespace Bptt.Fast.Bench;
 
 /// <summary>
 /// <c>dotnet run -c Release --project bench</c>: measures the FMA peak, runs the quick job over the
-/// headline set (training steps S, S-tokens, M, BM, L; single and batched inference steps; GEMM 512³) on every path, prints one summary,
-/// and writes bench/results/&lt;cpu&gt;.md and .png. <c>--full</c> gives the full statistical run. Any other arguments go to
-/// BenchmarkSwitcher (e.g. <c>--filter *MatVec*</c>, <c>--list flat</c>); the kernel micro-benchmarks (Gemm, MatVec,
-/// Elementwise) run that way.
+/// headline set (training steps S, S-tokens, M, BM, L; single-step, T = 64 sequence and 16-stream serving, each against
+/// ONNX Runtime; GEMM 512³) on every path, prints one summary, and writes bench/results/&lt;machine&gt;/headline.md and
+/// training.png, &lt;machine&gt; being the CPU model with its family/model/stepping. <c>--full</c> gives the full
+/// statistical run. Any other arguments go to BenchmarkSwitcher (e.g. <c>--filter *MatVec*</c>, <c>--list flat</c>); the
+/// kernel micro-benchmarks (Gemm, MatVec, Elementwise) run that way, and a run that measured anything writes its
+/// summary to bench/results/&lt;machine&gt;/filtered.md.
 /// </summary>
 public static class Program
 {
@@ -23,20 +25,29 @@ public static class Program
     {
         bool full = args.Contains("--full");
         string[] rest = args.Where(a => a != "--full").ToArray();
-        double peak = FmaPeak.Measure();
-        Console.WriteLine($"CPU: {FmaPeak.Cpu}; measured single-core fp32 FMA peak: {peak:F1} GFLOP/s; fast path: {KernelInfo.Description}");
+        bool listOnly = rest.Contains("--list") || rest.Contains("--help") || rest.Contains("--version");
+        double peak = listOnly ? FmaPeak.Measure() : HeadlinePeak.Measure();
+        Console.WriteLine($"CPU: {FmaPeak.Cpu} ({Machine.Folder}); caches: {Machine.Caches}; single-core fp32 FMA peak: {peak:F1} GFLOP/s; fast path: {KernelInfo.Description}");
 
         IConfig config = Config(full);
         if (rest.Length > 0)
         {
-            IEnumerable<Summary> summaries = BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(rest, config);
+            Summary[] summaries = BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(rest, config).ToArray();
+            if (summaries.Any(s => s.Reports.Any(r => r.Success)))
+            {
+                Results.Write(summaries, peak, full, "filtered.md", chart: null);
+            }
+
             return summaries.Any(s => s.HasCriticalValidationErrors) ? 1 : 0;
         }
 
-        Summary summary = BenchmarkRunner.Run([typeof(TrainingStep), typeof(InferenceStep), typeof(InferenceBatch16), typeof(HeadlineGemm)], config.WithOptions(ConfigOptions.JoinSummary)).Single();
-        Results.Write(summary, peak, full);
+        Summary summary = BenchmarkRunner.Run(Headline, config.WithOptions(ConfigOptions.JoinSummary)).Single();
+        Results.Write([summary], peak, full, "headline.md", chart: "training.png");
         return summary.HasCriticalValidationErrors ? 1 : 0;
     }
+
+    /// <summary>The default run: training, serving against ONNX Runtime, and the headline GEMM.</summary>
+    public static Type[] Headline => [typeof(TrainingStep), typeof(InferenceStep), typeof(InferenceSequence), typeof(InferenceBatch16), typeof(HeadlineGemm)];
 
     private static IConfig Config(bool full)
     {
@@ -47,7 +58,7 @@ public static class Program
             .AddJob(job.WithId(full ? "full" : "quick"))
             .AddDiagnoser(MemoryDiagnoser.Default)
             .AddColumnProvider(DefaultColumnProviders.Instance)
-            .AddColumn(WorkColumn.Gflops, WorkColumn.PercentOfPeak, SpeedupColumn.Instance)
+            .AddColumn(WorkColumn.Gflops, WorkColumn.PercentOfPeak, SpeedupColumn.Instance, VsOnnxRuntimeColumn.Instance)
             .AddLogger(ConsoleLogger.Default)
             .AddExporter(MarkdownExporter.GitHub)
             .WithSummaryStyle(SummaryStyle.Default.WithCultureInfo(CultureInfo.InvariantCulture))
