@@ -28,6 +28,7 @@ public sealed class RnnModel
     private readonly RnnParameters _theta; // a private copy: W_xh, b_h, W_hy and b_y are read from it, and exporters read θ
     private readonly float[] _wxhT;     // [I, H]: column `token` of W_xh is row `token` here
     private readonly float[] _stepPacked; // W_hhᵀ in column-block panels (single stream)
+    private readonly float[] _headPacked; // W_hyᵀ in column-block panels (one output row)
     private readonly AlignedBuffer _wxhTPackedGemm; // op(B) = W_xhᵀ for dense input over many rows
     private readonly AlignedBuffer _whhTPackedGemm; // op(B) = W_hhᵀ for the batched step
     private readonly AlignedBuffer _whyTPackedGemm; // op(B) = W_hyᵀ for the batched output layer
@@ -77,6 +78,10 @@ public sealed class RnnModel
         FastKernels.Transpose(_theta.Whh, h, h, whhT);
         _stepPacked = new float[h * h];
         FastKernels.PackColumnBlocks(isa, whhT, h, h, _stepPacked);
+        var whyT = new float[h * o];
+        FastKernels.Transpose(_theta.Why, o, h, whyT);
+        _headPacked = new float[h * o];
+        FastKernels.PackColumnBlocks(isa, whyT, h, o, _headPacked);
         _wxhTPackedGemm = new AlignedBuffer(Gemm.PackedBLength(isa, i, h));
         Gemm.PackB(isa, true, i, h, _theta.Wxh, i, _wxhTPackedGemm.Span);
         _whhTPackedGemm = new AlignedBuffer(Gemm.PackedBLength(isa, h, h));
@@ -538,14 +543,14 @@ public sealed class RnnModel
         }
     }
 
-    /// <summary>(3)–(4) for <paramref name="rows"/> rows of H: V = H W_hyᵀ + b_y (a matrix-vector product for one row, a GEMM for more), then softmax per row if asked.</summary>
+    /// <summary>(3)–(4) for <paramref name="rows"/> rows of H: V = H W_hyᵀ + b_y (the packed axpy-form product for one row, a GEMM for more), then softmax per row if asked.</summary>
     private void Head(ReadOnlySpan<float> hidden, int rows, Span<float> outputs, StepOutput kind, Span<float> packA)
     {
         int h = Shape.HiddenSize, o = Shape.OutputSize;
         if (rows == 1)
         {
-            FastKernels.Gemv(_isa, _theta.Why, o, h, hidden[..h], outputs[..o]);
-            FastKernels.AxpyUnchecked(_isa, 1f, _theta.By, outputs[..o]);
+            // v = b_y + W_hy h in one pass, W_hyᵀ streamed in axpy form like the recurrent step.
+            FastKernels.PackedTransposedProduct<IdentityEpilogue>(_isa, _headPacked, h, o, hidden[..h], _theta.By, default, outputs[..o]);
         }
         else
         {
