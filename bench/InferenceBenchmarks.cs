@@ -282,3 +282,47 @@ public class InferenceSequence : IHasWork, IDisposable
         GC.SuppressFinalize(this);
     }
 }
+
+/// <summary>
+/// Where <see cref="InferenceBatch16"/>'s time goes: its two GEMMs alone on the best ISA, with B packed once as
+/// <see cref="RnnModel.StepBatch"/> has it: the recurrent product 16×H×H (U += H₋₁ W_hhᵀ) and the output layer 16×O×H.
+/// Not in the default run: <c>--filter *BatchStepGemm*</c>.
+/// </summary>
+public class BatchStepGemm : IHasWork
+{
+    private const int Streams = 16;
+    private float[] _a = null!, _c = null!;
+    private Internals.AlignedBuffer _packedB = null!, _packA = null!;
+    private int _n;
+
+    [Params(256, 512)]
+    public int H { get; set; } = 256;
+
+    [Params("recurrent", "output")]
+    public string Part { get; set; } = "recurrent";
+
+    private int N => Part == "recurrent" ? H : ServingShape.Vocabulary(H);
+
+    public double Flops => 2.0 * Streams * H * N;
+
+    public string Group => $"{Part} H={H}";
+
+    public bool IsReference => false;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var random = new Random(5);
+        _n = N;
+        _a = Enumerable.Range(0, Streams * H).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
+        float[] b = Enumerable.Range(0, _n * H).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
+        _c = new float[Streams * _n];
+        _packedB = new Internals.AlignedBuffer(Kernels.Gemm.PackedBLength(KernelInfo.Isa, H, _n));
+        Kernels.Gemm.PackB(KernelInfo.Isa, true, H, _n, b, H, _packedB.Span);
+        _packA = new Internals.AlignedBuffer(Kernels.Gemm.PackALength);
+        Paths.WarmUp(Multiply);
+    }
+
+    [Benchmark]
+    public void Multiply() => Kernels.Gemm.Multiply(KernelInfo.Isa, false, Streams, _n, H, _a, H, _packedB.Span, 0f, _c, _n, _packA.Span);
+}

@@ -73,6 +73,13 @@ public sealed class BenchSmokeTests
             sequence.Run();
         }
 
+        foreach (string part in new[] { "recurrent", "output" })
+        {
+            var gemm = new BatchStepGemm { H = 256, Part = part };
+            gemm.Setup();
+            gemm.Multiply();
+        }
+
         using var ort = new InferenceStep { H = 128, Path = InferenceStep.PathValues.Single(p => p.IsOnnxRuntime) };
         ort.Setup();
         Assert.True(float.IsFinite(ort.Step()));
