@@ -15,7 +15,8 @@ namespace Bptt.Fast.Bench;
 /// headline set (training steps S, S-tokens, M, BM, L; single-step, T = 64 sequence and 16-stream serving, each against
 /// ONNX Runtime; GEMM 512³) on every path, prints one summary, and writes bench/results/&lt;machine&gt;/headline.md and
 /// training.png, &lt;machine&gt; being the CPU model with its family/model/stepping. <c>--full</c> gives the full
-/// statistical run. Any other arguments go to BenchmarkSwitcher (e.g. <c>--filter *MatVec*</c>, <c>--list flat</c>); the
+/// statistical run; <c>--iterations N</c> gives the quick job N measured iterations instead of 3 (steadier ratios on a
+/// busy machine). Any other arguments go to BenchmarkSwitcher (e.g. <c>--filter *MatVec*</c>, <c>--list flat</c>); the
 /// kernel micro-benchmarks (Gemm, MatVec, Elementwise) run that way, and a run that measured anything writes its
 /// summary to bench/results/&lt;machine&gt;/filtered.md.
 /// </summary>
@@ -24,12 +25,14 @@ public static class Program
     public static int Main(string[] args)
     {
         bool full = args.Contains("--full");
-        string[] rest = args.Where(a => a != "--full").ToArray();
+        int at = Array.IndexOf(args, "--iterations");
+        int iterations = at >= 0 && at + 1 < args.Length && int.TryParse(args[at + 1], System.Globalization.CultureInfo.InvariantCulture, out int n) && n > 0 ? n : 3;
+        string[] rest = args.Where((a, k) => a != "--full" && (at < 0 || (k != at && k != at + 1))).ToArray();
         bool listOnly = rest.Contains("--list") || rest.Contains("--help") || rest.Contains("--version");
         double peak = listOnly ? FmaPeak.Measure() : HeadlinePeak.Measure();
         Console.WriteLine($"CPU: {FmaPeak.Cpu} ({Machine.Folder}); caches: {Machine.Caches}; single-core fp32 FMA peak: {peak:F1} GFLOP/s; fast path: {KernelInfo.Description}");
 
-        IConfig config = Config(full);
+        IConfig config = Config(full, iterations);
         if (rest.Length > 0)
         {
             Summary[] summaries = BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(rest, config).ToArray();
@@ -49,16 +52,16 @@ public static class Program
     /// <summary>The default run: training, serving against ONNX Runtime, and the headline GEMM.</summary>
     public static Type[] Headline => [typeof(TrainingStep), typeof(InferenceStep), typeof(InferenceSequence), typeof(InferenceBatch16), typeof(HeadlineGemm)];
 
-    private static IConfig Config(bool full)
+    private static IConfig Config(bool full, int iterations)
     {
         Job job = full
             ? Job.Default
-            : Job.ShortRun.WithWarmupCount(1).WithIterationCount(3).WithLaunchCount(1).WithIterationTime(Perfolizer.Horology.TimeInterval.FromMilliseconds(250));
+            : Job.ShortRun.WithWarmupCount(1).WithIterationCount(iterations).WithLaunchCount(1).WithIterationTime(Perfolizer.Horology.TimeInterval.FromMilliseconds(250));
         return ManualConfig.CreateEmpty()
             .AddJob(job.WithId(full ? "full" : "quick"))
             .AddDiagnoser(MemoryDiagnoser.Default)
             .AddColumnProvider(DefaultColumnProviders.Instance)
-            .AddColumn(WorkColumn.Gflops, WorkColumn.PercentOfPeak, SpeedupColumn.Instance, VsOnnxRuntimeColumn.Instance)
+            .AddColumn(StatisticColumn.Min, WorkColumn.Gflops, WorkColumn.PercentOfPeak, SpeedupColumn.Instance, VsOnnxRuntimeColumn.Instance, VsOnnxRuntimeColumn.Best)
             .AddLogger(ConsoleLogger.Default)
             .AddExporter(MarkdownExporter.GitHub)
             .WithSummaryStyle(SummaryStyle.Default.WithCultureInfo(CultureInfo.InvariantCulture))
