@@ -5,6 +5,9 @@ public sealed record PathParam(string Name, int Order) : IComparable<PathParam>,
 {
     public bool IsReference => Name == Paths.Reference;
 
+    /// <summary>An ONNX Runtime row (a serving baseline, not a Bptt.Fast path).</summary>
+    public bool IsOnnxRuntime => Name.StartsWith(Paths.OnnxRuntime, StringComparison.Ordinal);
+
     /// <summary>The ISA of a fast row (parsed once: the benchmark bodies read it on every call).</summary>
     public KernelIsa Isa { get; } = Name.StartsWith("Fast.", StringComparison.Ordinal) ? Enum.Parse<KernelIsa>(Name["Fast.".Length..]) : KernelIsa.Scalar;
 
@@ -23,11 +26,23 @@ public static class Paths
 {
     public const string Reference = "Reference";
 
+    /// <summary>ONNX Runtime running the exported graph (for a sequence: its RNN operator).</summary>
+    public const string OnnxRuntime = "OnnxRuntime";
+
+    /// <summary>ONNX Runtime running the exported sequence graph unrolled over T.</summary>
+    public const string OnnxRuntimeUnrolled = "OnnxRuntime.Unrolled";
+
     public static IEnumerable<PathParam> All =>
         new[] { Reference }.Concat(new[] { KernelIsa.Avx512, KernelIsa.Avx2, KernelIsa.AdvSimd, KernelIsa.Vector, KernelIsa.Scalar }
             .Where(KernelInfo.IsSupported).Select(isa => "Fast." + isa)).Select((name, i) => new PathParam(name, i));
 
     public static PathParam Default => All.First();
+
+    /// <summary>The fast path on the best ISA this machine supports (what a user gets by default).</summary>
+    public static PathParam Best => All.Single(p => p.Name == "Fast." + KernelInfo.BestSupported);
+
+    /// <summary>Every path of <see cref="All"/>, then ONNX Runtime: the rows of the single-step serving table.</summary>
+    public static IEnumerable<PathParam> WithOnnxRuntime => All.Append(new PathParam(OnnxRuntime, 100));
 
     /// <summary>Set by the bench smoke test, which runs each body once, untimed.</summary>
     public static bool SkipWarmUp { get; set; }

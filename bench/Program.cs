@@ -12,10 +12,13 @@ namespace Bptt.Fast.Bench;
 
 /// <summary>
 /// <c>dotnet run -c Release --project bench</c>: measures the FMA peak, runs the quick job over the
-/// headline set (training steps S, S-tokens, M, BM, L; single and batched inference steps; GEMM 512³) on every path, prints one summary,
-/// and writes bench/results/&lt;cpu&gt;.md and .png. <c>--full</c> gives the full statistical run. Any other arguments go to
-/// BenchmarkSwitcher (e.g. <c>--filter *MatVec*</c>, <c>--list flat</c>); the kernel micro-benchmarks (Gemm, MatVec,
-/// Elementwise) run that way.
+/// headline set (training steps S, S-tokens, M, BM, L; single-step, T = 64 sequence and 16-stream serving, each against
+/// ONNX Runtime; GEMM 512³) on every path, prints one summary, and writes bench/results/&lt;machine&gt;/headline.md and
+/// training.png, &lt;machine&gt; being the CPU model with its family/model/stepping. <c>--full</c> gives the full
+/// statistical run; <c>--iterations N</c> gives the quick job N measured iterations instead of 3 (steadier ratios on a
+/// busy machine). Any other arguments go to BenchmarkSwitcher (e.g. <c>--filter *MatVec*</c>, <c>--list flat</c>); the
+/// kernel micro-benchmarks (Gemm, MatVec, Elementwise) run that way, and a run that measured anything writes its
+/// summary to bench/results/&lt;machine&gt;/filtered.md.
 /// </summary>
 public static class Program
 {
@@ -23,15 +26,18 @@ public static class Program
     {
         bool full = args.Contains("--full");
         bool aot = args.Contains("--aot");
-        string[] rest = args.Where(a => a is not "--full" and not "--aot").ToArray();
-        double peak = FmaPeak.Measure();
-        Console.WriteLine($"CPU: {FmaPeak.Cpu}; measured single-core fp32 FMA peak: {peak:F1} GFLOP/s; fast path: {KernelInfo.Description}");
+        int at = Array.IndexOf(args, "--iterations");
+        int iterations = at >= 0 && at + 1 < args.Length && int.TryParse(args[at + 1], System.Globalization.CultureInfo.InvariantCulture, out int n) && n > 0 ? n : 3;
+        string[] rest = args.Where((a, k) => a is not "--full" and not "--aot" && (at < 0 || (k != at && k != at + 1))).ToArray();
+        bool listOnly = rest.Contains("--list") || rest.Contains("--help") || rest.Contains("--version");
+        double peak = listOnly ? FmaPeak.Measure() : HeadlinePeak.Measure();
+        Console.WriteLine($"CPU: {FmaPeak.Cpu} ({Machine.Folder}); caches: {Machine.Caches}; single-core fp32 FMA peak: {peak:F1} GFLOP/s; fast path: {KernelInfo.Description}");
 
-        IConfig config = Config(full);
+        IConfig config = Config(full, iterations);
         if (aot)
         {
             // JIT against NativeAOT (the CPU's own instruction set), same quick job, fast path only.
-            Job jit = Job.ShortRun.WithWarmupCount(1).WithIterationCount(3).WithLaunchCount(1).WithIterationTime(Perfolizer.Horology.TimeInterval.FromMilliseconds(250));
+            Job jit = Job.ShortRun.WithWarmupCount(1).WithIterationCount(iterations).WithLaunchCount(1).WithIterationTime(Perfolizer.Horology.TimeInterval.FromMilliseconds(250));
             IConfig aotConfig = ManualConfig.CreateEmpty()
                 .AddJob(jit.WithId("JIT"))
                 .AddJob(jit.WithToolchain(BenchmarkDotNet.Toolchains.NativeAot.NativeAotToolchain.CreateBuilder().UseNuGet().IlcInstructionSet("native").TargetFrameworkMoniker("net10.0").ToToolchain()).WithId("NativeAOT"))
@@ -46,25 +52,33 @@ public static class Program
 
         if (rest.Length > 0)
         {
-            IEnumerable<Summary> summaries = BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(rest, config);
+            Summary[] summaries = BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(rest, config).ToArray();
+            if (summaries.Any(s => s.Reports.Any(r => r.Success)))
+            {
+                Results.Write(summaries, peak, full, "filtered.md", chart: null);
+            }
+
             return summaries.Any(s => s.HasCriticalValidationErrors) ? 1 : 0;
         }
 
-        Summary summary = BenchmarkRunner.Run([typeof(TrainingStep), typeof(InferenceStep), typeof(InferenceBatch16), typeof(HeadlineGemm)], config.WithOptions(ConfigOptions.JoinSummary)).Single();
-        Results.Write(summary, peak, full);
+        Summary summary = BenchmarkRunner.Run(Headline, config.WithOptions(ConfigOptions.JoinSummary)).Single();
+        Results.Write([summary], peak, full, "headline.md", chart: "training.png");
         return summary.HasCriticalValidationErrors ? 1 : 0;
     }
 
-    private static IConfig Config(bool full)
+    /// <summary>The default run: training, serving against ONNX Runtime, and the headline GEMM.</summary>
+    public static Type[] Headline => [typeof(TrainingStep), typeof(InferenceStep), typeof(InferenceSequence), typeof(InferenceBatch16), typeof(HeadlineGemm)];
+
+    private static IConfig Config(bool full, int iterations)
     {
         Job job = full
             ? Job.Default
-            : Job.ShortRun.WithWarmupCount(1).WithIterationCount(3).WithLaunchCount(1).WithIterationTime(Perfolizer.Horology.TimeInterval.FromMilliseconds(250));
+            : Job.ShortRun.WithWarmupCount(1).WithIterationCount(iterations).WithLaunchCount(1).WithIterationTime(Perfolizer.Horology.TimeInterval.FromMilliseconds(250));
         return ManualConfig.CreateEmpty()
             .AddJob(job.WithId(full ? "full" : "quick"))
             .AddDiagnoser(MemoryDiagnoser.Default)
             .AddColumnProvider(DefaultColumnProviders.Instance)
-            .AddColumn(WorkColumn.Gflops, WorkColumn.PercentOfPeak, SpeedupColumn.Instance)
+            .AddColumn(StatisticColumn.Min, WorkColumn.Gflops, WorkColumn.PercentOfPeak, SpeedupColumn.Instance, VsOnnxRuntimeColumn.Instance, VsOnnxRuntimeColumn.Best)
             .AddLogger(ConsoleLogger.Default)
             .AddExporter(MarkdownExporter.GitHub)
             .WithSummaryStyle(SummaryStyle.Default.WithCultureInfo(CultureInfo.InvariantCulture))

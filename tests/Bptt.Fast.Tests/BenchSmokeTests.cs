@@ -70,9 +70,30 @@ public sealed class BenchSmokeTests
     public void PathIndependentBodiesRunOnce()
     {
         Paths.SkipWarmUp = true;
-        var batch = new InferenceBatch16 { H = 256 };
-        batch.Setup();
-        batch.Step();
+        foreach (PathParam path in InferenceBatch16.PathValues)
+        {
+            using var batch = new InferenceBatch16 { H = 256, Path = path };
+            batch.Setup();
+            batch.Step();
+        }
+
+        foreach (PathParam path in InferenceSequence.PathValues)
+        {
+            using var sequence = new InferenceSequence { H = 128, Path = path };
+            sequence.Setup();
+            sequence.Run();
+        }
+
+        foreach (string part in new[] { "recurrent", "output" })
+        {
+            var gemm = new BatchStepGemm { H = 256, Part = part };
+            gemm.Setup();
+            gemm.Multiply();
+        }
+
+        using var ort = new InferenceStep { H = 128, Path = InferenceStep.PathValues.Single(p => p.IsOnnxRuntime) };
+        ort.Setup();
+        Assert.True(float.IsFinite(ort.Step()));
         using var parallel = new DataParallel { Workload = Workload.BM, Workers = 2 };
         parallel.Setup();
         Assert.True(float.IsFinite(parallel.Step()));
@@ -84,6 +105,26 @@ public sealed class BenchSmokeTests
         Assert.Equal(["S", "S-tokens", "M", "BM", "L"], TrainingStep.Workloads.Select(w => w.Name));
         Assert.Equal(Paths.Reference, Paths.All.First().Name);
         Assert.Contains(Paths.All, p => p.Name == "Fast." + KernelInfo.BestSupported);
+        Assert.Contains(InferenceStep.PathValues, p => p.IsOnnxRuntime);
+        Assert.Equal([64, 64, 128, 128], new[] { 128, 256, 512, 1024 }.Select(ServingShape.Vocabulary));
         Assert.True(Workload.S.CompareTo(Workload.L) < 0);
+    }
+
+    [Fact]
+    public void TheOnnxRuntimeRowComputesWhatOurRowComputes()
+    {
+        // The bench's ONNX Runtime runner (IOBinding, two bindings that alternate the state) against RnnModel.Step.
+        Serving.RnnModel model = ServingShape.Model(32, 9);
+        using var runner = new OnnxRuntimeRunner(Serving.OnnxExport.StepGraph(model, Serving.OnnxInput.Tokens, Serving.StepOutput.Probabilities), [1], 1, 32, [1, 64]);
+        Serving.RnnState state = model.CreateState();
+        var ours = new float[64];
+        foreach (int token in new[] { 3, 60, 0, 17, 17, 42 })
+        {
+            model.Step(token, state, ours);
+            runner.Tokens[0] = token;
+            runner.Run();
+            Assert.True(SequenceServingTests.Normwise(runner.Y, ours) <= 1e-5);
+            Assert.True(SequenceServingTests.Normwise(runner.State, state.Hidden) <= 1e-5);
+        }
     }
 }

@@ -315,7 +315,7 @@ public sealed partial class CliTextTests : CliHarness
 
         double Sequential(int[] t)
         {
-            var model = new RnnModel(theta);
+            var model = new RnnModel(theta, Activation.Tanh);
             RnnState state = model.CreateState();
             var p = new float[11];
             double sum = 0;

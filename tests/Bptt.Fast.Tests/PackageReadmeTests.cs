@@ -29,7 +29,7 @@ public sealed class PackageReadmeTests
         }
 
         Checkpoint.Save(path, theta, Activation.Tanh, optimizer); // path: where to write, e.g. "model.ckpt"
-        var model = new RnnModel(theta);
+        var model = new RnnModel(theta, Activation.Tanh);
         RnnState state = model.CreateState();
         var probabilities = new float[shape.OutputSize];
         model.Step(token: 0, state, probabilities);  // p(next token | "a")

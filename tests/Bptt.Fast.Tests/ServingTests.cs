@@ -118,7 +118,7 @@ public sealed class ServingTests
     public void BatchedSteppingEqualsSteppingEachStreamAlone()
     {
         RnnParameters theta = Theta(5);
-        var model = new RnnModel(theta);
+        var model = new RnnModel(theta, Activation.Tanh);
         const int B = 16;
         RnnStateBatch batch = model.CreateStateBatch(B);
         var singles = Enumerable.Range(0, B).Select(_ => model.CreateState()).ToArray();
@@ -142,7 +142,7 @@ public sealed class ServingTests
     [Fact]
     public void ConcurrentCallersGetExactlyTheResultsOfSequentialCallers()
     {
-        var model = new RnnModel(Theta(6));
+        var model = new RnnModel(Theta(6), Activation.Tanh);
         const int Callers = 8, Steps = 200;
         float[][] Run(int caller)
         {
@@ -177,7 +177,7 @@ public sealed class ServingTests
     [InlineData("batched step")]
     public void AStepAllocatesNothing(string what)
     {
-        var model = new RnnModel(Theta(7));
+        var model = new RnnModel(Theta(7), Activation.Tanh);
         RnnState state = model.CreateState();
         RnnStateBatch batch = model.CreateStateBatch(4);
         var output = new float[Shape.OutputSize];
@@ -223,15 +223,15 @@ public sealed class ServingTests
     [Fact]
     public void BadInputIsRejected()
     {
-        var model = new RnnModel(Theta(8));
+        var model = new RnnModel(Theta(8), Activation.Tanh);
         RnnState state = model.CreateState();
         var output = new float[Shape.OutputSize];
         Assert.Equal("token", Assert.Throws<ArgumentOutOfRangeException>(() => model.Step(13, state, output)).ParamName);
         Assert.Equal("output", Assert.Throws<ArgumentException>(() => model.Step(1, state, new float[3])).ParamName);
         Assert.Equal("input", Assert.Throws<ArgumentException>(() => model.Step(new float[Shape.InputSize].Select(_ => float.NaN).ToArray(), state, output)).ParamName);
-        Assert.Equal("state", Assert.Throws<ArgumentException>(() => model.Step(1, new RnnModel(new RnnParameters(new RnnShape(13, 41, 11))).CreateState(), output)).ParamName);
+        Assert.Equal("state", Assert.Throws<ArgumentException>(() => model.Step(1, new RnnModel(new RnnParameters(new RnnShape(13, 41, 11)), Activation.Tanh).CreateState(), output)).ParamName);
         var bad = Theta(9);
         bad.Why[0] = float.NaN;
-        Assert.Equal("parameters", Assert.Throws<ArgumentException>(() => new RnnModel(bad)).ParamName);
+        Assert.Equal("parameters", Assert.Throws<ArgumentException>(() => new RnnModel(bad, Activation.Tanh)).ParamName);
     }
 }

@@ -92,6 +92,9 @@ internal abstract class KernelSet
     /// <summary>Packs A (m×n) into the column-block panels of <see cref="StepForward"/> and <see cref="StepBackward"/>.</summary>
     public abstract void PackColumnBlocks(ReadOnlySpan<float> a, int m, int n, Span<float> packed);
 
+    /// <summary>y = addend + Aᵀx over A (m×n) packed by <see cref="PackColumnBlocks"/>: equation (3) for one row, vₜ = b_y + W_hy hₜ, with W_hyᵀ packed.</summary>
+    public abstract void PackedProduct(ReadOnlySpan<float> packed, int m, int n, ReadOnlySpan<float> x, ReadOnlySpan<float> addend, Span<float> y);
+
     /// <summary>Packs Aᵀ (A n×m row-major) the way <see cref="PackColumnBlocks"/> packs an m×n matrix, without forming Aᵀ.</summary>
     public abstract void PackTransposedColumnBlocks(ReadOnlySpan<float> a, int n, int m, Span<float> packed);
 
@@ -169,6 +172,9 @@ internal sealed class KernelSet<TOps, TVec, TAct> : KernelSet
 
     public override void PackColumnBlocks(ReadOnlySpan<float> a, int m, int n, Span<float> packed) =>
         VectorKernels<TOps, TVec>.PackColumnBlocks(a, m, n, packed);
+
+    public override void PackedProduct(ReadOnlySpan<float> packed, int m, int n, ReadOnlySpan<float> x, ReadOnlySpan<float> addend, Span<float> y) =>
+        VectorKernels<TOps, TVec>.PackedTransposedProduct<IdentityEpilogue>(packed, m, n, x, addend, default, y);
 
     public override void PackTransposedColumnBlocks(ReadOnlySpan<float> a, int n, int m, Span<float> packed) =>
         VectorKernels<TOps, TVec>.PackTransposedColumnBlocks(a, n, m, packed);

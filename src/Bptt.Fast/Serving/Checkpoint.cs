@@ -77,6 +77,9 @@ public static class Checkpoint
     /// <summary>Floats checked (and skipped) per read when a block is not kept.</summary>
     private const int ChunkBytes = 1 << 16;
 
+    /// <summary>Floats a growing θ staging buffer starts with (4 MiB).</summary>
+    private const int GrowStart = 1 << 20;
+
     /// <summary>Block numbers of <see cref="Source.Floats"/> besides the optimizer's 0 … S − 1.</summary>
     private const int ThetaBlock = -1, CarriedBlock = -2;
 
@@ -236,6 +239,50 @@ public static class Checkpoint
         return Read(file, Available(file), null, null, default);
     }
 
+    /// <summary>Reads only the header of the checkpoint that is the rest of <paramref name="stream"/> (after checking all of it).</summary>
+    /// <param name="stream">A readable stream positioned at the checkpoint; it is read to the end.</param>
+    /// <returns>The header.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="stream"/> is null.</exception>
+    /// <exception cref="ArgumentException">The stream cannot read.</exception>
+    /// <exception cref="InvalidDataException">The data is not a valid checkpoint (see <see cref="Load(Stream, RnnParameters, Optimizer?, Span{float})"/>).</exception>
+    /// <exception cref="IOException">The stream failed while reading.</exception>
+    public static CheckpointInfo ReadInfo(Stream stream)
+    {
+        CheckReadable(stream);
+        return Read(stream, Available(stream), null, null, default);
+    }
+
+    /// <summary>θ and the header of a checkpoint file, θ sized from the file's own header (for <see cref="RnnModel.Load(string)"/>).</summary>
+    internal static (RnnParameters Parameters, CheckpointInfo Info) LoadParameters(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        using FileStream file = OpenRead(path);
+        return LoadParameters(file, Available(file));
+    }
+
+    /// <summary>θ and the header of the checkpoint that is the rest of <paramref name="stream"/>.</summary>
+    internal static (RnnParameters Parameters, CheckpointInfo Info) LoadParameters(Stream stream)
+    {
+        CheckReadable(stream);
+        return LoadParameters(stream, Available(stream));
+    }
+
+    private static (RnnParameters Parameters, CheckpointInfo Info) LoadParameters(Stream stream, long available)
+    {
+        RnnParameters? theta = null;
+        CheckpointInfo info = Read(stream, available, null, null, default, shape => theta = new RnnParameters(shape));
+        return (theta!, info);
+    }
+
+    private static void CheckReadable(Stream stream)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        if (!stream.CanRead)
+        {
+            throw new ArgumentException("The stream does not support reading.", nameof(stream));
+        }
+    }
+
     private static FileStream OpenRead(string path) =>
         new(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, bufferSize: 0, FileOptions.SequentialScan);
 
@@ -370,7 +417,12 @@ public static class Checkpoint
     /// <param name="parameters">Receives θ, or null to only check.</param>
     /// <param name="optimizer">Receives the state blocks and step count, or null.</param>
     /// <param name="carried">Receives the carried state, or empty.</param>
-    private static CheckpointInfo Read(Stream stream, long available, RnnParameters? parameters, Optimizer? optimizer, Span<float> carried)
+    /// <param name="create">
+    /// With <paramref name="parameters"/> null: θ is kept all the same, and once the whole checkpoint passed this makes the
+    /// θ block of the file's shape that receives it. θ is then staged as it arrives (growing with the bytes actually read),
+    /// so a header that promises more than the data holds never allocates the promised size.
+    /// </param>
+    private static CheckpointInfo Read(Stream stream, long available, RnnParameters? parameters, Optimizer? optimizer, Span<float> carried, Func<RnnShape, RnnParameters>? create = null)
     {
         var source = new Source(stream);
 
@@ -479,8 +531,8 @@ public static class Checkpoint
             // θ, then the state blocks: staged when they will be copied out, otherwise checked chunk by chunk.
             for (int b = ThetaBlock; b < (int)blocks; b++)
             {
-                bool keep = parameters is not null && (b < 0 || optimizer is not null);
-                staged[b + 1] = source.Floats(count, keep, b);
+                bool keep = parameters is not null ? b < 0 || optimizer is not null : create is not null && b < 0;
+                staged[b + 1] = source.Floats(count, keep, b, grow: parameters is null && available < 0);
             }
 
             Span<byte> word = stackalloc byte[4];
@@ -503,7 +555,7 @@ public static class Checkpoint
                 throw new InvalidDataException($"The checkpoint carries {c} floats of stream state; the target holds {carried.Length}.");
             }
 
-            staged[^1] = source.Floats((int)c, keepCarried, CarriedBlock);
+            staged[^1] = source.Floats((int)c, keepCarried, CarriedBlock, grow: false);
             uint computed = source.Crc;
             source.Read(word);
             uint stored = BinaryPrimitives.ReadUInt32LittleEndian(word);
@@ -519,6 +571,11 @@ public static class Checkpoint
             }
 
             var info = new CheckpointInfo(shape, (Activation)activation, step, random, name, (int)blocks, (int)c);
+            if (create is not null && parameters is null)
+            {
+                staged[0].AsSpan(0, count).CopyTo(create(shape).Values);
+            }
+
             if (parameters is not null)
             {
                 // Everything passed: copy out. Nothing below throws.
@@ -650,12 +707,48 @@ public static class Checkpoint
             }
         }
 
-        /// <summary>Reads <paramref name="count"/> floats; returns them in a pooled array when kept, otherwise null.</summary>
-        public float[]? Floats(int count, bool keep, int block)
+        /// <summary>
+        /// Reads <paramref name="count"/> floats; returns them in a pooled array when kept, otherwise null. With
+        /// <paramref name="grow"/>, a kept block starts small and doubles as data arrives, so the memory it takes never
+        /// runs ahead of the bytes read by more than the data already there.
+        /// </summary>
+        public float[]? Floats(int count, bool keep, int block, bool grow)
         {
             if (keep && count == 0)
             {
                 return [];
+            }
+
+            if (keep && grow && count > GrowStart)
+            {
+                float[] array = ArrayPool<float>.Shared.Rent(GrowStart);
+                try
+                {
+                    for (int done = 0; done < count;)
+                    {
+                        if (done == array.Length)
+                        {
+                            float[] bigger = ArrayPool<float>.Shared.Rent((int)Math.Min(count, 2L * array.Length));
+                            array.AsSpan(0, done).CopyTo(bigger);
+                            ArrayPool<float>.Shared.Return(array);
+                            array = bigger;
+                        }
+
+                        int n = Math.Min(count, array.Length) - done;
+                        Span<float> values = array.AsSpan(done, n);
+                        Read(MemoryMarshal.AsBytes(values));
+                        LittleEndianFloats.ToHost(values);
+                        Note(values, done, block);
+                        done += n;
+                    }
+
+                    return array;
+                }
+                catch
+                {
+                    ArrayPool<float>.Shared.Return(array);
+                    throw;
+                }
             }
 
             if (keep)

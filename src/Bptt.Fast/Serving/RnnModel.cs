@@ -1,8 +1,8 @@
 using System.Runtime.CompilerServices;
 using Bptt.Fast.Internals;
-using Bptt.Fast.Model;
 using Bptt.Fast.Kernels;
 using Bptt.Fast.Kernels.Bodies;
+using Bptt.Fast.Model;
 
 namespace Bptt.Fast.Serving;
 
@@ -24,18 +24,28 @@ public enum StepOutput
 /// </summary>
 public sealed class RnnModel
 {
+    /// <summary>From this many streams on, a recurrent step of a sequence call is one GEMM over the streams, as in training.</summary>
+    private const int BatchedRecurrenceMinBatch = 4;
+
+    private readonly RnnParameters _theta; // a private copy: W_xh, b_h, W_hy and b_y are read from it, and exporters read θ
     private readonly float[] _wxhT;     // [I, H]: column `token` of W_xh is row `token` here
-    private readonly float[] _wxh;      // [H, I], dense input
     private readonly float[] _stepPacked; // W_hhᵀ in column-block panels (single stream)
+    private readonly float[] _headPacked; // W_hyᵀ in column-block panels (one output row)
+    private readonly AlignedBuffer _wxhTPackedGemm; // op(B) = W_xhᵀ for dense input over many rows
     private readonly AlignedBuffer _whhTPackedGemm; // op(B) = W_hhᵀ for the batched step
     private readonly AlignedBuffer _whyTPackedGemm; // op(B) = W_hyᵀ for the batched output layer
-    private readonly float[] _bh, _why, _by;
     private readonly KernelSet _k;
 
-    /// <summary>Copies θ into a read-only model.</summary>
+    /// <summary>
+    /// Copies θ into a read-only model. The activation is required: a network runs only with the f it was trained with.
+    /// To serve a checkpoint, <see cref="Load(string)"/> reads both θ and f from the file.
+    /// </summary>
     /// <param name="parameters">θ; must be finite.</param>
     /// <param name="activation">f of equation (2), as trained.</param>
-    public RnnModel(RnnParameters parameters, Activation activation = Activation.Tanh)
+    /// <exception cref="ArgumentNullException"><paramref name="parameters"/> is null.</exception>
+    /// <exception cref="ArgumentException">θ holds NaN or ±∞.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="activation"/> is not a defined value.</exception>
+    public RnnModel(RnnParameters parameters, Activation activation)
         : this(parameters, activation, KernelInfo.Isa)
     {
     }
@@ -54,19 +64,19 @@ public sealed class RnnModel
         Shape = s;
         Activation = activation;
         _k = KernelSets.For(isa, activation);
-        _wxh = parameters.Wxh.ToArray();
+        _theta = parameters.Clone();
         _wxhT = new float[i * h];
-        Layout.Transpose(_wxh, h, i, _wxhT);
-
+        Layout.Transpose(_theta.Wxh, h, i, _wxhT);
         _stepPacked = new float[h * h];
-        _k.PackTransposedColumnBlocks(parameters.Whh, h, h, _stepPacked);
+        _k.PackTransposedColumnBlocks(_theta.Whh, h, h, _stepPacked);
+        _headPacked = new float[h * o];
+        _k.PackTransposedColumnBlocks(_theta.Why, o, h, _headPacked);
+        _wxhTPackedGemm = new AlignedBuffer(_k.PackedBLength(i, h));
+        _k.PackB(true, i, h, _theta.Wxh, i, _wxhTPackedGemm.Span);
         _whhTPackedGemm = new AlignedBuffer(_k.PackedBLength(h, h));
-        _k.PackB(true, h, h, parameters.Whh, h, _whhTPackedGemm.Span);
+        _k.PackB(true, h, h, _theta.Whh, h, _whhTPackedGemm.Span);
         _whyTPackedGemm = new AlignedBuffer(_k.PackedBLength(h, o));
-        _k.PackB(true, h, o, parameters.Why, h, _whyTPackedGemm.Span);
-        _bh = parameters.Bh.ToArray();
-        _why = parameters.Why.ToArray();
-        _by = parameters.By.ToArray();
+        _k.PackB(true, h, o, _theta.Why, h, _whyTPackedGemm.Span);
     }
 
     /// <summary>The network sizes.</summary>
@@ -74,6 +84,41 @@ public sealed class RnnModel
 
     /// <summary>f.</summary>
     public Activation Activation { get; }
+
+    /// <summary>θ as given at construction (read-only by contract: the exporters read it, nothing writes it).</summary>
+    internal RnnParameters Parameters => _theta;
+
+    /// <summary>
+    /// Loads a checkpoint written by <see cref="Checkpoint.Save(string, RnnParameters, Activation, Training.Optimizer?, ulong, ReadOnlySpan{float})"/>:
+    /// θ, the shape and the activation all come from the file (optimizer state and carried state are checked, not kept),
+    /// so a model always runs with the f it was trained with.
+    /// </summary>
+    /// <param name="path">The checkpoint file.</param>
+    /// <returns>The model.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="path"/> is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="path"/> is empty.</exception>
+    /// <exception cref="InvalidDataException">The file is not a valid checkpoint (as <see cref="Checkpoint.Load(string, RnnParameters, Training.Optimizer?, Span{float})"/>).</exception>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="IOException">The file cannot be read.</exception>
+    /// <exception cref="UnauthorizedAccessException">The file cannot be opened for reading.</exception>
+    public static RnnModel Load(string path)
+    {
+        (RnnParameters theta, CheckpointInfo info) = Checkpoint.LoadParameters(path);
+        return new RnnModel(theta, info.Activation);
+    }
+
+    /// <summary>Loads a checkpoint from the rest of <paramref name="stream"/>, like <see cref="Load(string)"/>; a stream of unknown length is read as it arrives (memory grows with the bytes actually read).</summary>
+    /// <param name="stream">A readable stream positioned at the checkpoint; the checkpoint must be the rest of the stream.</param>
+    /// <returns>The model.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="stream"/> is null.</exception>
+    /// <exception cref="ArgumentException">The stream cannot read.</exception>
+    /// <exception cref="InvalidDataException">The data is not a valid checkpoint.</exception>
+    /// <exception cref="IOException">The stream failed while reading.</exception>
+    public static RnnModel Load(Stream stream)
+    {
+        (RnnParameters theta, CheckpointInfo info) = Checkpoint.LoadParameters(stream);
+        return new RnnModel(theta, info.Activation);
+    }
 
     /// <summary>A new state for one stream, h = 0.</summary>
     /// <returns>The state.</returns>
@@ -83,6 +128,16 @@ public sealed class RnnModel
     /// <param name="count">Streams, at least 1.</param>
     /// <returns>The states.</returns>
     public RnnStateBatch CreateStateBatch(int count) => new(Shape, count);
+
+    /// <summary>
+    /// A workspace for sequence calls of up to <paramref name="maxSteps"/> steps of up to <paramref name="maxBatch"/>
+    /// streams: 4·T·B·H bytes plus a 144 KiB packing buffer, allocated here once.
+    /// </summary>
+    /// <param name="maxSteps">The most steps per call, at least 1.</param>
+    /// <param name="maxBatch">The most streams per call, in [1, <see cref="RnnSequenceWorkspace.MaxBatchLimit"/>].</param>
+    /// <returns>The workspace.</returns>
+    /// <exception cref="ArgumentOutOfRangeException">A size out of range, or T·B·H floats would not fit one array.</exception>
+    public RnnSequenceWorkspace CreateSequenceWorkspace(int maxSteps, int maxBatch = 1) => new(Shape, maxSteps, maxBatch);
 
     /// <summary>One step of one stream with token input: advances <paramref name="state"/> and writes yₜ or vₜ.</summary>
     /// <param name="token">xₜ as a token id in [0, I).</param>
@@ -107,9 +162,11 @@ public sealed class RnnModel
         {
             int h = Shape.HiddenSize;
             Span<float> u = state.Scratch;
-            _bh.CopyTo(u);
+            _theta.Bh.CopyTo(u);
             _k.Axpy(1f, _wxhT.AsSpan(token * h, h), u);
-            Advance(state, output, kind);
+            FusedStep(state.Hidden, u);
+            u.CopyTo(state.Hidden);
+            Head(state.Hidden, 1, output, kind, default);
         }
         finally
         {
@@ -142,9 +199,11 @@ public sealed class RnnModel
         try
         {
             Span<float> u = state.Scratch;
-            _k.Gemv(_wxh, Shape.HiddenSize, Shape.InputSize, input, u);
-            _k.Axpy(1f, _bh, u);
-            Advance(state, output, kind);
+            _k.Gemv(_theta.Wxh, Shape.HiddenSize, Shape.InputSize, input, u);
+            _k.Axpy(1f, _theta.Bh, u);
+            FusedStep(state.Hidden, u);
+            u.CopyTo(state.Hidden);
+            Head(state.Hidden, 1, output, kind, default);
         }
         finally
         {
@@ -174,14 +233,7 @@ public sealed class RnnModel
         Guard.Length(b, tokens.Length, nameof(tokens), "states.Count");
         Guard.Length(b * o, outputs.Length, nameof(outputs), "states.Count × outputSize");
         CheckKind(kind);
-        for (int r = 0; r < b; r++)
-        {
-            if ((uint)tokens[r] >= (uint)Shape.InputSize)
-            {
-                throw new ArgumentOutOfRangeException(nameof(tokens), tokens[r], $"Expected token ids in [0, {Shape.InputSize}); stream {r} holds {tokens[r]}.");
-            }
-        }
-
+        CheckTokens(tokens, nameof(tokens));
         var set = default(AliasSet);
         set.Read(tokens, nameof(tokens));
         set.Write<float>(states.Hidden, "states.Hidden");
@@ -194,7 +246,7 @@ public sealed class RnnModel
             for (int r = 0; r < b; r++)
             {
                 Span<float> row = u.Slice(r * h, h);
-                _bh.CopyTo(row);
+                _theta.Bh.CopyTo(row);
                 _k.Axpy(1f, _wxhT.AsSpan(tokens[r] * h, h), row);
             }
 
@@ -202,22 +254,7 @@ public sealed class RnnModel
             _k.Multiply(false, b, h, h, states.Hidden, h, _whhTPackedGemm.Span, 1f, u, h, states.PackA);
             _k.Activate(u, u);
             u.CopyTo(states.Hidden);
-
-            // (3): V = H W_hyᵀ + b_y; (4) per row.
-            for (int r = 0; r < b; r++)
-            {
-                _by.CopyTo(outputs.Slice(r * o, o));
-            }
-
-            _k.Multiply(false, b, o, h, states.Hidden, h, _whyTPackedGemm.Span, 1f, outputs, o, states.PackA);
-            if (kind == StepOutput.Probabilities)
-            {
-                for (int r = 0; r < b; r++)
-                {
-                    Span<float> row = outputs.Slice(r * o, o);
-                    _k.Softmax(row, row);
-                }
-            }
+            Head(states.Hidden, b, outputs, kind, states.PackA);
         }
         finally
         {
@@ -226,20 +263,122 @@ public sealed class RnnModel
     }
 
     /// <summary>
-    /// Runs every streaming code path once on scratch states (token and dense steps, both outputs, and a batched step),
-    /// so that the JIT has compiled them before the first request; the kernels are compiled fully optimised on first use,
-    /// so the first real step then runs at steady-state speed. It allocates its scratch states; call it once.
+    /// Runs T steps of one stream with token input in one call, from <paramref name="state"/>, which then holds h_T: the
+    /// same results as T calls of <see cref="Step(int, RnnState, Span{float}, StepOutput)"/> (within float rounding of the
+    /// output layer), so a stream may be fed in pieces of any length. As in training, the input projection is hoisted
+    /// over all T steps (a gather of W_xh columns), only W_hh hₜ₋₁ runs step by step, and the output layer is one GEMM over
+    /// the T rows (or runs for the last row only). Allocates nothing.
+    /// </summary>
+    /// <param name="tokens">x₁ … x_T as token ids in [0, I); T = tokens.Length, in [1, <see cref="RnnSequenceWorkspace.MaxSteps"/>].</param>
+    /// <param name="state">The caller's state: h₀ on entry, h_T on return.</param>
+    /// <param name="workspace">Scratch memory from <see cref="CreateSequenceWorkspace"/> (this shape).</param>
+    /// <param name="outputs"><c>[T, O]</c> floats for <see cref="SequenceOutput.EveryStep"/>, O for <see cref="SequenceOutput.LastStep"/>.</param>
+    /// <param name="kind">Probabilities or logits.</param>
+    /// <param name="steps">Every step's output, or the last step's only.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="state"/> or <paramref name="workspace"/> is null.</exception>
+    /// <exception cref="ArgumentException">No tokens; a state or workspace of another shape; more steps than the workspace
+    /// holds (<c>workspace</c>); an output of the wrong length; outputs that overlap the state or the tokens.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A token outside [0, I), or an undefined <paramref name="kind"/> or <paramref name="steps"/>.</exception>
+    /// <exception cref="InvalidOperationException">Another thread is using the same state or workspace.</exception>
+    public void RunSequence(ReadOnlySpan<int> tokens, RnnState state, RnnSequenceWorkspace workspace, Span<float> outputs, StepOutput kind = StepOutput.Probabilities, SequenceOutput steps = SequenceOutput.EveryStep)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        ModelGuard.SameShape(Shape, state.Shape, nameof(state));
+        CheckTokens(tokens, nameof(tokens));
+        RunChecked(tokens, default, tokens.Length, 1, state.Hidden, "state.Hidden", ref state.Gate, state, workspace, outputs, kind, steps);
+    }
+
+    /// <summary>Runs T steps of one stream with dense input; otherwise as <see cref="RunSequence(ReadOnlySpan{int}, RnnState, RnnSequenceWorkspace, Span{float}, StepOutput, SequenceOutput)"/>. The input projection is one GEMM over the T rows.</summary>
+    /// <param name="inputs">x₁ … x_T, <c>[T, I]</c> finite floats, T ≥ 1.</param>
+    /// <param name="state">The caller's state: h₀ on entry, h_T on return.</param>
+    /// <param name="workspace">Scratch memory from <see cref="CreateSequenceWorkspace"/>.</param>
+    /// <param name="outputs"><c>[T, O]</c> or O floats.</param>
+    /// <param name="kind">Probabilities or logits.</param>
+    /// <param name="steps">Every step's output, or the last step's only.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="state"/> or <paramref name="workspace"/> is null.</exception>
+    /// <exception cref="ArgumentException">No inputs, a length that is not a whole number of steps, or a non-finite input;
+    /// otherwise as for token input.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An undefined <paramref name="kind"/> or <paramref name="steps"/>.</exception>
+    /// <exception cref="InvalidOperationException">Another thread is using the same state or workspace.</exception>
+    public void RunSequence(ReadOnlySpan<float> inputs, RnnState state, RnnSequenceWorkspace workspace, Span<float> outputs, StepOutput kind = StepOutput.Probabilities, SequenceOutput steps = SequenceOutput.EveryStep)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        ModelGuard.SameShape(Shape, state.Shape, nameof(state));
+        int t = DenseSteps(inputs, 1);
+        RunChecked(default, inputs, t, 1, state.Hidden, "state.Hidden", ref state.Gate, state, workspace, outputs, kind, steps);
+    }
+
+    /// <summary>
+    /// Runs T steps of B streams at once, time-major: <c>tokens[t·B + b]</c> is step t of stream b, row b of
+    /// <paramref name="states"/> holds stream b's state (h₀ on entry, h_T on return) and <paramref name="outputs"/> is
+    /// <c>[T, B, O]</c> (or <c>[B, O]</c> for the last step). From 4 streams on each recurrent step is one GEMM over the
+    /// B rows. Equal to T calls of <see cref="StepBatch"/> within float rounding.
+    /// </summary>
+    /// <param name="tokens">T·B token ids, time-major; T ≥ 1.</param>
+    /// <param name="states">B states.</param>
+    /// <param name="workspace">Scratch memory for at least T steps of B streams.</param>
+    /// <param name="outputs"><c>[T, B, O]</c> or <c>[B, O]</c> floats.</param>
+    /// <param name="kind">Probabilities or logits.</param>
+    /// <param name="steps">Every step's output, or the last step's only.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="states"/> or <paramref name="workspace"/> is null.</exception>
+    /// <exception cref="ArgumentException">A token count that is not a positive multiple of B; states or a workspace of
+    /// another shape; more steps or streams than the workspace holds (<c>workspace</c>); an output of the wrong length;
+    /// outputs that overlap the states or the tokens.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A token outside [0, I), or an undefined <paramref name="kind"/> or <paramref name="steps"/>.</exception>
+    /// <exception cref="InvalidOperationException">Another thread is using the same states or workspace.</exception>
+    public void RunSequenceBatch(ReadOnlySpan<int> tokens, RnnStateBatch states, RnnSequenceWorkspace workspace, Span<float> outputs, StepOutput kind = StepOutput.Probabilities, SequenceOutput steps = SequenceOutput.EveryStep)
+    {
+        ArgumentNullException.ThrowIfNull(states);
+        ModelGuard.SameShape(Shape, states.Shape, nameof(states));
+        int b = states.Count;
+        if (tokens.Length == 0 || tokens.Length % b != 0)
+        {
+            throw new ArgumentException($"Expected T·B token ids with T ≥ 1 and B = {b} (states.Count), actual {tokens.Length}.", nameof(tokens));
+        }
+
+        CheckTokens(tokens, nameof(tokens));
+        RunChecked(tokens, default, tokens.Length / b, b, states.Hidden, "states.Hidden", ref states.Gate, states, workspace, outputs, kind, steps);
+    }
+
+    /// <summary>Runs T steps of B streams with dense input, <c>[T, B, I]</c> time-major; otherwise as <see cref="RunSequenceBatch(ReadOnlySpan{int}, RnnStateBatch, RnnSequenceWorkspace, Span{float}, StepOutput, SequenceOutput)"/>.</summary>
+    /// <param name="inputs">T·B·I finite floats, time-major; T ≥ 1.</param>
+    /// <param name="states">B states.</param>
+    /// <param name="workspace">Scratch memory for at least T steps of B streams.</param>
+    /// <param name="outputs"><c>[T, B, O]</c> or <c>[B, O]</c> floats.</param>
+    /// <param name="kind">Probabilities or logits.</param>
+    /// <param name="steps">Every step's output, or the last step's only.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="states"/> or <paramref name="workspace"/> is null.</exception>
+    /// <exception cref="ArgumentException">A length that is not a positive multiple of B·I, or a non-finite input; otherwise as for token input.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An undefined <paramref name="kind"/> or <paramref name="steps"/>.</exception>
+    /// <exception cref="InvalidOperationException">Another thread is using the same states or workspace.</exception>
+    public void RunSequenceBatch(ReadOnlySpan<float> inputs, RnnStateBatch states, RnnSequenceWorkspace workspace, Span<float> outputs, StepOutput kind = StepOutput.Probabilities, SequenceOutput steps = SequenceOutput.EveryStep)
+    {
+        ArgumentNullException.ThrowIfNull(states);
+        ModelGuard.SameShape(Shape, states.Shape, nameof(states));
+        int t = DenseSteps(inputs, states.Count);
+        RunChecked(default, inputs, t, states.Count, states.Hidden, "states.Hidden", ref states.Gate, states, workspace, outputs, kind, steps);
+    }
+
+    /// <summary>
+    /// Runs every serving code path once on scratch states (token and dense steps, a batched step, and sequences, with both
+    /// outputs), so that the JIT has compiled them before the first request; the kernels are compiled fully optimised on
+    /// first use, so the first real call then runs at steady-state speed. It allocates its scratch states; call it once.
     /// </summary>
     public void WarmUp()
     {
         RnnState state = CreateState();
         RnnStateBatch states = CreateStateBatch(4);
-        float[] output = new float[Shape.OutputSize], outputs = new float[4 * Shape.OutputSize], input = new float[Shape.InputSize];
+        RnnSequenceWorkspace workspace = CreateSequenceWorkspace(2, 4);
+        int o = Shape.OutputSize;
+        float[] output = new float[o], outputs = new float[8 * o], input = new float[Shape.InputSize], inputs = new float[8 * Shape.InputSize];
         foreach (StepOutput kind in new[] { StepOutput.Probabilities, StepOutput.Logits })
         {
             Step(0, state, output, kind);
             Step(input, state, output, kind);
-            StepBatch([0, 0, 0, 0], states, outputs, kind);
+            StepBatch([0, 0, 0, 0], states, outputs.AsSpan(0, 4 * o), kind);
+            RunSequence([0, 0], state, workspace, outputs.AsSpan(0, 2 * o), kind);
+            RunSequence(inputs.AsSpan(0, 2 * Shape.InputSize), state, workspace, outputs.AsSpan(0, o), kind, SequenceOutput.LastStep);
+            RunSequenceBatch(new int[8], states, workspace, outputs, kind);
         }
     }
 
@@ -308,19 +447,172 @@ public sealed class RnnModel
         return logits.Length - 1;
     }
 
+    /// <summary>The remaining checks of every sequence call (the state's shape and the inputs are checked by the caller), then the run.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void Advance(RnnState state, Span<float> output, StepOutput kind)
+    private void RunChecked(ReadOnlySpan<int> tokens, ReadOnlySpan<float> inputs, int t, int b, Span<float> hidden, string hiddenName, ref SingleCaller stateGate, object owner, RnnSequenceWorkspace workspace, Span<float> outputs, StepOutput kind, SequenceOutput steps)
+    {
+        ArgumentNullException.ThrowIfNull(workspace);
+        ModelGuard.SameShape(Shape, workspace.Shape, nameof(workspace));
+        if (t > workspace.MaxSteps || b > workspace.MaxBatch)
+        {
+            throw new ArgumentException($"The workspace holds at most {workspace.MaxSteps} steps of {workspace.MaxBatch} streams; this call runs {t} steps of {b}.", nameof(workspace));
+        }
+
+        CheckKind(kind);
+        if (!Enum.IsDefined(steps))
+        {
+            throw new ArgumentOutOfRangeException(nameof(steps), steps, "Expected EveryStep or LastStep.");
+        }
+
+        int o = Shape.OutputSize, rows = steps == SequenceOutput.EveryStep ? t * b : b;
+        Guard.Length((long)rows * o, outputs.Length, nameof(outputs), $"{(steps == SequenceOutput.EveryStep ? "steps × " : "")}streams × outputSize = {rows}×{o}");
+        var set = default(AliasSet);
+        set.Read(tokens, nameof(tokens));
+        set.Read(inputs, nameof(inputs));
+        set.Write<float>(hidden, hiddenName);
+        set.Write<float>(outputs, nameof(outputs));
+        set.Check();
+        stateGate.Enter(owner);
+        try
+        {
+            workspace.Gate.Enter(workspace);
+            try
+            {
+                RunValidated(tokens, inputs, t, b, hidden, workspace, outputs, kind, steps);
+            }
+            finally
+            {
+                workspace.Gate.Exit();
+            }
+        }
+        finally
+        {
+            stateGate.Exit();
+        }
+    }
+
+    /// <summary>
+    /// The sequence forward pass over validated arguments, in the training engine's structure: U = X W_xhᵀ + b_h for all
+    /// T·B rows at once (a gather for tokens), then hₜ = f(Uₜ + W_hh hₜ₋₁) step by step in place over Uₜ, then the output layer.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void RunValidated(ReadOnlySpan<int> tokens, ReadOnlySpan<float> inputs, int t, int b, Span<float> hidden, RnnSequenceWorkspace workspace, Span<float> outputs, StepOutput kind, SequenceOutput steps)
+    {
+        int h = Shape.HiddenSize, block = b * h, rows = t * b;
+        Span<float> hs = workspace.States[..(rows * h)];
+        Span<float> packA = workspace.PackA;
+        for (int r = 0; r < rows; r++)
+        {
+            _theta.Bh.CopyTo(hs.Slice(r * h, h));
+        }
+
+        if (inputs.IsEmpty)
+        {
+            for (int r = 0; r < rows; r++)
+            {
+                _k.Axpy(1f, _wxhT.AsSpan(tokens[r] * h, h), hs.Slice(r * h, h));
+            }
+        }
+        else
+        {
+            _k.Multiply(false, rows, h, Shape.InputSize, inputs, Shape.InputSize, _wxhTPackedGemm.Span, 1f, hs, h, packA);
+        }
+
+        for (int s = 0; s < t; s++)
+        {
+            ReadOnlySpan<float> previous = s == 0 ? hidden : hs.Slice((s - 1) * block, block);
+            Span<float> current = hs.Slice(s * block, block);
+            if (b < BatchedRecurrenceMinBatch)
+            {
+                for (int r = 0; r < b; r++)
+                {
+                    FusedStep(previous.Slice(r * h, h), current.Slice(r * h, h));
+                }
+            }
+            else
+            {
+                _k.Multiply(false, b, h, h, previous, h, _whhTPackedGemm.Span, 1f, current, h, packA);
+                _k.Activate(current, current);
+            }
+        }
+
+        Span<float> last = hs.Slice((t - 1) * block, block);
+        last.CopyTo(hidden);
+        if (steps == SequenceOutput.EveryStep)
+        {
+            Head(hs, rows, outputs, kind, packA);
+        }
+        else
+        {
+            Head(hidden, b, outputs, kind, packA);
+        }
+    }
+
+    /// <summary>(1)–(2) fused for one row, in place: u ← f(u + W_hh hₜ₋₁).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void FusedStep(ReadOnlySpan<float> previous, Span<float> u)
+    {
+        int h = Shape.HiddenSize;
+        _k.StepForward(_stepPacked, h, previous, u); // (1)–(2) fused, in place over u
+    }
+
+    /// <summary>(3)–(4) for <paramref name="rows"/> rows of H: V = H W_hyᵀ + b_y (the packed axpy-form product for one row, a GEMM for more), then softmax per row if asked.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void Head(ReadOnlySpan<float> hidden, int rows, Span<float> outputs, StepOutput kind, Span<float> packA)
     {
         int h = Shape.HiddenSize, o = Shape.OutputSize;
-        Span<float> u = state.Scratch;
-        _k.StepForward(_stepPacked, h, state.Hidden, u); // (1)–(2) fused, in place over u
+        if (rows == 1)
+        {
+            // v = b_y + W_hy h in one pass, W_hyᵀ streamed in axpy form like the recurrent step.
+            _k.PackedProduct(_headPacked, h, o, hidden[..h], _theta.By, outputs[..o]);
+        }
+        else
+        {
+            for (int r = 0; r < rows; r++)
+            {
+                _theta.By.CopyTo(outputs.Slice(r * o, o));
+            }
 
-        u.CopyTo(state.Hidden);
-        _k.Gemv(_why, o, h, state.Hidden, output);
-        _k.Axpy(1f, _by, output);
+            _k.Multiply(false, rows, o, h, hidden, h, _whyTPackedGemm.Span, 1f, outputs, o, packA);
+        }
+
         if (kind == StepOutput.Probabilities)
         {
-            _k.Softmax(output, output); // (4) in place, each yₖ computed directly
+            for (int r = 0; r < rows; r++)
+            {
+                Span<float> row = outputs.Slice(r * o, o);
+                _k.Softmax(row, row); // (4) in place, each yₖ computed directly
+            }
+        }
+    }
+
+    /// <summary>T for dense input of B streams: the length must be a positive multiple of B·I, and every value finite.</summary>
+    private int DenseSteps(ReadOnlySpan<float> inputs, int b)
+    {
+        long row = (long)b * Shape.InputSize;
+        if (inputs.Length == 0 || inputs.Length % row != 0)
+        {
+            throw new ArgumentException($"Expected T·B·I floats with T ≥ 1, B = {b} and I = {Shape.InputSize}, actual {inputs.Length}.", nameof(inputs));
+        }
+
+        Guard.Finite(inputs, nameof(inputs));
+        return (int)(inputs.Length / row);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void CheckTokens(ReadOnlySpan<int> tokens, string paramName)
+    {
+        if (tokens.IsEmpty)
+        {
+            throw new ArgumentException("Expected at least one token, actual 0.", paramName);
+        }
+
+        for (int r = 0; r < tokens.Length; r++)
+        {
+            if ((uint)tokens[r] >= (uint)Shape.InputSize)
+            {
+                throw new ArgumentOutOfRangeException(paramName, tokens[r], $"Expected token ids in [0, {Shape.InputSize}); element {r} holds {tokens[r]}.");
+            }
         }
     }
 

@@ -95,7 +95,7 @@ public sealed class AliasingTests
     {
         var theta = new RnnParameters(Shape);
         theta.InitializeGlorot(3);
-        var model = new RnnModel(theta);
+        var model = new RnnModel(theta, Activation.Tanh);
         RnnState state = model.CreateState();
         state.Hidden.Fill(0.25f);
         float[] hidden = state.Hidden.ToArray();
@@ -121,7 +121,7 @@ public sealed class AliasingTests
     {
         var theta = new RnnParameters(Shape);
         theta.InitializeGlorot(4);
-        var model = new RnnModel(theta);
+        var model = new RnnModel(theta, Activation.Tanh);
         RnnStateBatch states = model.CreateStateBatch(3);
         states.Hidden.Fill(-0.5f);
         float[] hidden = states.Hidden.ToArray();

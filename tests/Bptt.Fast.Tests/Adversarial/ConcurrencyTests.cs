@@ -65,7 +65,7 @@ public sealed class ConcurrencyTests
     {
         var theta = new RnnParameters(Spec.Shape);
         theta.InitializeGlorot(1);
-        var model = new RnnModel(theta);
+        var model = new RnnModel(theta, Activation.Tanh);
         RnnState shared = model.CreateState();
         RaceOutcome outcome = Race(() =>
         {

@@ -52,7 +52,7 @@ public sealed class SoftmaxPrecisionTests
             }
         }
 
-        var model = new RnnModel(theta);
+        var model = new RnnModel(theta, Activation.Tanh);
         RnnState state = model.CreateState();
         RnnStateBatch states = model.CreateStateBatch(3);
         var random = new SplitMix64(4);
