@@ -27,7 +27,7 @@ public sealed class KernelInfoTests
             Assert.NotEqual(KernelIsa.Avx2, KernelInfo.Isa);
             Assert.NotEqual(KernelIsa.Avx512, KernelInfo.Isa);
         }
-        else if (Environment.GetEnvironmentVariable("DOTNET_EnableAVX512F") == "0")
+        else if (Environment.GetEnvironmentVariable("DOTNET_EnableAVX512") == "0")
         {
             Assert.False(Avx512F.IsSupported);
             Assert.NotEqual(KernelIsa.Avx512, KernelInfo.Isa);
@@ -53,7 +53,7 @@ public sealed class KernelInfoTests
     public void OnX64TheDefaultIsTheWidestVectorIsaTheRuntimeExposes()
     {
         bool knobs = Environment.GetEnvironmentVariable("DOTNET_EnableAVX2") == "0"
-            || Environment.GetEnvironmentVariable("DOTNET_EnableAVX512F") == "0"
+            || Environment.GetEnvironmentVariable("DOTNET_EnableAVX512") == "0"
             || Environment.GetEnvironmentVariable("DOTNET_EnableHWIntrinsic") == "0"
             || !string.IsNullOrEmpty(Environment.GetEnvironmentVariable(KernelInfo.EnvironmentVariable));
         Assert.SkipWhen(knobs || !(Avx2.IsSupported && Fma.IsSupported), "a knob lowers the path, or the CPU lacks AVX2+FMA");

@@ -27,7 +27,7 @@ public enum KernelIsa
 /// <summary>
 /// Which kernels the fast path runs. The choice is made once, at start-up: the best instruction set the hardware and
 /// runtime support, unless the environment variable <c>BPTT_FAST_ISA</c> (<c>avx512</c>, <c>avx2</c>, <c>advsimd</c>,
-/// <c>vector</c> or <c>scalar</c>) names a supported lower one. Runtime knobs such as <c>DOTNET_EnableAVX512F=0</c>,
+/// <c>vector</c> or <c>scalar</c>) names a supported lower one. Runtime knobs such as <c>DOTNET_EnableAVX512=0</c>,
 /// <c>DOTNET_EnableAVX2=0</c> or <c>DOTNET_EnableHWIntrinsic=0</c> lower what is supported, and so land on a working path
 /// too. <see cref="UnusedHardware"/> says when the CPU has more than this process can use (e.g. a NativeAOT binary
 /// compiled for the x64 baseline).
