@@ -15,7 +15,7 @@ public static class Machine
     private static readonly Dictionary<string, string> CpuInfo = ReadCpuInfo();
 
     /// <summary>e.g. "amd-epyc-f26m2s1": the model name, then the family/model/stepping, lower-case, dashes only.</summary>
-    public static string Folder { get; } = Slug(FmaPeak.Cpu) + "-" + Signature();
+    public static string Folder { get; } = Slug(KernelInfo.CpuModel) + "-" + Signature();
 
     /// <summary>e.g. "L1d 48 KiB, L2 1 MiB, L3 32 MiB" (from sysfs, else CPUID's cache leaves).</summary>
     public static string Caches { get; } = ReadCaches();

@@ -125,13 +125,24 @@ internal static class GemmCore<TOps, TVec>
                         int mr = Math.Min(MR, mc - ii);
                         ref float aPanel = ref Unsafe.Add(ref par, (nint)ii * kc);
                         ref float cTile = ref Unsafe.Add(ref cr, ((nint)(i0 + ii) * ldc) + j0);
+                        // A short last panel (at most four rows, e.g. 16 = 6 + 6 + 4 streams) runs the four-row
+                        // instance, which skips the two padding rows' FMAs.
                         if (mr == MR && nc == nr)
                         {
-                            MicroKernel(kc, ref aPanel, ref bPanel, ref cTile, ldc, betaBlock);
+                            MicroKernel<SixRows>(kc, ref aPanel, ref bPanel, ref cTile, ldc, betaBlock);
+                        }
+                        else if (mr == 4 && nc == nr)
+                        {
+                            MicroKernel<FourRows>(kc, ref aPanel, ref bPanel, ref cTile, ldc, betaBlock);
+                        }
+                        else if (mr <= 4)
+                        {
+                            MicroKernel<FourRows>(kc, ref aPanel, ref bPanel, ref edge, nr, 0f);
+                            StoreEdge(ref edge, nr, ref cTile, ldc, mr, nc, betaBlock);
                         }
                         else
                         {
-                            MicroKernel(kc, ref aPanel, ref bPanel, ref edge, nr, 0f);
+                            MicroKernel<SixRows>(kc, ref aPanel, ref bPanel, ref edge, nr, 0f);
                             StoreEdge(ref edge, nr, ref cTile, ldc, mr, nc, betaBlock);
                         }
                     }
@@ -190,14 +201,18 @@ internal static class GemmCore<TOps, TVec>
     }
 
     /// <summary>
-    /// The micro-kernel: the full MR×NR tile C = A panel · B panel + βC over depth kc, twelve vector accumulators.
-    /// It has no edge case and no stack buffer, and is compiled fully optimised from its first call, so that every
-    /// compilation mode (tiered with or without dynamic PGO, NativeAOT) keeps the accumulators in registers.
+    /// The micro-kernel: a full tile C = A panel · B panel + βC over depth kc, of <typeparamref name="TRows"/>.Count rows
+    /// (6, or 4 for a short last panel) and NR columns: up to twelve vector accumulators. One body; the row count is a
+    /// type, so each instance compiles to straight-line code without the unused rows. It has no edge case and no stack
+    /// buffer, and is compiled fully optimised from its first call, so that every compilation mode (tiered with or
+    /// without dynamic PGO, NativeAOT) keeps the accumulators in registers.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void MicroKernel(int kc, ref float a, ref float b, ref float c, int ldc, float beta)
+    private static void MicroKernel<TRows>(int kc, ref float a, ref float b, ref float c, int ldc, float beta)
+        where TRows : struct, IRowCount
     {
         int w = TOps.Count;
+        bool six = TRows.Count == 6;
         TVec c00 = TOps.Zero, c01 = TOps.Zero, c10 = TOps.Zero, c11 = TOps.Zero, c20 = TOps.Zero, c21 = TOps.Zero;
         TVec c30 = TOps.Zero, c31 = TOps.Zero, c40 = TOps.Zero, c41 = TOps.Zero, c50 = TOps.Zero, c51 = TOps.Zero;
         for (int p = 0; p < kc; p++)
@@ -216,12 +231,16 @@ internal static class GemmCore<TOps, TVec>
             av = TOps.Broadcast(Unsafe.Add(ref a, 3));
             c30 = TOps.MultiplyAdd(av, b0, c30);
             c31 = TOps.MultiplyAdd(av, b1, c31);
-            av = TOps.Broadcast(Unsafe.Add(ref a, 4));
-            c40 = TOps.MultiplyAdd(av, b0, c40);
-            c41 = TOps.MultiplyAdd(av, b1, c41);
-            av = TOps.Broadcast(Unsafe.Add(ref a, 5));
-            c50 = TOps.MultiplyAdd(av, b0, c50);
-            c51 = TOps.MultiplyAdd(av, b1, c51);
+            if (six)
+            {
+                av = TOps.Broadcast(Unsafe.Add(ref a, 4));
+                c40 = TOps.MultiplyAdd(av, b0, c40);
+                c41 = TOps.MultiplyAdd(av, b1, c41);
+                av = TOps.Broadcast(Unsafe.Add(ref a, 5));
+                c50 = TOps.MultiplyAdd(av, b0, c50);
+                c51 = TOps.MultiplyAdd(av, b1, c51);
+            }
+
             a = ref Unsafe.Add(ref a, MR);
             b = ref Unsafe.Add(ref b, 2 * w);
         }
@@ -230,8 +249,11 @@ internal static class GemmCore<TOps, TVec>
         StoreRow(c10, c11, ref Unsafe.Add(ref c, ldc), beta, w);
         StoreRow(c20, c21, ref Unsafe.Add(ref c, 2 * (nint)ldc), beta, w);
         StoreRow(c30, c31, ref Unsafe.Add(ref c, 3 * (nint)ldc), beta, w);
-        StoreRow(c40, c41, ref Unsafe.Add(ref c, 4 * (nint)ldc), beta, w);
-        StoreRow(c50, c51, ref Unsafe.Add(ref c, 5 * (nint)ldc), beta, w);
+        if (six)
+        {
+            StoreRow(c40, c41, ref Unsafe.Add(ref c, 4 * (nint)ldc), beta, w);
+            StoreRow(c50, c51, ref Unsafe.Add(ref c, 5 * (nint)ldc), beta, w);
+        }
     }
 
     /// <summary>Copies the valid mr×nc part of the temporary tile (row stride ld) into C, with β.</summary>
@@ -264,4 +286,23 @@ internal static class GemmCore<TOps, TVec>
     }
 
     private static int RoundUp(int value, int multiple) => (int)Sizes.RoundUp(value, multiple);
+}
+
+/// <summary>The row count of a micro-kernel instance, as a type.</summary>
+internal interface IRowCount
+{
+    /// <summary>Rows of the tile.</summary>
+    static abstract int Count { get; }
+}
+
+/// <summary>The full tile: MR = 6 rows.</summary>
+internal readonly struct SixRows : IRowCount
+{
+    public static int Count => GemmBlocking.MR;
+}
+
+/// <summary>A short last panel: 4 rows (the panel is still packed 6 wide; rows 4 and 5 are padding).</summary>
+internal readonly struct FourRows : IRowCount
+{
+    public static int Count => 4;
 }
