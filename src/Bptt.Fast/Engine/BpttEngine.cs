@@ -147,8 +147,9 @@ public sealed class BpttEngine
     /// <summary>
     /// Runs every code path this engine uses once on internal dummy data (token and dense input, forward and backward,
     /// and the batched recurrence when <see cref="MaxBatch"/> ≥ 4), so that the JIT has compiled them before the first
-    /// real call. The kernels are compiled fully optimised on first use, so after <see cref="WarmUp"/> the first real call
-    /// runs at steady-state speed. It allocates its dummy data; call it once, after construction.
+    /// real call, and touches every page of the workspace once. The kernels are compiled fully optimised on first use, so
+    /// after <see cref="WarmUp"/> the first real call runs close to steady-state speed. It allocates its dummy data; call it
+    /// once, after construction.
     /// </summary>
     /// <exception cref="InvalidOperationException">Another thread is inside a call of this engine.</exception>
     public void WarmUp()
@@ -165,5 +166,7 @@ public sealed class BpttEngine
             ComputeGradients(theta, new SequenceBatch<float>(steps, size, inputs, ids), gradients);
             Evaluate(theta, new SequenceBatch<float>(steps, size, ids, ids));
         }
+
+        _core.TouchWorkspace();
     }
 }

@@ -92,6 +92,19 @@ internal sealed class FastBptt : IBpttCore
 
     public float Evaluate(ReadOnlySpan<float> theta, in SequenceBatch<float> batch) => Forward(theta, in batch, writeErrors: false);
 
+    public void TouchWorkspace()
+    {
+        foreach (float[] buffer in new[] { _hs, _e, _delta, _stepForward, _stepBackward, _wxhT, _dWxhT, _xMasked })
+        {
+            Array.Clear(buffer);
+        }
+
+        _packA.Span.Clear();
+        _packB.Span.Clear();
+        _packedWhh.Span.Clear();
+        _packedWhhT.Span.Clear();
+    }
+
     public float ComputeGradients(ReadOnlySpan<float> theta, in SequenceBatch<float> batch, Span<float> gradients, bool accumulate)
     {
         float loss = Forward(theta, in batch, writeErrors: true);

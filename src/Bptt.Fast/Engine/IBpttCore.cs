@@ -13,6 +13,9 @@ internal interface IBpttCore
 
     /// <summary>L, and ∂L/∂θ into <paramref name="gradients"/> (overwritten or accumulated); writes the batch's outputs.</summary>
     float ComputeGradients(ReadOnlySpan<float> theta, in SequenceBatch<float> batch, Span<float> gradients, bool accumulate);
+
+    /// <summary>Touches every page of the workspace, so that the first real call does not pay the operating system's first-touch faults.</summary>
+    void TouchWorkspace();
 }
 
 /// <summary>The scalar reference BPTT in float, as an engine core.</summary>
@@ -24,4 +27,9 @@ internal sealed class ReferenceCore(RnnShape shape, int maxSteps, int maxBatch, 
 
     public float ComputeGradients(ReadOnlySpan<float> theta, in SequenceBatch<float> batch, Span<float> gradients, bool accumulate) =>
         _reference.ComputeGradients(theta, in batch, gradients, accumulate);
+
+    public void TouchWorkspace()
+    {
+        // The oracle's buffers are touched by its first call; it is not meant for latency-sensitive serving.
+    }
 }
