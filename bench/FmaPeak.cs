@@ -16,8 +16,8 @@ public static class FmaPeak
     /// <summary>The last measured peak in GFLOP/s, or NaN before <see cref="Measure"/>.</summary>
     public static double GflopsPerSecond { get; private set; } = double.NaN;
 
-    /// <summary>The CPU model name and its cache sizes, as the library reads them.</summary>
-    public static string Cpu => $"{KernelInfo.CpuModel} ({KernelInfo.CacheSizes})";
+    /// <summary>The CPU model name, as the library reads it.</summary>
+    public static string Cpu => KernelInfo.CpuModel;
 
     /// <summary>Measures the peak (about a second) and returns it in GFLOP/s.</summary>
     /// <returns>GFLOP/s.</returns>
