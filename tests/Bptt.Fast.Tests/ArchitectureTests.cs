@@ -17,6 +17,7 @@ public sealed class ArchitectureTests
     private static readonly Dictionary<string, string> RootTypes = new(StringComparer.Ordinal)
     {
         ["RnnShape"] = "Model",
+        ["RnnLayerBlock"] = "Model",
         ["RnnParameters"] = "Model",
         ["SequenceBatch`1"] = "Model",
         ["Activation"] = "Model",

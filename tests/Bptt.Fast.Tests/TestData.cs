@@ -45,7 +45,7 @@ public sealed class Problem<T>
             Targets[k] = random.NextInt32(12) == 0 && k > 0 ? SequenceBatch<T>.IgnoreTarget : random.NextInt32(s.OutputSize);
         }
 
-        H0 = spec.WithH0 ? new T[spec.Batch * s.HiddenSize] : [];
+        H0 = spec.WithH0 ? new T[s.BlockCount * spec.Batch * s.HiddenSize] : [];
         for (int k = 0; k < H0.Length; k++)
         {
             H0[k] = T.CreateChecked((float)((2 * random.NextDouble()) - 1) * 0.8f);

@@ -25,18 +25,21 @@ public sealed class BpttEngine
     /// <param name="activation">The recurrent non-linearity f of equation (2).</param>
     /// <param name="path">The fast path (default) or the scalar reference path.</param>
     /// <param name="maxWorkspaceBytes">The most memory the workspace may take (default <see cref="DefaultMaxWorkspaceBytes"/>).</param>
+    /// <param name="dropout">The inverted-dropout probability p between stacked layers, in [0, 1) (default 0): applied by
+    /// <see cref="ComputeGradients"/> only, with the mask drawn from <see cref="SequenceBatch{T}.DropoutSeed"/>; <see cref="Evaluate"/> never drops.</param>
     /// <exception cref="ArgumentOutOfRangeException">A size below 1, a shape above <see cref="RnnShape.MaxParameterCount"/>
-    /// parameters, maxSteps above 2^20, maxBatch above 2^16, an undefined enum value, or a workspace above
+    /// parameters, maxSteps above 2^20, maxBatch above 2^16, an undefined enum value, a dropout outside [0, 1), or a workspace above
     /// <paramref name="maxWorkspaceBytes"/> (or a buffer above <see cref="Array.MaxLength"/> elements).</exception>
-    public BpttEngine(RnnShape shape, int maxSteps, int maxBatch = 1, Activation activation = Activation.Tanh, KernelPath path = KernelPath.Fast, long maxWorkspaceBytes = DefaultMaxWorkspaceBytes)
-        : this(shape, maxSteps, maxBatch, activation, path, KernelInfo.Isa, maxWorkspaceBytes)
+    public BpttEngine(RnnShape shape, int maxSteps, int maxBatch = 1, Activation activation = Activation.Tanh, KernelPath path = KernelPath.Fast, long maxWorkspaceBytes = DefaultMaxWorkspaceBytes, float dropout = 0f)
+        : this(shape, maxSteps, maxBatch, activation, path, KernelInfo.Isa, maxWorkspaceBytes, dropout)
     {
     }
 
     /// <summary>An engine whose fast path runs the kernels of <paramref name="isa"/> (tests and benchmarks compare ISAs in one process).</summary>
-    internal BpttEngine(RnnShape shape, int maxSteps, int maxBatch, Activation activation, KernelPath path, KernelIsa isa, long maxWorkspaceBytes = DefaultMaxWorkspaceBytes)
+    internal BpttEngine(RnnShape shape, int maxSteps, int maxBatch, Activation activation, KernelPath path, KernelIsa isa, long maxWorkspaceBytes = DefaultMaxWorkspaceBytes, float dropout = 0f)
     {
         EngineLimits.Check(shape, maxSteps, maxBatch, activation, maxWorkspaceBytes);
+        DropoutMask.CheckRate(dropout, nameof(dropout));
         if (!Enum.IsDefined(path))
         {
             throw new ArgumentOutOfRangeException(nameof(path), path, "Expected Fast or Reference.");
@@ -47,17 +50,18 @@ public sealed class BpttEngine
         MaxBatch = maxBatch;
         Activation = activation;
         Path = path;
+        Dropout = dropout;
         if (path == KernelPath.Reference)
         {
             EngineLimits.CheckWorkspace(ReferenceBptt<float>.WorkspaceBytes(shape, maxSteps, maxBatch), maxWorkspaceBytes, maxSteps, maxBatch);
-            _core = new ReferenceCore(shape, maxSteps, maxBatch, activation);
+            _core = new ReferenceCore(shape, maxSteps, maxBatch, activation, dropout);
             Isa = KernelIsa.Scalar;
         }
         else
         {
             KernelSet kernels = KernelSets.For(isa, activation);
-            EngineLimits.CheckWorkspace(FastBptt.Plan(shape, maxSteps, maxBatch, kernels).Bytes, maxWorkspaceBytes, maxSteps, maxBatch);
-            _core = new FastBptt(shape, maxSteps, maxBatch, kernels);
+            EngineLimits.CheckWorkspace(FastBptt.Plan(shape, maxSteps, maxBatch, kernels, dropout).Bytes, maxWorkspaceBytes, maxSteps, maxBatch);
+            _core = new FastBptt(shape, maxSteps, maxBatch, kernels, dropout);
             Isa = isa;
         }
     }
@@ -80,6 +84,9 @@ public sealed class BpttEngine
 
     /// <summary>The recurrent non-linearity f.</summary>
     public Activation Activation { get; }
+
+    /// <summary>The dropout probability p between stacked layers of a training pass (0: none).</summary>
+    public float Dropout { get; }
 
     /// <summary>Which implementation runs.</summary>
     public KernelPath Path { get; }

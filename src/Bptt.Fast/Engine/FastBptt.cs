@@ -2,25 +2,37 @@ using System.Runtime.CompilerServices;
 using Bptt.Fast.Internals;
 using Bptt.Fast.Kernels;
 using Bptt.Fast.Kernels.Bodies;
+using Bptt.Fast.Model;
 
 namespace Bptt.Fast.Engine;
 
 /// <summary>
-/// The fast BPTT (docs/design.md, section 4). Only W_hh hₜ₋₁ (forward) and W_hhᵀ δₜ₊₁ (backward) are sequential;
-/// everything else is one GEMM over all T·B rows: the hoisted input projection, the output layer, G = E W_hy and the
-/// weight gradients. Batch 1–3 steps use the fused matrix-vector kernels; larger batches use the GEMM with W_hh packed
-/// once per call. The kernels are one <see cref="KernelSet"/>, resolved when the engine is built. All memory is
-/// allocated in the constructor. Callers validate; the phases below run on validated arguments only.
+/// The fast BPTT (docs/design.md, section 4) for L stacked layers and one or two directions. Per layer and direction
+/// only W_hh hₜ∓₁ (forward) and W_hhᵀ δ (backward) are sequential; everything else is one GEMM over all T·B rows: each
+/// layer's input projection over the layer below (oneDNN's merged-layer GEMM), the output layer, G = E W_hy, the gradient
+/// that flows down, G⁽ˡ⁾ = Δ⁽ˡ⁺¹⁾ W_xh⁽ˡ⁺¹⁾, and the weight gradients. Batch 1–3 steps use the fused matrix-vector kernels;
+/// larger batches use the GEMM with W_hh packed once per call and layer. The kernels are one <see cref="KernelSet"/>,
+/// resolved when the engine is built. All memory is allocated in the constructor. Callers validate; the phases below run on
+/// validated arguments only.
 /// </summary>
+/// <remarks>
+/// Each (layer, direction) block keeps its states in slots 0..T+1 of <c>[(T+2)·B, H]</c>: slot t + 1 holds hₜ (0-based t).
+/// The forward direction reads hₜ₋₁ from slot t and starts from h₀ in slot 0. The reverse direction reads hₜ₊₁ from slot
+/// t + 2 and starts from its h₀, which sits in slot T_b + 1 of each sequence (slot T + 1 for a full-length one); every other
+/// slot after a sequence's length is zero. So a whole batch steps as one GEMM whatever its lengths, and ∂L/∂W_hh is one GEMM
+/// over slots 0..T−1 (forward) or 2..T+1 (reverse).
+/// </remarks>
 internal sealed class FastBptt : IBpttCore
 {
     /// <summary>From this batch size on, a recurrent step is a GEMM with pre-packed W_hh instead of B fused matrix-vector steps.</summary>
     public const int BatchedRecurrenceMinBatch = 4;
 
     private readonly KernelSet _k;
-    private readonly float[] _hs;       // [T+1, B, H]: rows 0..B-1 hold h₀, row (t+1)·B + b holds hₜ of sequence b
+    private readonly float[][] _hs;     // per block [(T+2)·B, H]: the slots above
+    private readonly float[][] _delta;  // per block [T·B, H]: Gₜ, then δₜ
+    private readonly float[][] _dropX;  // per block above the first layer's (dropout only) [T·B, H]: m ⊙ hₜ of the block below
+    private readonly float[][] _dropM;  // per block above the first layer's (dropout only) [T·B, H]: the mask m
     private readonly float[] _e;        // [T, B, O]: vₜ, then eₜ
-    private readonly float[] _delta;    // [T, B, H]: Gₜ = W_hyᵀ eₜ, then δₜ
     private readonly float[] _stepForward;  // W_hhᵀ packed in column blocks: the fused forward step (1)–(2), batch 1–3
     private readonly float[] _stepBackward; // W_hh packed in column blocks: the fused backward step (12), batch 1–3
     private readonly float[] _wxhT;     // W_xhᵀ [I, H], for the token gather
@@ -30,17 +42,30 @@ internal sealed class FastBptt : IBpttCore
     private readonly AlignedBuffer _packB;
     private readonly AlignedBuffer _packedWhh;  // op(B) = W_hh, batched backward steps
     private readonly AlignedBuffer _packedWhhT; // op(B) = W_hhᵀ, batched forward steps
+    private bool _dropping;             // this call's forward pass is a training pass with dropout between layers
 
-    public FastBptt(RnnShape shape, int maxSteps, int maxBatch, KernelSet kernels)
+    public FastBptt(RnnShape shape, int maxSteps, int maxBatch, KernelSet kernels, float dropout = 0f)
     {
         Shape = shape;
         MaxSteps = maxSteps;
         MaxBatch = maxBatch;
+        Dropout = dropout;
         _k = kernels;
-        WorkspacePlan plan = Plan(shape, maxSteps, maxBatch, kernels);
-        _hs = new float[plan.States];
+        WorkspacePlan plan = Plan(shape, maxSteps, maxBatch, kernels, dropout);
+        int blocks = shape.BlockCount, dropBlocks = dropout > 0f ? blocks - shape.Directions : 0;
+        _hs = new float[blocks][];
+        _delta = new float[blocks][];
+        _dropX = new float[blocks][];
+        _dropM = new float[blocks][];
+        for (int b = 0; b < blocks; b++)
+        {
+            _hs[b] = new float[plan.States];
+            _delta[b] = new float[plan.Deltas];
+            _dropX[b] = b >= shape.Directions && dropBlocks > 0 ? new float[plan.Deltas] : [];
+            _dropM[b] = b >= shape.Directions && dropBlocks > 0 ? new float[plan.Deltas] : [];
+        }
+
         _e = new float[plan.Errors];
-        _delta = new float[plan.Deltas];
         _stepForward = new float[plan.SquareH];
         _stepBackward = new float[plan.SquareH];
         _wxhT = new float[plan.InputByHidden];
@@ -58,31 +83,43 @@ internal sealed class FastBptt : IBpttCore
 
     public int MaxBatch { get; }
 
+    /// <summary>The inverted-dropout probability between layers of a training pass.</summary>
+    public float Dropout { get; }
+
+    /// <summary>The index in the caller's whole batch of this call's sequence 0, so that a data-parallel worker draws the
+    /// dropout mask of the sequences it holds, not of its local indices.</summary>
+    public int DropoutSequenceOffset { get; set; }
+
     public Activation Activation => _k.Activation;
 
     public KernelIsa Isa => _k.Isa;
 
-    /// <summary>The floats of every buffer of an engine, each computed in 64 bits and proven to fit one array.</summary>
-    internal readonly record struct WorkspacePlan(int States, int Errors, int Deltas, int SquareH, int InputByHidden, int MaskedInputs, int PackB, int PackedWhh)
+    /// <summary>The floats of every buffer of an engine, each computed in 64 bits and proven to fit one array; States,
+    /// Deltas and DropoutBuffers count per block.</summary>
+    internal readonly record struct WorkspacePlan(int Blocks, int States, int Deltas, int DropoutBuffers, int Errors, int SquareH, int InputByHidden, int MaskedInputs, int PackB, int PackedWhh)
     {
         /// <summary>The whole workspace in bytes.</summary>
-        public long Bytes => 4L * (States + (long)Errors + Deltas + (2L * SquareH) + (2L * InputByHidden) + MaskedInputs + GemmBlocking.PackALength + PackB + (2L * PackedWhh));
+        public long Bytes => 4L * ((Blocks * ((long)States + Deltas)) + (2L * DropoutBuffers * Deltas) + Errors + (2L * SquareH) + (2L * InputByHidden)
+            + MaskedInputs + GemmBlocking.PackALength + PackB + (2L * PackedWhh));
     }
 
     /// <summary>
     /// Sizes the workspace for (maxSteps, maxBatch) with every product in 64 bits. Throws <see cref="ArgumentOutOfRangeException"/>
     /// (naming maxSteps) when a buffer would not fit one array. The caller compares <see cref="WorkspacePlan.Bytes"/> with its limit.
     /// </summary>
-    internal static WorkspacePlan Plan(RnnShape shape, int maxSteps, int maxBatch, KernelSet kernels)
+    internal static WorkspacePlan Plan(RnnShape shape, int maxSteps, int maxBatch, KernelSet kernels, float dropout = 0f)
     {
         int i = shape.InputSize, h = shape.HiddenSize, o = shape.OutputSize;
         long rows = Sizes.Product(maxSteps, maxBatch);
         const string P = "maxSteps";
         bool batched = maxBatch >= BatchedRecurrenceMinBatch;
+        int blocks = shape.BlockCount;
         return new WorkspacePlan(
-            States: Sizes.ArrayLength(Sizes.Product(Sizes.Sum(rows, maxBatch), h), P, "state buffer [(T+1)·B, H]"),
-            Errors: Sizes.ArrayLength(Sizes.Product(rows, o), P, "output buffer [T·B, O]"),
+            Blocks: blocks,
+            States: Sizes.ArrayLength(Sizes.Product(Sizes.Sum(rows, 2L * maxBatch), h), P, "state buffer [(T+2)·B, H]"),
             Deltas: Sizes.ArrayLength(Sizes.Product(rows, h), P, "δ buffer [T·B, H]"),
+            DropoutBuffers: dropout > 0f ? blocks - shape.Directions : 0,
+            Errors: Sizes.ArrayLength(Sizes.Product(rows, o), P, "output buffer [T·B, O]"),
             SquareH: Sizes.ArrayLength(Sizes.Product(h, h), P, "W_hh copy [H, H]"),
             InputByHidden: Sizes.ArrayLength(Sizes.Product(i, h), P, "W_xhᵀ copy [I, H]"),
             MaskedInputs: Sizes.ArrayLength(Sizes.Product(rows, i), P, "masked input buffer [T·B, I]"),
@@ -90,11 +127,19 @@ internal sealed class FastBptt : IBpttCore
             PackedWhh: Sizes.ArrayLength(batched ? kernels.PackedBLength(h, h) : 0, P, "packed W_hh"));
     }
 
-    public float Evaluate(ReadOnlySpan<float> theta, in SequenceBatch<float> batch) => Forward(theta, in batch, writeErrors: false);
+    public float Evaluate(ReadOnlySpan<float> theta, in SequenceBatch<float> batch) => Forward(theta, in batch, training: false);
 
     public void TouchWorkspace()
     {
-        foreach (float[] buffer in new[] { _hs, _e, _delta, _stepForward, _stepBackward, _wxhT, _dWxhT, _xMasked })
+        foreach (float[][] perBlock in new[] { _hs, _delta, _dropX, _dropM })
+        {
+            foreach (float[] buffer in perBlock)
+            {
+                Array.Clear(buffer);
+            }
+        }
+
+        foreach (float[] buffer in new[] { _e, _stepForward, _stepBackward, _wxhT, _dWxhT, _xMasked })
         {
             Array.Clear(buffer);
         }
@@ -107,16 +152,37 @@ internal sealed class FastBptt : IBpttCore
 
     public float ComputeGradients(ReadOnlySpan<float> theta, in SequenceBatch<float> batch, Span<float> gradients, bool accumulate)
     {
-        float loss = Forward(theta, in batch, writeErrors: true);
+        float loss = Forward(theta, in batch, training: true);
         Backward(theta, in batch, gradients, accumulate);
         return loss;
     }
 
-    private float Forward(ReadOnlySpan<float> theta, in SequenceBatch<float> batch, bool writeErrors)
+    private float Forward(ReadOnlySpan<float> theta, in SequenceBatch<float> batch, bool training)
     {
-        InputProjection(theta, in batch);
-        Recurrence(theta, in batch);
-        float loss = OutputLayer(theta, in batch, writeErrors);
+        _dropping = training && Dropout > 0f && Shape.Layers > 1;
+        for (int l = 0; l < Shape.Layers; l++)
+        {
+            for (int d = 0; d < Shape.Directions; d++)
+            {
+                InputProjection(theta, in batch, l, d);
+                InitialStates(in batch, l, d);
+                if (d == 0)
+                {
+                    Recurrence(theta, in batch, l);
+                }
+                else
+                {
+                    ReverseRecurrence(theta, in batch, l);
+                }
+            }
+
+            if (_dropping && l + 1 < Shape.Layers)
+            {
+                DropoutForward(in batch, l);
+            }
+        }
+
+        float loss = OutputLayer(theta, in batch, writeErrors: training);
         WriteStates(in batch);
         return loss;
     }
@@ -124,36 +190,61 @@ internal sealed class FastBptt : IBpttCore
     private void Backward(ReadOnlySpan<float> theta, in SequenceBatch<float> batch, Span<float> grad, bool accumulate)
     {
         OutputGradients(in batch, grad, accumulate);
-        DeltaRecursion(theta, in batch);
-        RecurrentGradients(theta, in batch, grad, accumulate);
-        InputGradients(theta, in batch, grad, accumulate);
+        for (int l = Shape.Layers - 1; l >= 0; l--)
+        {
+            for (int d = 0; d < Shape.Directions; d++)
+            {
+                if (l == Shape.Layers - 1)
+                {
+                    HeadGradient(theta, in batch, d);
+                }
+                else
+                {
+                    LayerAboveGradient(theta, in batch, l, d);
+                }
+
+                if (d == 0)
+                {
+                    DeltaRecursion(theta, in batch, l);
+                }
+                else
+                {
+                    ReverseDeltaRecursion(theta, in batch, l);
+                }
+
+                RecurrentGradients(theta, in batch, grad, accumulate, l, d);
+                InputWeightGradients(in batch, grad, accumulate, l, d);
+            }
+        }
+
+        InputGradient(theta, in batch);
     }
 
-    /// <summary>h₀ into the state buffer, then (1) hoisted over all T·B rows: U = X W_xhᵀ + b_h (tokens: b_h + column `token` of W_xh).</summary>
+    /// <summary>
+    /// (1) hoisted over all T·B rows into slots 1..T: U = X W_xhᵀ + b_h. The first layer reads the batch (tokens: b_h + column
+    /// `token` of W_xh); a layer above reads [h→ ; h←] of the layer below, one GEMM per direction below (W_xh's column halves).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void InputProjection(ReadOnlySpan<float> theta, in SequenceBatch<float> batch)
+    private void InputProjection(ReadOnlySpan<float> theta, in SequenceBatch<float> batch, int l, int d)
     {
-        RnnShape s = Shape;
-        int inputs = s.InputSize, hidden = s.HiddenSize, size = batch.BatchSize, rows = batch.Steps * size;
-        ReadOnlySpan<float> wxh = theta.Slice(s.WxhOffset, hidden * inputs);
-        ReadOnlySpan<float> bh = theta.Slice(s.BhOffset, hidden);
-        Span<float> h0 = _hs.AsSpan(0, size * hidden);
-        Span<float> hAll = _hs.AsSpan(size * hidden, rows * hidden);
-        if (batch.InitialState.IsEmpty)
-        {
-            h0.Clear();
-        }
-        else
-        {
-            batch.InitialState.CopyTo(h0);
-        }
-
+        RnnLayerBlock block = Shape.Block(l, d);
+        int inputs = block.InputSize, hidden = Shape.HiddenSize, size = batch.BatchSize, rows = batch.Steps * size;
+        ReadOnlySpan<float> wxh = theta.Slice(block.WxhOffset, hidden * inputs);
+        ReadOnlySpan<float> bh = theta.Slice(block.BhOffset, hidden);
+        Span<float> hAll = States(l, d).Slice(size * hidden, rows * hidden);
         for (int r = 0; r < rows; r++)
         {
             bh.CopyTo(hAll.Slice(r * hidden, hidden));
         }
 
-        if (batch.IsTokenInput && rows < inputs)
+        if (l > 0)
+        {
+            for (int below = 0; below < Shape.Directions; below++)
+            {
+                _k.Gemm(false, true, rows, hidden, hidden, LayerInput(in batch, l, below), hidden, wxh.Slice(below * hidden), inputs, 1f, hAll, hidden, _packA.Span, _packB.Span);
+            }
+        }
+        else if (batch.IsTokenInput && rows < inputs)
         {
             // Fewer rows than tokens (short chunks, large vocabularies): gather the columns of W_xh where they are.
             for (int r = 0; r < rows; r++)
@@ -182,12 +273,38 @@ internal sealed class FastBptt : IBpttCore
         }
     }
 
-    /// <summary>(1)–(2), sequential: hₜ = f(Uₜ + W_hh hₜ₋₁), written in place over Uₜ; zeros after each sequence's length.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void Recurrence(ReadOnlySpan<float> theta, in SequenceBatch<float> batch)
+    /// <summary>h₀ of the block into its slot: slot 0 (forward); slot T_b + 1 of each sequence (reverse), the slot T + 1 zeroed first.</summary>
+    private void InitialStates(in SequenceBatch<float> batch, int l, int d)
     {
         int hidden = Shape.HiddenSize, size = batch.BatchSize, steps = batch.Steps;
-        ReadOnlySpan<float> whh = theta.Slice(Shape.WhhOffset, hidden * hidden);
+        Span<float> hs = States(l, d);
+        Span<float> start = hs.Slice((d == 0 ? 0 : (steps + 1) * size) * hidden, size * hidden);
+        if (d == 0 && !batch.InitialState.IsEmpty)
+        {
+            InitialState(in batch, l, d).CopyTo(start);
+            return;
+        }
+
+        start.Clear();
+        if (d == 1 && !batch.InitialState.IsEmpty)
+        {
+            for (int b = 0; b < size; b++)
+            {
+                if (batch.LengthOf(b) == steps)
+                {
+                    InitialState(in batch, l, d).Slice(b * hidden, hidden).CopyTo(start.Slice(b * hidden, hidden));
+                }
+            }
+        }
+    }
+
+    /// <summary>(1)–(2), sequential, forward in time: hₜ = f(Uₜ + W_hh hₜ₋₁), written in place over Uₜ; zeros after each sequence's length.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void Recurrence(ReadOnlySpan<float> theta, in SequenceBatch<float> batch, int l)
+    {
+        int hidden = Shape.HiddenSize, size = batch.BatchSize, steps = batch.Steps;
+        ReadOnlySpan<float> whh = theta.Slice(Shape.Block(l, 0).WhhOffset, hidden * hidden);
+        Span<float> hs = States(l, 0);
         if (size < BatchedRecurrenceMinBatch)
         {
             _k.PackTransposedColumnBlocks(whh, hidden, hidden, _stepForward);
@@ -195,10 +312,10 @@ internal sealed class FastBptt : IBpttCore
             {
                 for (int b = 0; b < size; b++)
                 {
-                    Span<float> h = _hs.AsSpan((((t + 1) * size) + b) * hidden, hidden);
+                    Span<float> h = hs.Slice((((t + 1) * size) + b) * hidden, hidden);
                     if (t < batch.LengthOf(b))
                     {
-                        _k.StepForward(_stepForward, hidden, _hs.AsSpan(((t * size) + b) * hidden, hidden), h);
+                        _k.StepForward(_stepForward, hidden, hs.Slice(((t * size) + b) * hidden, hidden), h);
                     }
                     else
                     {
@@ -213,8 +330,8 @@ internal sealed class FastBptt : IBpttCore
         _k.PackB(true, hidden, hidden, whh, hidden, _packedWhhT.Span);
         for (int t = 0; t < steps; t++)
         {
-            Span<float> hBlock = _hs.AsSpan((t + 1) * size * hidden, size * hidden);
-            _k.Multiply(false, size, hidden, hidden, _hs.AsSpan(t * size * hidden, size * hidden), hidden, _packedWhhT.Span, 1f, hBlock, hidden, _packA.Span);
+            Span<float> hBlock = hs.Slice((t + 1) * size * hidden, size * hidden);
+            _k.Multiply(false, size, hidden, hidden, hs.Slice(t * size * hidden, size * hidden), hidden, _packedWhhT.Span, 1f, hBlock, hidden, _packA.Span);
             _k.Activate(hBlock, hBlock);
             for (int b = 0; b < size; b++)
             {
@@ -226,13 +343,88 @@ internal sealed class FastBptt : IBpttCore
         }
     }
 
-    /// <summary>(3) over all rows, V = H W_hyᵀ + b_y; then (4), (6), (7) fused per row and (5) L = Σ Lₜ in double.</summary>
+    /// <summary>
+    /// (1)–(2), sequential, reverse in time: hₜ = f(Uₜ + W_hh hₜ₊₁) for t = T..1, each sequence from its own length: after
+    /// its step t (past its length) a sequence's slot holds its h₀ when t = T_b + 1, zeros otherwise.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void ReverseRecurrence(ReadOnlySpan<float> theta, in SequenceBatch<float> batch, int l)
+    {
+        int hidden = Shape.HiddenSize, size = batch.BatchSize, steps = batch.Steps;
+        ReadOnlySpan<float> whh = theta.Slice(Shape.Block(l, 1).WhhOffset, hidden * hidden);
+        Span<float> hs = States(l, 1);
+        ReadOnlySpan<float> h0 = InitialState(in batch, l, 1);
+        bool batched = size >= BatchedRecurrenceMinBatch;
+        if (batched)
+        {
+            _k.PackB(true, hidden, hidden, whh, hidden, _packedWhhT.Span);
+        }
+        else
+        {
+            _k.PackTransposedColumnBlocks(whh, hidden, hidden, _stepForward);
+        }
+
+        for (int t = steps - 1; t >= 0; t--)
+        {
+            Span<float> hBlock = hs.Slice((t + 1) * size * hidden, size * hidden);
+            if (batched)
+            {
+                _k.Multiply(false, size, hidden, hidden, hs.Slice((t + 2) * size * hidden, size * hidden), hidden, _packedWhhT.Span, 1f, hBlock, hidden, _packA.Span);
+                _k.Activate(hBlock, hBlock);
+            }
+
+            for (int b = 0; b < size; b++)
+            {
+                int length = batch.LengthOf(b);
+                Span<float> h = hBlock.Slice(b * hidden, hidden);
+                if (t < length)
+                {
+                    if (!batched)
+                    {
+                        _k.StepForward(_stepForward, hidden, hs.Slice((((t + 2) * size) + b) * hidden, hidden), h);
+                    }
+                }
+                else if (t == length && !h0.IsEmpty)
+                {
+                    h0.Slice(b * hidden, hidden).CopyTo(h);
+                }
+                else
+                {
+                    h.Clear();
+                }
+            }
+        }
+    }
+
+    /// <summary>Inverted dropout between layer l and l + 1 on a training pass: X⁽ˡ⁺¹'ᵈ⁾ = m ⊙ H⁽ˡ'ᵈ⁾, the mask drawn from the batch's seed.</summary>
+    private void DropoutForward(in SequenceBatch<float> batch, int l)
+    {
+        int hidden = Shape.HiddenSize, size = batch.BatchSize, rows = batch.Steps * size;
+        for (int d = 0; d < Shape.Directions; d++)
+        {
+            int above = ((l + 1) * Shape.Directions) + d;
+            ReadOnlySpan<float> h = States(l, d).Slice(size * hidden, rows * hidden);
+            Span<float> mask = _dropM[above].AsSpan(0, rows * hidden);
+            Span<float> x = _dropX[above].AsSpan(0, rows * hidden);
+            for (int r = 0; r < rows; r++)
+            {
+                DropoutMask.FillRow(DropoutMask.RowKey(batch.DropoutSeed, l, d, r / size, DropoutSequenceOffset + (r % size)), Dropout, mask.Slice(r * hidden, hidden));
+            }
+
+            for (int j = 0; j < x.Length; j++)
+            {
+                x[j] = mask[j] * h[j];
+            }
+        }
+    }
+
+    /// <summary>(3) over all rows, V = Σ_d H⁽ᴸ'ᵈ⁾ W_hy⁽ᵈ⁾ᵀ + b_y (W_hy's column halves); then (4), (6), (7) fused per row and (5) L = Σ Lₜ in double.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private float OutputLayer(ReadOnlySpan<float> theta, in SequenceBatch<float> batch, bool writeErrors)
     {
         RnnShape s = Shape;
-        int hidden = s.HiddenSize, outputs = s.OutputSize, size = batch.BatchSize, rows = batch.Steps * size;
-        ReadOnlySpan<float> why = theta.Slice(s.WhyOffset, outputs * hidden);
+        int hidden = s.HiddenSize, width = s.LayerOutputSize, outputs = s.OutputSize, size = batch.BatchSize, rows = batch.Steps * size;
+        ReadOnlySpan<float> why = theta.Slice(s.WhyOffset, outputs * width);
         ReadOnlySpan<float> by = theta.Slice(s.ByOffset, outputs);
         Span<float> e = _e.AsSpan(0, rows * outputs);
         for (int r = 0; r < rows; r++)
@@ -240,7 +432,11 @@ internal sealed class FastBptt : IBpttCore
             by.CopyTo(e.Slice(r * outputs, outputs));
         }
 
-        _k.Gemm(false, true, rows, outputs, hidden, _hs.AsSpan(size * hidden, rows * hidden), hidden, why, hidden, 1f, e, outputs, _packA.Span, _packB.Span);
+        for (int d = 0; d < s.Directions; d++)
+        {
+            _k.Gemm(false, true, rows, outputs, hidden, TopStates(in batch, d), hidden, why.Slice(d * hidden), width, 1f, e, outputs, _packA.Span, _packB.Span);
+        }
+
         double loss = 0;
         for (int r = 0; r < rows; r++)
         {
@@ -258,50 +454,117 @@ internal sealed class FastBptt : IBpttCore
         return (float)loss;
     }
 
-    /// <summary>The batch's optional outputs of the forward pass: every hₜ, and the final state h at step T_b.</summary>
+    /// <summary>The batch's optional outputs of the forward pass: the top layer's hₜ (both directions), and every block's final state.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void WriteStates(in SequenceBatch<float> batch)
     {
-        int hidden = Shape.HiddenSize, size = batch.BatchSize, rows = batch.Steps * size;
-        if (!batch.HiddenStates.IsEmpty)
+        int hidden = Shape.HiddenSize, width = Shape.LayerOutputSize, size = batch.BatchSize, rows = batch.Steps * size;
+        if (!batch.HiddenStates.IsEmpty && Shape.Directions == 1)
         {
-            _hs.AsSpan(size * hidden, rows * hidden).CopyTo(batch.HiddenStates);
+            TopStates(in batch, 0).CopyTo(batch.HiddenStates);
+        }
+        else if (!batch.HiddenStates.IsEmpty)
+        {
+            for (int d = 0; d < Shape.Directions; d++)
+            {
+                ReadOnlySpan<float> top = TopStates(in batch, d);
+                for (int r = 0; r < rows; r++)
+                {
+                    Span<float> destination = batch.HiddenStates.Slice((r * width) + (d * hidden), hidden);
+                    if (IsValid(in batch, r))
+                    {
+                        top.Slice(r * hidden, hidden).CopyTo(destination);
+                    }
+                    else
+                    {
+                        destination.Clear();
+                    }
+                }
+            }
         }
 
-        if (!batch.FinalState.IsEmpty)
+        if (batch.FinalState.IsEmpty)
         {
-            for (int b = 0; b < size; b++)
+            return;
+        }
+
+        for (int l = 0; l < Shape.Layers; l++)
+        {
+            for (int d = 0; d < Shape.Directions; d++)
             {
-                _hs.AsSpan(((batch.LengthOf(b) * size) + b) * hidden, hidden).CopyTo(batch.FinalState.Slice(b * hidden, hidden));
+                ReadOnlySpan<float> hs = States(l, d);
+                Span<float> final = batch.FinalState.Slice(((l * Shape.Directions) + d) * size * hidden, size * hidden);
+                for (int b = 0; b < size; b++)
+                {
+                    int slot = d == 0 ? batch.LengthOf(b) : 1;
+                    hs.Slice(((slot * size) + b) * hidden, hidden).CopyTo(final.Slice(b * hidden, hidden));
+                }
             }
         }
     }
 
-    /// <summary>(8) ∂L/∂b_y = Σ eₜ; (9) ∂L/∂W_hy = Eᵀ H.</summary>
+    /// <summary>(8) ∂L/∂b_y = Σ eₜ; (9) ∂L/∂W_hy = Eᵀ H, one GEMM per direction of the top layer into W_hy's column halves.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void OutputGradients(in SequenceBatch<float> batch, Span<float> grad, bool accumulate)
     {
         RnnShape s = Shape;
-        int hidden = s.HiddenSize, outputs = s.OutputSize, size = batch.BatchSize, rows = batch.Steps * size;
+        int hidden = s.HiddenSize, width = s.LayerOutputSize, outputs = s.OutputSize, rows = batch.Steps * batch.BatchSize;
         ReadOnlySpan<float> e = _e.AsSpan(0, rows * outputs);
         _k.ColumnSums(e, rows, outputs, grad.Slice(s.ByOffset, outputs), accumulate);
-        _k.Gemm(true, false, outputs, hidden, rows, e, outputs, _hs.AsSpan(size * hidden, rows * hidden), hidden, accumulate ? 1f : 0f,
-            grad.Slice(s.WhyOffset, outputs * hidden), hidden, _packA.Span, _packB.Span);
+        Span<float> dWhy = grad.Slice(s.WhyOffset, outputs * width);
+        for (int d = 0; d < s.Directions; d++)
+        {
+            _k.Gemm(true, false, outputs, hidden, rows, e, outputs, TopStates(in batch, d), hidden, accumulate ? 1f : 0f, dWhy.Slice(d * hidden), width, _packA.Span, _packB.Span);
+        }
+    }
+
+    /// <summary>The head's part of the top layer's δ, before the recursion: G = E W_hy (the direction's column half), into the δ buffer.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void HeadGradient(ReadOnlySpan<float> theta, in SequenceBatch<float> batch, int d)
+    {
+        RnnShape s = Shape;
+        int hidden = s.HiddenSize, width = s.LayerOutputSize, outputs = s.OutputSize, rows = batch.Steps * batch.BatchSize;
+        _k.Gemm(false, false, rows, hidden, outputs, _e.AsSpan(0, rows * outputs), outputs, theta.Slice(s.WhyOffset + (d * hidden), (outputs * width) - (d * hidden)), width,
+            0f, Delta(s.Layers - 1, d, rows), hidden, _packA.Span, _packB.Span);
     }
 
     /// <summary>
-    /// (10)–(12): δₜ = ∂L/∂uₜ. The output part of every δ at once, G = E W_hy; then (11) δ_T = G_T ⊙ f′(u_T) and
-    /// (12) δₜ = (Gₜ + W_hhᵀ δₜ₊₁) ⊙ f′(uₜ) backwards in time, in place over Gₜ.
+    /// The gradient that flows into layer l's states from layer l + 1, the G of (12) for a layer below the top:
+    /// G⁽ˡ'ᵈ⁾ = m ⊙ Σ_d' Δ⁽ˡ⁺¹'ᵈ'⁾ W_xh⁽ˡ⁺¹'ᵈ'⁾[:, d·H..], one GEMM per direction above, into the δ buffer.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void DeltaRecursion(ReadOnlySpan<float> theta, in SequenceBatch<float> batch)
+    private void LayerAboveGradient(ReadOnlySpan<float> theta, in SequenceBatch<float> batch, int l, int d)
     {
-        RnnShape s = Shape;
-        int hidden = s.HiddenSize, outputs = s.OutputSize, size = batch.BatchSize, steps = batch.Steps, rows = steps * size, block = size * hidden;
-        ReadOnlySpan<float> whh = theta.Slice(s.WhhOffset, hidden * hidden);
-        ReadOnlySpan<float> hAll = _hs.AsSpan(block, rows * hidden);
-        Span<float> delta = _delta.AsSpan(0, rows * hidden);
-        _k.Gemm(false, false, rows, hidden, outputs, _e.AsSpan(0, rows * outputs), outputs, theta.Slice(s.WhyOffset, outputs * hidden), hidden, 0f, delta, hidden, _packA.Span, _packB.Span);
+        int hidden = Shape.HiddenSize, width = Shape.LayerOutputSize, rows = batch.Steps * batch.BatchSize;
+        Span<float> g = Delta(l, d, rows);
+        for (int above = 0; above < Shape.Directions; above++)
+        {
+            RnnLayerBlock block = Shape.Block(l + 1, above);
+            _k.Gemm(false, false, rows, hidden, hidden, Delta(l + 1, above, rows), hidden, theta.Slice(block.WxhOffset + (d * hidden), block.WxhLength - (d * hidden)), width,
+                above == 0 ? 0f : 1f, g, hidden, _packA.Span, _packB.Span);
+        }
+
+        if (_dropping)
+        {
+            ReadOnlySpan<float> mask = _dropM[((l + 1) * Shape.Directions) + d].AsSpan(0, rows * hidden);
+            for (int j = 0; j < g.Length; j++)
+            {
+                g[j] *= mask[j];
+            }
+        }
+    }
+
+    /// <summary>
+    /// (10)–(12), forward direction: δₜ = ∂L/∂uₜ, in place over Gₜ: (11) δ_T = G_T ⊙ f′(u_T) and
+    /// (12) δₜ = (Gₜ + W_hhᵀ δₜ₊₁) ⊙ f′(uₜ) backwards in time.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void DeltaRecursion(ReadOnlySpan<float> theta, in SequenceBatch<float> batch, int l)
+    {
+        int hidden = Shape.HiddenSize, size = batch.BatchSize, steps = batch.Steps, rows = steps * size, block = size * hidden;
+        ReadOnlySpan<float> whh = theta.Slice(Shape.Block(l, 0).WhhOffset, hidden * hidden);
+        ReadOnlySpan<float> hAll = States(l, 0).Slice(block, rows * hidden);
+        Span<float> delta = Delta(l, 0, rows);
         Span<float> last = delta.Slice((steps - 1) * block, block);
         _k.ActivationBackward(last, hAll.Slice((steps - 1) * block, block), last);
         if (size >= BatchedRecurrenceMinBatch)
@@ -335,35 +598,102 @@ internal sealed class FastBptt : IBpttCore
         }
     }
 
-    /// <summary>(16) ∂L/∂h₀ = W_hhᵀ δ₁; (13) ∂L/∂W_hh = Δᵀ H₋₁; (15) ∂L/∂b_h = Σ δₜ.</summary>
+    /// <summary>
+    /// (11)–(12), reverse direction, in place over Gₜ: the step that read hₜ is t − 1, so δ₁ = G₁ ⊙ f′(u₁) and
+    /// δₜ = (Gₜ + W_hhᵀ δₜ₋₁) ⊙ f′(uₜ) for t = 2..T; rows past a sequence's length are zeroed after each step.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void RecurrentGradients(ReadOnlySpan<float> theta, in SequenceBatch<float> batch, Span<float> grad, bool accumulate)
+    private void ReverseDeltaRecursion(ReadOnlySpan<float> theta, in SequenceBatch<float> batch, int l)
     {
-        RnnShape s = Shape;
-        int hidden = s.HiddenSize, size = batch.BatchSize, rows = batch.Steps * size;
-        ReadOnlySpan<float> whh = theta.Slice(s.WhhOffset, hidden * hidden);
-        ReadOnlySpan<float> delta = _delta.AsSpan(0, rows * hidden);
-        if (!batch.InitialStateGradient.IsEmpty)
+        int hidden = Shape.HiddenSize, size = batch.BatchSize, steps = batch.Steps, rows = steps * size, block = size * hidden;
+        ReadOnlySpan<float> whh = theta.Slice(Shape.Block(l, 1).WhhOffset, hidden * hidden);
+        ReadOnlySpan<float> hAll = States(l, 1).Slice(block, rows * hidden);
+        Span<float> delta = Delta(l, 1, rows);
+        bool batched = size >= BatchedRecurrenceMinBatch;
+        if (batched)
         {
+            _k.PackB(false, hidden, hidden, whh, hidden, _packedWhh.Span);
+        }
+        else
+        {
+            _k.PackColumnBlocks(whh, hidden, hidden, _stepBackward);
+        }
+
+        for (int t = 0; t < steps; t++)
+        {
+            Span<float> dBlock = delta.Slice(t * block, block);
+            ReadOnlySpan<float> hBlock = hAll.Slice(t * block, block);
+            if (t == 0)
+            {
+                _k.ActivationBackward(dBlock, hBlock, dBlock);
+            }
+            else if (batched)
+            {
+                _k.Multiply(false, size, hidden, hidden, delta.Slice((t - 1) * block, block), hidden, _packedWhh.Span, 1f, dBlock, hidden, _packA.Span);
+                _k.ActivationBackward(dBlock, hBlock, dBlock);
+            }
+
             for (int b = 0; b < size; b++)
             {
-                _k.GemvTransposed(whh, hidden, hidden, delta.Slice(b * hidden, hidden), batch.InitialStateGradient.Slice(b * hidden, hidden));
+                Span<float> d = dBlock.Slice(b * hidden, hidden);
+                if (t >= batch.LengthOf(b))
+                {
+                    d.Clear();
+                }
+                else if (t > 0 && !batched)
+                {
+                    _k.StepBackward(_stepBackward, hidden, delta.Slice((((t - 1) * size) + b) * hidden, hidden), hBlock.Slice(b * hidden, hidden), d);
+                }
+            }
+        }
+    }
+
+    /// <summary>(16) ∂L/∂h₀ = W_hhᵀ δ of the direction's first step; (13) ∂L/∂W_hh = Δᵀ H₋₁ (forward) or Δᵀ H₊₁ (reverse); (15) ∂L/∂b_h = Σ δₜ.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void RecurrentGradients(ReadOnlySpan<float> theta, in SequenceBatch<float> batch, Span<float> grad, bool accumulate, int l, int d)
+    {
+        RnnLayerBlock blockOffsets = Shape.Block(l, d);
+        int hidden = Shape.HiddenSize, size = batch.BatchSize, rows = batch.Steps * size;
+        ReadOnlySpan<float> whh = theta.Slice(blockOffsets.WhhOffset, hidden * hidden);
+        ReadOnlySpan<float> delta = Delta(l, d, rows);
+        if (!batch.InitialStateGradient.IsEmpty)
+        {
+            Span<float> dh0 = batch.InitialStateGradient.Slice(((l * Shape.Directions) + d) * size * hidden, size * hidden);
+            for (int b = 0; b < size; b++)
+            {
+                int first = d == 0 ? 0 : batch.LengthOf(b) - 1;
+                _k.GemvTransposed(whh, hidden, hidden, delta.Slice(((first * size) + b) * hidden, hidden), dh0.Slice(b * hidden, hidden));
             }
         }
 
-        _k.Gemm(true, false, hidden, hidden, rows, delta, hidden, _hs.AsSpan(0, rows * hidden), hidden, accumulate ? 1f : 0f,
-            grad.Slice(s.WhhOffset, hidden * hidden), hidden, _packA.Span, _packB.Span);
-        _k.ColumnSums(delta, rows, hidden, grad.Slice(s.BhOffset, hidden), accumulate);
+        ReadOnlySpan<float> previous = States(l, d).Slice((d == 0 ? 0 : 2 * size) * hidden, rows * hidden);
+        _k.Gemm(true, false, hidden, hidden, rows, delta, hidden, previous, hidden, accumulate ? 1f : 0f,
+            grad.Slice(blockOffsets.WhhOffset, hidden * hidden), hidden, _packA.Span, _packB.Span);
+        _k.ColumnSums(delta, rows, hidden, grad.Slice(blockOffsets.BhOffset, hidden), accumulate);
     }
 
-    /// <summary>(14) ∂L/∂W_xh = Δᵀ X (tokens: a scatter-add of δₜ into row `token` of ∂L/∂W_xhᵀ); (16) ∂L/∂X = Δ W_xh.</summary>
+    /// <summary>
+    /// (14) ∂L/∂W_xh = Δᵀ X: the batch's input for the first layer (tokens: a scatter-add of δₜ into row `token` of
+    /// ∂L/∂W_xhᵀ), the layer below's masked states above it (one GEMM per direction below, into W_xh's column halves).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void InputGradients(ReadOnlySpan<float> theta, in SequenceBatch<float> batch, Span<float> grad, bool accumulate)
+    private void InputWeightGradients(in SequenceBatch<float> batch, Span<float> grad, bool accumulate, int l, int d)
     {
-        RnnShape s = Shape;
-        int inputs = s.InputSize, hidden = s.HiddenSize, rows = batch.Steps * batch.BatchSize;
-        ReadOnlySpan<float> delta = _delta.AsSpan(0, rows * hidden);
-        Span<float> dWxh = grad.Slice(s.WxhOffset, hidden * inputs);
+        RnnLayerBlock block = Shape.Block(l, d);
+        int inputs = block.InputSize, hidden = Shape.HiddenSize, rows = batch.Steps * batch.BatchSize;
+        ReadOnlySpan<float> delta = Delta(l, d, rows);
+        Span<float> dWxh = grad.Slice(block.WxhOffset, hidden * inputs);
+        if (l > 0)
+        {
+            for (int below = 0; below < Shape.Directions; below++)
+            {
+                _k.Gemm(true, false, hidden, hidden, rows, delta, hidden, LayerInput(in batch, l, below), hidden, accumulate ? 1f : 0f,
+                    dWxh.Slice(below * hidden), inputs, _packA.Span, _packB.Span);
+            }
+
+            return;
+        }
+
         if (batch.IsTokenInput && rows < inputs)
         {
             // Fewer rows than tokens: scatter each δₜ straight into its column of ∂L/∂W_xh.
@@ -408,9 +738,22 @@ internal sealed class FastBptt : IBpttCore
         }
 
         _k.Gemm(true, false, hidden, inputs, rows, delta, hidden, DenseInputs(in batch), inputs, accumulate ? 1f : 0f, dWxh, inputs, _packA.Span, _packB.Span);
-        if (!batch.InputGradient.IsEmpty)
+    }
+
+    /// <summary>(16) ∂L/∂X = Σ_d Δ⁽¹'ᵈ⁾ W_xh⁽¹'ᵈ⁾, dense input only, when the batch asks for it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void InputGradient(ReadOnlySpan<float> theta, in SequenceBatch<float> batch)
+    {
+        if (batch.InputGradient.IsEmpty)
         {
-            _k.Gemm(false, false, rows, inputs, hidden, delta, hidden, theta.Slice(s.WxhOffset, hidden * inputs), inputs, 0f, batch.InputGradient, inputs, _packA.Span, _packB.Span);
+            return;
+        }
+
+        int inputs = Shape.InputSize, hidden = Shape.HiddenSize, rows = batch.Steps * batch.BatchSize;
+        for (int d = 0; d < Shape.Directions; d++)
+        {
+            _k.Gemm(false, false, rows, inputs, hidden, Delta(0, d, rows), hidden, theta.Slice(Shape.Block(0, d).WxhOffset, hidden * inputs), inputs, d == 0 ? 0f : 1f,
+                batch.InputGradient, inputs, _packA.Span, _packB.Span);
         }
     }
 
@@ -439,6 +782,36 @@ internal sealed class FastBptt : IBpttCore
         }
 
         return x;
+    }
+
+    /// <summary>The slots 0..T+1 of block (l, d).</summary>
+    private Span<float> States(int l, int d) => _hs[(l * Shape.Directions) + d];
+
+    /// <summary>Gₜ, then δₜ, of block (l, d): <c>[T·B, H]</c>.</summary>
+    private Span<float> Delta(int l, int d, int rows) => _delta[(l * Shape.Directions) + d].AsSpan(0, rows * Shape.HiddenSize);
+
+    /// <summary>hₜ of the top layer's direction d, slots 1..T: <c>[T·B, H]</c>.</summary>
+    private ReadOnlySpan<float> TopStates(in SequenceBatch<float> batch, int d)
+    {
+        int hidden = Shape.HiddenSize, size = batch.BatchSize;
+        return States(Shape.Layers - 1, d).Slice(size * hidden, batch.Steps * size * hidden);
+    }
+
+    /// <summary>The part of layer l's input (l ≥ 1) that comes from direction <paramref name="below"/> of layer l − 1: its masked copy
+    /// (dropout) or its states, <c>[T·B, H]</c>.</summary>
+    private ReadOnlySpan<float> LayerInput(in SequenceBatch<float> batch, int l, int below)
+    {
+        int hidden = Shape.HiddenSize, size = batch.BatchSize, rows = batch.Steps * size;
+        return _dropping
+            ? _dropX[(l * Shape.Directions) + below].AsSpan(0, rows * hidden)
+            : States(l - 1, below).Slice(size * hidden, rows * hidden);
+    }
+
+    /// <summary>h₀ of block (l, d), <c>[B, H]</c>, or empty (zeros).</summary>
+    private ReadOnlySpan<float> InitialState(in SequenceBatch<float> batch, int l, int d)
+    {
+        int block = batch.BatchSize * Shape.HiddenSize;
+        return batch.InitialState.IsEmpty ? default : batch.InitialState.Slice(((l * Shape.Directions) + d) * block, block);
     }
 
     /// <summary>Whether row r = t·B + b is a step within its sequence's length.</summary>

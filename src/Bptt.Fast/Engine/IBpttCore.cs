@@ -19,9 +19,9 @@ internal interface IBpttCore
 }
 
 /// <summary>The scalar reference BPTT in float, as an engine core.</summary>
-internal sealed class ReferenceCore(RnnShape shape, int maxSteps, int maxBatch, Activation activation) : IBpttCore
+internal sealed class ReferenceCore(RnnShape shape, int maxSteps, int maxBatch, Activation activation, float dropout) : IBpttCore
 {
-    private readonly ReferenceBptt<float> _reference = new(shape, maxSteps, maxBatch, activation);
+    private readonly ReferenceBptt<float> _reference = new(shape, maxSteps, maxBatch, activation, dropout);
 
     public float Evaluate(ReadOnlySpan<float> theta, in SequenceBatch<float> batch) => _reference.Evaluate(theta, in batch);
 

@@ -34,30 +34,34 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
     /// <param name="activation">f of equation (2).</param>
     /// <param name="workers">Worker count (0: one per core); never more than <paramref name="maxBatch"/>.</param>
     /// <param name="maxWorkspaceBytes">The most memory all workers' workspaces may take together.</param>
-    /// <exception cref="ArgumentOutOfRangeException">As for <see cref="BpttEngine(RnnShape, int, int, Activation, KernelPath, long)"/>, or
+    /// <param name="dropout">The dropout probability between stacked layers, as for <see cref="BpttEngine"/>; the mask is drawn per
+    /// sequence of the whole batch, so it does not depend on the split.</param>
+    /// <exception cref="ArgumentOutOfRangeException">As for <see cref="BpttEngine(RnnShape, int, int, Activation, KernelPath, long, float)"/>, or
     /// a worker count outside [0, 1024].</exception>
-    public ParallelBpttEngine(RnnShape shape, int maxSteps, int maxBatch, Activation activation = Activation.Tanh, int workers = 0, long maxWorkspaceBytes = BpttEngine.DefaultMaxWorkspaceBytes)
+    public ParallelBpttEngine(RnnShape shape, int maxSteps, int maxBatch, Activation activation = Activation.Tanh, int workers = 0, long maxWorkspaceBytes = BpttEngine.DefaultMaxWorkspaceBytes, float dropout = 0f)
     {
         EngineLimits.Check(shape, maxSteps, maxBatch, activation, maxWorkspaceBytes);
+        DropoutMask.CheckRate(dropout, nameof(dropout));
         Guard.InRange(workers, 0, 1024, nameof(workers));
         int count = Math.Min(workers == 0 ? Environment.ProcessorCount : workers, maxBatch);
         int perWorker = (maxBatch + count - 1) / count;
         KernelSet kernels = KernelSets.For(KernelInfo.Isa, activation);
         long rows = Sizes.Product(maxSteps, perWorker);
-        long gatherFloats = Sizes.Sum(Sizes.Product(rows, Sizes.Sum(2L * shape.InputSize, shape.HiddenSize)), Sizes.Product(3L * perWorker, shape.HiddenSize));
-        long perWorkerBytes = Sizes.Sum(FastBptt.Plan(shape, maxSteps, perWorker, kernels).Bytes, Sizes.Sum(Sizes.Product(gatherFloats, 4), Sizes.Product(rows, 8)));
+        long gatherFloats = Sizes.Sum(Sizes.Product(rows, Sizes.Sum(2L * shape.InputSize, shape.LayerOutputSize)), Sizes.Product(3L * shape.BlockCount * perWorker, shape.HiddenSize));
+        long perWorkerBytes = Sizes.Sum(FastBptt.Plan(shape, maxSteps, perWorker, kernels, dropout).Bytes, Sizes.Sum(Sizes.Product(gatherFloats, 4), Sizes.Product(rows, 8)));
         perWorkerBytes = Sizes.Sum(perWorkerBytes, 4L * shape.ParameterCount);
         EngineLimits.CheckWorkspace(Sizes.Product(perWorkerBytes, count), maxWorkspaceBytes, maxSteps, maxBatch);
         Shape = shape;
         MaxSteps = maxSteps;
         MaxBatch = maxBatch;
         Activation = activation;
+        Dropout = dropout;
         _kernels = kernels;
         _job = new Coordinator();
         _workers = new Worker[count];
         for (int w = 0; w < count; w++)
         {
-            _workers[w] = new Worker(_job, w, new FastBptt(shape, maxSteps, perWorker, kernels), perWorker);
+            _workers[w] = new Worker(_job, w, new FastBptt(shape, maxSteps, perWorker, kernels, dropout), perWorker);
         }
 
         for (int w = 1; w < count; w++)
@@ -88,6 +92,9 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
 
     /// <summary>f.</summary>
     public Activation Activation { get; }
+
+    /// <summary>The dropout probability between stacked layers of a training pass (0: none).</summary>
+    public float Dropout { get; }
 
     /// <summary>The number of workers, the calling thread included.</summary>
     public int Workers => _workers.Length;
@@ -173,7 +180,7 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
         fixed (float* inputs = batch.Inputs, h0 = batch.InitialState, final = batch.FinalState, dh0 = batch.InitialStateGradient, dx = batch.InputGradient, states = batch.HiddenStates)
         fixed (int* tokens = batch.Tokens, targets = batch.Targets, lengths = batch.Lengths)
         {
-            _job.Batch = new BatchPointers(batch.Steps, batch.BatchSize, batch.IsTokenInput, inputs, tokens, targets, lengths, h0, final, dh0, dx, states);
+            _job.Batch = new BatchPointers(batch.Steps, batch.BatchSize, batch.IsTokenInput, inputs, tokens, targets, lengths, h0, final, dh0, dx, states, batch.DropoutSeed);
             _job.Parameters = parameters;
             _job.Active = active;
             _job.Done.Reset(active);
@@ -216,8 +223,9 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
     }
 
     /// <summary>The caller's batch as raw pointers, valid while the calling thread waits inside <c>fixed</c>.</summary>
-    private readonly struct BatchPointers(int steps, int size, bool tokens, float* inputs, int* tokenIds, int* targets, int* lengths, float* h0, float* final, float* dh0, float* dx, float* states)
+    private readonly struct BatchPointers(int steps, int size, bool tokens, float* inputs, int* tokenIds, int* targets, int* lengths, float* h0, float* final, float* dh0, float* dx, float* states, ulong dropoutSeed)
     {
+        public readonly ulong DropoutSeed = dropoutSeed;
         public readonly int Steps = steps, Size = size;
         public readonly bool Tokens = tokens;
         public readonly float* Inputs = inputs, H0 = h0, Final = final, Dh0 = dh0, Dx = dx, States = states;
@@ -260,10 +268,10 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
             _gradients = new float[s.ParameterCount];
             _inputs = new float[rows * s.InputSize];
             _dx = new float[rows * s.InputSize];
-            _states = new float[rows * s.HiddenSize];
-            _h0 = new float[capacity * s.HiddenSize];
-            _final = new float[capacity * s.HiddenSize];
-            _dh0 = new float[capacity * s.HiddenSize];
+            _states = new float[rows * s.LayerOutputSize];
+            _h0 = new float[s.BlockCount * capacity * s.HiddenSize];
+            _final = new float[s.BlockCount * capacity * s.HiddenSize];
+            _dh0 = new float[s.BlockCount * capacity * s.HiddenSize];
             _tokens = new int[rows];
             _targets = new int[rows];
             _lengths = new int[capacity];
@@ -318,15 +326,20 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
         public void Scatter()
         {
             BatchPointers p = _job.Batch;
-            int ni = _engine.Shape.InputSize, nh = _engine.Shape.HiddenSize, first = _first, count = _count;
-            if (p.Final != null)
+            int ni = _engine.Shape.InputSize, nh = _engine.Shape.HiddenSize, nw = _engine.Shape.LayerOutputSize, first = _first, count = _count;
+            for (int block = 0; block < _engine.Shape.BlockCount; block++)
             {
-                _final.AsSpan(0, count * nh).CopyTo(new Span<float>(p.Final + ((long)first * nh), count * nh));
-            }
+                // [L·D, B, H]: this worker's sequences are rows first..first+count of every block.
+                long at = (((long)block * p.Size) + first) * nh;
+                if (p.Final != null)
+                {
+                    _final.AsSpan(block * count * nh, count * nh).CopyTo(new Span<float>(p.Final + at, count * nh));
+                }
 
-            if (p.Dh0 != null)
-            {
-                _dh0.AsSpan(0, count * nh).CopyTo(new Span<float>(p.Dh0 + ((long)first * nh), count * nh));
+                if (p.Dh0 != null)
+                {
+                    _dh0.AsSpan(block * count * nh, count * nh).CopyTo(new Span<float>(p.Dh0 + at, count * nh));
+                }
             }
 
             if (p.Dx == null && p.States == null)
@@ -346,7 +359,7 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
 
                     if (p.States != null)
                     {
-                        _states.AsSpan((int)(src * nh), nh).CopyTo(new Span<float>(p.States + (dst * nh), nh));
+                        _states.AsSpan((int)(src * nw), nw).CopyTo(new Span<float>(p.States + (dst * nw), nw));
                     }
                 }
             }
@@ -379,7 +392,7 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
         {
             BatchPointers p = _job.Batch;
             RnnShape s = _engine.Shape;
-            int ni = s.InputSize, nh = s.HiddenSize, active = _job.Active;
+            int ni = s.InputSize, nh = s.HiddenSize, nw = s.LayerOutputSize, blocks = s.BlockCount, active = _job.Active;
             int first = (int)((long)p.Size * _index / active), count = (int)((long)p.Size * (_index + 1) / active) - first;
             _first = first;
             _count = count;
@@ -408,10 +421,10 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
                 lengths[b] = p.Lengths[first + b];
             }
 
-            Span<float> h0 = p.H0 == null ? default : _h0.AsSpan(0, count * nh);
-            if (p.H0 != null)
+            Span<float> h0 = p.H0 == null ? default : _h0.AsSpan(0, blocks * count * nh);
+            for (int block = 0; p.H0 != null && block < blocks; block++)
             {
-                new ReadOnlySpan<float>(p.H0 + ((long)first * nh), count * nh).CopyTo(h0);
+                new ReadOnlySpan<float>(p.H0 + ((((long)block * p.Size) + first) * nh), count * nh).CopyTo(h0.Slice(block * count * nh, count * nh));
             }
 
             var batch = p.Tokens
@@ -421,11 +434,13 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
             {
                 InitialState = h0,
                 Lengths = lengths,
-                FinalState = p.Final == null ? default : _final.AsSpan(0, count * nh),
-                InitialStateGradient = p.Dh0 == null ? default : _dh0.AsSpan(0, count * nh),
+                FinalState = p.Final == null ? default : _final.AsSpan(0, blocks * count * nh),
+                InitialStateGradient = p.Dh0 == null ? default : _dh0.AsSpan(0, blocks * count * nh),
                 InputGradient = p.Dx == null ? default : _dx.AsSpan(0, rows * ni),
-                HiddenStates = p.States == null ? default : _states.AsSpan(0, rows * nh),
+                HiddenStates = p.States == null ? default : _states.AsSpan(0, rows * nw),
+                DropoutSeed = p.DropoutSeed,
             };
+            _engine.DropoutSequenceOffset = first;
             Loss = _engine.ComputeGradients(_job.Parameters!.Values, batch, _gradients, accumulate: false);
             if (_job.InjectFault?.Invoke(_index) == true)
             {

@@ -65,11 +65,12 @@ internal static class BatchValidation
         }
 
         CheckIds(batch.Targets, in batch, shape.OutputSize, "batch.Targets", allowIgnore: true);
-        Guard.OptionalLength(size * h, batch.InitialState.Length, "batch.InitialState", $"batch × hiddenSize = {size}×{h}");
+        int states = shape.BlockCount * size * h, outputs = rows * shape.LayerOutputSize;
+        Guard.OptionalLength(states, batch.InitialState.Length, "batch.InitialState", $"{(shape.IsSingleLayer ? "" : "layers·directions × ")}batch × hiddenSize = {(shape.IsSingleLayer ? "" : $"{shape.BlockCount}×")}{size}×{h}");
         Guard.Finite(batch.InitialState, "batch.InitialState");
-        Guard.OptionalLength(size * h, batch.FinalState.Length, "batch.FinalState", $"batch × hiddenSize = {size}×{h}");
-        Guard.OptionalLength(size * h, batch.InitialStateGradient.Length, "batch.InitialStateGradient", $"batch × hiddenSize = {size}×{h}");
-        Guard.OptionalLength(rows * h, batch.HiddenStates.Length, "batch.HiddenStates", $"steps × batch × hiddenSize = {steps}×{size}×{h}");
+        Guard.OptionalLength(states, batch.FinalState.Length, "batch.FinalState", $"{(shape.IsSingleLayer ? "" : "layers·directions × ")}batch × hiddenSize = {(shape.IsSingleLayer ? "" : $"{shape.BlockCount}×")}{size}×{h}");
+        Guard.OptionalLength(states, batch.InitialStateGradient.Length, "batch.InitialStateGradient", $"{(shape.IsSingleLayer ? "" : "layers·directions × ")}batch × hiddenSize = {(shape.IsSingleLayer ? "" : $"{shape.BlockCount}×")}{size}×{h}");
+        Guard.OptionalLength(outputs, batch.HiddenStates.Length, "batch.HiddenStates", $"steps × batch × {(shape.IsBidirectional ? "directions·" : "")}hiddenSize = {steps}×{size}×{shape.LayerOutputSize}");
     }
 
     /// <summary>

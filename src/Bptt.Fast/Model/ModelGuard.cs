@@ -12,6 +12,19 @@ internal static class ModelGuard
         }
     }
 
+    /// <summary>Refuses a stacked or bidirectional shape where a component supports the one-layer network only.</summary>
+    /// <param name="shape">The shape to check.</param>
+    /// <param name="paramName">The parameter reported.</param>
+    /// <param name="component">What refuses it, for the message.</param>
+    public static void SingleLayer(RnnShape shape, string paramName, string component)
+    {
+        if (!shape.IsSingleLayer)
+        {
+            throw new ArgumentException(
+                $"{component} supports one layer and one direction; expected Layers = 1 and Directions = 1, actual Layers = {shape.Layers}, Directions = {shape.Directions}.", paramName);
+        }
+    }
+
     /// <summary>θ and ∂L/∂θ: both given, both of <paramref name="shape"/>, and two different blocks.</summary>
     public static void ParameterAndGradientBlocks(RnnShape shape, RnnParameters parameters, RnnParameters gradients)
     {

@@ -6,43 +6,59 @@ namespace Bptt.Fast.Reference;
 
 /// <summary>
 /// The scalar reference BPTT: equations (1)–(16) of docs/design.md as plain loops, one sequence at a time, generic over
-/// float and double. It is the oracle every fast path is tested against, so it is written to be read against the
-/// equations and never optimised. Buffers are sized once from (maxSteps, maxBatch); a call allocates nothing.
-/// After each call the forward and backward quantities stay readable (<see cref="HiddenStates"/>, <see cref="Deltas"/>,
-/// <see cref="Errors"/>, <see cref="StepLosses"/>) for tests and diagnostics.
+/// float and double, for L stacked layers and one or two directions (docs/design.md, section 1.1). It is the oracle every
+/// fast path is tested against, so it is written to be read against the equations and never optimised. Buffers are sized
+/// once from (maxSteps, maxBatch); a call allocates nothing. After each call the forward and backward quantities stay
+/// readable (<see cref="HiddenStates"/>, <see cref="Deltas"/>, <see cref="Errors"/>, <see cref="StepLosses"/>) for tests
+/// and diagnostics.
 /// </summary>
 /// <typeparam name="T">float or double.</typeparam>
 public sealed class ReferenceBptt<T>
     where T : unmanaged, IFloatingPointIeee754<T>
 {
-    private readonly T[] _h;       // hₜ            [T, B, H]
-    private readonly T[] _y;       // yₜ, then eₜ   [T, B, O]
-    private readonly T[] _delta;   // δₜ            [T, B, H]
-    private readonly T[] _loss;    // Lₜ            [T, B]
-    private readonly T[] _scratch; // one vector of H
+    private readonly T[] _h;       // hₜ⁽ˡ'ᵈ⁾          [L·D, T, B, H]
+    private readonly T[] _u;       // uₜ⁽ˡ'ᵈ⁾          [L·D, T, B, H]: kept for diagnostics (relu's kink)
+    private readonly T[] _x;       // xₜ⁽ˡ⁺¹⁾, masked   [L−1, T, B, D·H]: the input of every layer above the first
+    private readonly T[] _mask;    // the dropout mask  [L−1, T, B, D·H]: 0 or 1/(1−p), or 1 without dropout
+    private readonly T[] _out;     // the top layer's [h→ ; h←]  [T, B, D·H]: what the head reads
+    private readonly T[] _y;       // yₜ, then eₜ       [T, B, O]
+    private readonly T[] _g;       // ∂L/∂(a layer's output), the G of (12)  [T, B, D·H]
+    private readonly T[] _delta;   // δₜ⁽ˡ'ᵈ⁾          [L·D, T, B, H]
+    private readonly T[] _loss;    // Lₜ               [T, B]
     private readonly T[] _zeros;   // h₀ when the caller gives none
     private int _steps, _batch;
 
     /// <summary>Creates a reference engine with buffers for up to <paramref name="maxSteps"/> × <paramref name="maxBatch"/>.</summary>
-    /// <param name="shape">The network sizes.</param>
+    /// <param name="shape">The network sizes, layers and directions.</param>
     /// <param name="maxSteps">The largest T a call may use.</param>
     /// <param name="maxBatch">The largest B a call may use.</param>
     /// <param name="activation">The recurrent non-linearity f.</param>
-    public ReferenceBptt(RnnShape shape, int maxSteps, int maxBatch, Activation activation)
+    /// <param name="dropout">The inverted-dropout probability p between layers in <see cref="ComputeGradients"/>, in [0, 1) (default 0).</param>
+    public ReferenceBptt(RnnShape shape, int maxSteps, int maxBatch, Activation activation, float dropout = 0f)
     {
         EngineLimits.Check(shape, maxSteps, maxBatch, activation, long.MaxValue);
+        DropoutMask.CheckRate(dropout, nameof(dropout));
         long rows = (long)maxSteps * maxBatch;
-        Sizes.ArrayLength(Sizes.Product(rows, Math.Max(shape.HiddenSize, shape.OutputSize)), nameof(maxSteps), "reference state or output buffer");
+        int width = shape.LayerOutputSize;
+        Sizes.ArrayLength(Sizes.Product(Sizes.Product(rows, shape.BlockCount), shape.HiddenSize), nameof(maxSteps), "reference state buffer [L·D, T, B, H]");
+        Sizes.ArrayLength(Sizes.Product(Sizes.Product(rows, Math.Max(shape.Layers - 1, 1)), width), nameof(maxSteps), "reference layer input buffer [L−1, T, B, D·H]");
+        Sizes.ArrayLength(Sizes.Product(rows, shape.OutputSize), nameof(maxSteps), "reference output buffer [T, B, O]");
         Shape = shape;
         MaxSteps = maxSteps;
         MaxBatch = maxBatch;
         Activation = activation;
-        _h = new T[rows * shape.HiddenSize];
+        Dropout = dropout;
+        int blocks = shape.BlockCount, hidden = shape.HiddenSize;
+        _h = new T[rows * blocks * hidden];
+        _u = new T[rows * blocks * hidden];
+        _x = new T[rows * (shape.Layers - 1) * width];
+        _mask = new T[rows * (shape.Layers - 1) * width];
+        _out = new T[rows * width];
         _y = new T[rows * shape.OutputSize];
-        _delta = new T[rows * shape.HiddenSize];
+        _g = new T[rows * width];
+        _delta = new T[rows * blocks * hidden];
         _loss = new T[rows];
-        _scratch = new T[shape.HiddenSize];
-        _zeros = new T[shape.HiddenSize];
+        _zeros = new T[hidden];
     }
 
     /// <summary>The bytes of the buffers an engine for (maxSteps, maxBatch) allocates, in 64 bits.</summary>
@@ -53,7 +69,9 @@ public sealed class ReferenceBptt<T>
     public static long WorkspaceBytes(RnnShape shape, int maxSteps, int maxBatch)
     {
         long rows = Sizes.Product(maxSteps, maxBatch);
-        long elements = Sizes.Sum(Sizes.Product(rows, Sizes.Sum((2L * shape.HiddenSize) + 1, shape.OutputSize)), 2L * shape.HiddenSize);
+        long width = shape.LayerOutputSize;
+        long perRow = Sizes.Sum(Sizes.Sum(Sizes.Product(3L * shape.BlockCount, shape.HiddenSize), Sizes.Product(2L * shape.Layers, width)), shape.OutputSize + 1L);
+        long elements = Sizes.Sum(Sizes.Product(rows, perRow), shape.HiddenSize);
         return Sizes.Product(elements, System.Runtime.CompilerServices.Unsafe.SizeOf<T>());
     }
 
@@ -69,31 +87,52 @@ public sealed class ReferenceBptt<T>
     /// <summary>The recurrent non-linearity f.</summary>
     public Activation Activation { get; }
 
-    /// <summary>hₜ of the last call, <c>[T, B, H]</c>; zero after a sequence's length.</summary>
-    public ReadOnlySpan<T> HiddenStates => _h.AsSpan(0, _steps * _batch * Shape.HiddenSize);
+    /// <summary>The dropout probability p between layers of a training pass (0: none).</summary>
+    public float Dropout { get; }
+
+    /// <summary>hₜ of the top layer in the last call, <c>[T, B, D·H]</c> (both directions concatenated); zero after a sequence's length.</summary>
+    public ReadOnlySpan<T> HiddenStates => _out.AsSpan(0, _steps * _batch * Shape.LayerOutputSize);
 
     /// <summary>eₜ = yₜ − ŷₜ of the last call, <c>[T, B, O]</c>; zero after a sequence's length. Evaluate leaves yₜ here.</summary>
     public ReadOnlySpan<T> Errors => _y.AsSpan(0, _steps * _batch * Shape.OutputSize);
 
-    /// <summary>δₜ = ∂L/∂uₜ of the last ComputeGradients call, <c>[T, B, H]</c>; zero after a sequence's length.</summary>
-    public ReadOnlySpan<T> Deltas => _delta.AsSpan(0, _steps * _batch * Shape.HiddenSize);
+    /// <summary>δₜ = ∂L/∂uₜ of the last ComputeGradients call, <c>[L·D, T, B, H]</c> (<c>[T, B, H]</c> for one layer and
+    /// direction); zero after a sequence's length.</summary>
+    public ReadOnlySpan<T> Deltas => _delta.AsSpan(0, Shape.BlockCount * _steps * _batch * Shape.HiddenSize);
 
     /// <summary>Lₜ of the last call, <c>[T, B]</c>; zero after a sequence's length.</summary>
     public ReadOnlySpan<T> StepLosses => _loss.AsSpan(0, _steps * _batch);
 
-    /// <summary>Runs the forward pass only and returns L (equation 5). Writes <see cref="SequenceBatch{T}.FinalState"/> when given.</summary>
+    /// <summary>hₜ⁽ˡ'ᵈ⁾ of one layer and direction in the last call, <c>[T, B, H]</c>; zero after a sequence's length.</summary>
+    /// <param name="layer">The layer, in [0, L).</param>
+    /// <param name="direction">0 forward, 1 reverse.</param>
+    /// <returns>A view of the engine's buffer.</returns>
+    public ReadOnlySpan<T> LayerStates(int layer, int direction) => State(Shape.Block(layer, direction), layer, direction);
+
+    /// <summary>uₜ⁽ˡ'ᵈ⁾ (equation 1) of one layer and direction in the last call, <c>[T, B, H]</c>; zero after a sequence's length.</summary>
+    /// <param name="layer">The layer, in [0, L).</param>
+    /// <param name="direction">0 forward, 1 reverse.</param>
+    /// <returns>A view of the engine's buffer.</returns>
+    public ReadOnlySpan<T> LayerPreActivations(int layer, int direction)
+    {
+        Shape.Block(layer, direction);
+        return _u.AsSpan(((layer * Shape.Directions) + direction) * Rows * Shape.HiddenSize, Rows * Shape.HiddenSize);
+    }
+
+    /// <summary>Runs the forward pass only (no dropout) and returns L (equation 5). Writes the batch's final and hidden states when given.</summary>
     /// <param name="parameters">θ in the block layout of <see cref="RnnShape"/>.</param>
     /// <param name="batch">The sequences.</param>
     /// <returns>L, summed over time and batch.</returns>
     public T Evaluate(ReadOnlySpan<T> parameters, in SequenceBatch<T> batch)
     {
         BatchValidation.ValidateCall<T>(Shape, MaxSteps, MaxBatch, parameters, in batch, default);
-        return Forward(parameters, in batch, computeErrors: false);
+        return Forward(parameters, in batch, training: false);
     }
 
     /// <summary>
-    /// Runs the forward and backward pass, writes ∂L/∂θ into <paramref name="gradients"/> (overwriting it, or adding
-    /// to it when <paramref name="accumulate"/> is true) and returns L. Also writes the batch's optional outputs.
+    /// Runs the forward pass (with dropout between layers when <see cref="Dropout"/> &gt; 0, drawn from the batch's
+    /// <see cref="SequenceBatch{T}.DropoutSeed"/>) and the backward pass, writes ∂L/∂θ into <paramref name="gradients"/>
+    /// (overwriting it, or adding to it when <paramref name="accumulate"/> is true) and returns L. Also writes the batch's optional outputs.
     /// </summary>
     /// <param name="parameters">θ in the block layout of <see cref="RnnShape"/>.</param>
     /// <param name="batch">The sequences.</param>
@@ -105,7 +144,7 @@ public sealed class ReferenceBptt<T>
         Guard.Length(Shape.ParameterCount, gradients.Length, nameof(gradients), $"parameter count of {Shape}");
         BatchValidation.ValidateCall<T>(Shape, MaxSteps, MaxBatch, parameters, in batch, gradients);
 
-        T loss = Forward(parameters, in batch, computeErrors: true);
+        T loss = Forward(parameters, in batch, training: true);
         if (!accumulate)
         {
             gradients.Clear();
@@ -115,21 +154,43 @@ public sealed class ReferenceBptt<T>
         return loss;
     }
 
-    private T Forward(ReadOnlySpan<T> theta, in SequenceBatch<T> batch, bool computeErrors)
+    private T Forward(ReadOnlySpan<T> theta, in SequenceBatch<T> batch, bool training)
     {
-        int inputs = Shape.InputSize, hidden = Shape.HiddenSize, outputs = Shape.OutputSize;
+        int hidden = Shape.HiddenSize, outputs = Shape.OutputSize, width = Shape.LayerOutputSize;
         int steps = batch.Steps, size = batch.BatchSize;
-        ReadOnlySpan<T> wxh = theta.Slice(Shape.WxhOffset, hidden * inputs);
-        ReadOnlySpan<T> whh = theta.Slice(Shape.WhhOffset, hidden * hidden);
-        ReadOnlySpan<T> bh = theta.Slice(Shape.BhOffset, hidden);
-        ReadOnlySpan<T> why = theta.Slice(Shape.WhyOffset, outputs * hidden);
-        ReadOnlySpan<T> by = theta.Slice(Shape.ByOffset, outputs);
         _steps = steps;
         _batch = size;
-        HiddenStatesMutable.Clear();
-        ErrorsMutable.Clear();
+        _h.AsSpan(0, Shape.BlockCount * steps * size * hidden).Clear();
+        _u.AsSpan(0, Shape.BlockCount * steps * size * hidden).Clear();
+        _out.AsSpan(0, steps * size * width).Clear();
+        _y.AsSpan(0, steps * size * outputs).Clear();
         _loss.AsSpan(0, steps * size).Clear();
 
+        for (int l = 0; l < Shape.Layers; l++)
+        {
+            for (int d = 0; d < Shape.Directions; d++)
+            {
+                LayerForward(theta, in batch, l, d);
+            }
+
+            if (l + 1 < Shape.Layers)
+            {
+                BuildLayerInput(in batch, l, training);
+            }
+        }
+
+        // The head reads the top layer's [hₜ→ ; hₜ←].
+        for (int d = 0; d < Shape.Directions; d++)
+        {
+            ReadOnlySpan<T> top = LayerStates(Shape.Layers - 1, d);
+            for (int row = 0; row < steps * size; row++)
+            {
+                top.Slice(row * hidden, hidden).CopyTo(_out.AsSpan((row * width) + (d * hidden), hidden));
+            }
+        }
+
+        ReadOnlySpan<T> why = theta.Slice(Shape.WhyOffset, outputs * width);
+        ReadOnlySpan<T> by = theta.Slice(Shape.ByOffset, outputs);
         T total = T.Zero;
         for (int b = 0; b < size; b++)
         {
@@ -137,41 +198,16 @@ public sealed class ReferenceBptt<T>
             for (int t = 0; t < length; t++)
             {
                 int row = (t * size) + b;
-                Span<T> h = _h.AsSpan(row * hidden, hidden);
-                ReadOnlySpan<T> hPrev = PreviousState(in batch, t, b);
-
-                // (1) uₜ = W_xh xₜ + W_hh hₜ₋₁ + b_h, and (2) hₜ = f(uₜ).
-                for (int i = 0; i < hidden; i++)
-                {
-                    T u = bh[i];
-                    if (batch.IsTokenInput)
-                    {
-                        u += wxh[(i * inputs) + batch.Tokens[row]];
-                    }
-                    else
-                    {
-                        for (int j = 0; j < inputs; j++)
-                        {
-                            u += wxh[(i * inputs) + j] * batch.Inputs[(row * inputs) + j];
-                        }
-                    }
-
-                    for (int j = 0; j < hidden; j++)
-                    {
-                        u += whh[(i * hidden) + j] * hPrev[j];
-                    }
-
-                    h[i] = F(u);
-                }
+                ReadOnlySpan<T> h = _out.AsSpan(row * width, width);
 
                 // (3) vₜ = W_hy hₜ + b_y.
                 Span<T> y = _y.AsSpan(row * outputs, outputs);
                 for (int k = 0; k < outputs; k++)
                 {
                     T v = by[k];
-                    for (int j = 0; j < hidden; j++)
+                    for (int j = 0; j < width; j++)
                     {
-                        v += why[(k * hidden) + j] * h[j];
+                        v += why[(k * width) + j] * h[j];
                     }
 
                     y[k] = v;
@@ -200,94 +236,191 @@ public sealed class ReferenceBptt<T>
                 }
 
                 // (7) eₜ = yₜ − ŷₜ; a step whose target is ignored has no loss, so eₜ = 0.
-                if (computeErrors && target < 0)
+                if (training && target < 0)
                 {
                     y.Clear();
                 }
-                else if (computeErrors)
+                else if (training)
                 {
                     y[target] -= T.One;
                 }
             }
+        }
 
-            if (!batch.FinalState.IsEmpty)
+        WriteStates(in batch);
+        return total;
+    }
+
+    /// <summary>
+    /// (1)–(2) for layer l, direction d: uₜ = W_xh xₜ + W_hh hₜ∓₁ + b_h and hₜ = f(uₜ). The forward direction runs
+    /// t = 1..T_b from h₀; the reverse direction runs t = T_b..1 from its own h₀, each sequence from its own length.
+    /// </summary>
+    private void LayerForward(ReadOnlySpan<T> theta, in SequenceBatch<T> batch, int l, int d)
+    {
+        RnnLayerBlock block = Shape.Block(l, d);
+        int inputs = block.InputSize, hidden = block.HiddenSize, size = batch.BatchSize;
+        ReadOnlySpan<T> wxh = theta.Slice(block.WxhOffset, hidden * inputs);
+        ReadOnlySpan<T> whh = theta.Slice(block.WhhOffset, hidden * hidden);
+        ReadOnlySpan<T> bh = theta.Slice(block.BhOffset, hidden);
+        Span<T> states = State(block, l, d);
+        Span<T> pre = _u.AsSpan(((l * Shape.Directions) + d) * Rows * hidden, Rows * hidden);
+        for (int b = 0; b < size; b++)
+        {
+            int length = batch.LengthOf(b);
+            for (int n = 0; n < length; n++)
             {
-                _h.AsSpan(((length - 1) * size * hidden) + (b * hidden), hidden).CopyTo(batch.FinalState.Slice(b * hidden, hidden));
+                int t = d == 0 ? n : length - 1 - n;
+                int row = (t * size) + b;
+                ReadOnlySpan<T> hPrev = n == 0 ? InitialState(in batch, l, d, b) : states.Slice((((d == 0 ? t - 1 : t + 1) * size) + b) * hidden, hidden);
+                ReadOnlySpan<T> x = l == 0 ? (batch.IsTokenInput ? default : batch.Inputs.Slice(row * inputs, inputs)) : LayerInput(l, row);
+                Span<T> h = states.Slice(row * hidden, hidden);
+                for (int i = 0; i < hidden; i++)
+                {
+                    T u = bh[i];
+                    if (l == 0 && batch.IsTokenInput)
+                    {
+                        u += wxh[(i * inputs) + batch.Tokens[row]];
+                    }
+                    else
+                    {
+                        for (int j = 0; j < inputs; j++)
+                        {
+                            u += wxh[(i * inputs) + j] * x[j];
+                        }
+                    }
+
+                    for (int j = 0; j < hidden; j++)
+                    {
+                        u += whh[(i * hidden) + j] * hPrev[j];
+                    }
+
+                    pre[(row * hidden) + i] = u;
+                    h[i] = F(u);
+                }
             }
         }
+    }
 
-        if (!batch.HiddenStates.IsEmpty)
+    /// <summary>xₜ⁽ˡ⁺²⁾ (0-based l + 1) = m ⊙ [hₜ⁽ˡ'→⁾ ; hₜ⁽ˡ'←⁾]: inverted dropout on a training pass, the plain concatenation otherwise.</summary>
+    private void BuildLayerInput(in SequenceBatch<T> batch, int l, bool training)
+    {
+        int hidden = Shape.HiddenSize, width = Shape.LayerOutputSize, size = batch.BatchSize, rows = batch.Steps * size;
+        bool drop = training && Dropout > 0f;
+        T scale = T.CreateChecked(1f / (1f - Dropout));
+        Span<T> x = _x.AsSpan(l * Rows * width, rows * width);
+        Span<T> mask = _mask.AsSpan(l * Rows * width, rows * width);
+        for (int d = 0; d < Shape.Directions; d++)
         {
-            HiddenStatesMutable.CopyTo(batch.HiddenStates);
+            ReadOnlySpan<T> h = LayerStates(l, d);
+            for (int row = 0; row < rows; row++)
+            {
+                ulong key = DropoutMask.RowKey(batch.DropoutSeed, l, d, row / size, row % size);
+                for (int j = 0; j < hidden; j++)
+                {
+                    T m = !drop ? T.One : DropoutMask.Keep(key, j, Dropout) ? scale : T.Zero;
+                    mask[(row * width) + (d * hidden) + j] = m;
+                    x[(row * width) + (d * hidden) + j] = m * h[(row * hidden) + j];
+                }
+            }
         }
-
-        return total;
     }
 
     private void Backward(ReadOnlySpan<T> theta, in SequenceBatch<T> batch, Span<T> grad)
     {
-        int inputs = Shape.InputSize, hidden = Shape.HiddenSize, outputs = Shape.OutputSize;
-        int size = batch.BatchSize;
-        ReadOnlySpan<T> wxh = theta.Slice(Shape.WxhOffset, hidden * inputs);
-        ReadOnlySpan<T> whh = theta.Slice(Shape.WhhOffset, hidden * hidden);
-        ReadOnlySpan<T> why = theta.Slice(Shape.WhyOffset, outputs * hidden);
-        Span<T> dWxh = grad.Slice(Shape.WxhOffset, hidden * inputs);
-        Span<T> dWhh = grad.Slice(Shape.WhhOffset, hidden * hidden);
-        Span<T> dBh = grad.Slice(Shape.BhOffset, hidden);
-        Span<T> dWhy = grad.Slice(Shape.WhyOffset, outputs * hidden);
+        int outputs = Shape.OutputSize, width = Shape.LayerOutputSize, size = batch.BatchSize, rows = batch.Steps * size;
+        ReadOnlySpan<T> why = theta.Slice(Shape.WhyOffset, outputs * width);
+        Span<T> dWhy = grad.Slice(Shape.WhyOffset, outputs * width);
         Span<T> dBy = grad.Slice(Shape.ByOffset, outputs);
-        Span<T> g = _scratch.AsSpan(0, hidden);
-        _delta.AsSpan(0, batch.Steps * size * hidden).Clear();
+        Span<T> g = _g.AsSpan(0, rows * width);
+        _delta.AsSpan(0, Shape.BlockCount * rows * Shape.HiddenSize).Clear();
         batch.InputGradient.Clear();
 
+        // (8) ∂L/∂b_y += eₜ, (9) ∂L/∂W_hy += eₜ hₜᵀ, and the head's part of every δ: G = W_hyᵀ eₜ.
+        for (int row = 0; row < rows; row++)
+        {
+            ReadOnlySpan<T> e = _y.AsSpan(row * outputs, outputs);
+            ReadOnlySpan<T> h = _out.AsSpan(row * width, width);
+            for (int k = 0; k < outputs; k++)
+            {
+                dBy[k] += e[k];
+                for (int j = 0; j < width; j++)
+                {
+                    dWhy[(k * width) + j] += e[k] * h[j];
+                }
+            }
+
+            for (int j = 0; j < width; j++)
+            {
+                T sum = T.Zero;
+                for (int k = 0; k < outputs; k++)
+                {
+                    sum += why[(k * width) + j] * e[k];
+                }
+
+                g[(row * width) + j] = sum;
+            }
+        }
+
+        for (int l = Shape.Layers - 1; l >= 0; l--)
+        {
+            for (int d = 0; d < Shape.Directions; d++)
+            {
+                LayerBackward(theta, in batch, grad, l, d);
+            }
+
+            // The gradient into layer l − 1's outputs, G⁽ˡ⁻¹⁾ = m ⊙ Σ_d W_xh⁽ˡ'ᵈ⁾ᵀ δ⁽ˡ'ᵈ⁾, or (16) ∂L/∂xₜ = Σ_d W_xh⁽¹'ᵈ⁾ᵀ δₜ⁽¹'ᵈ⁾.
+            if (l > 0)
+            {
+                InputGradient(theta, in batch, l, g, _mask.AsSpan((l - 1) * Rows * width, rows * width));
+            }
+            else if (!batch.InputGradient.IsEmpty)
+            {
+                InputGradient(theta, in batch, 0, batch.InputGradient, default);
+            }
+        }
+    }
+
+    /// <summary>
+    /// (11)–(15) for layer l, direction d, backwards through the direction's own time: (11)–(12) δₜ = (Gₜ + W_hhᵀ δ_next) ⊙ f′(uₜ),
+    /// where δ_next is the δ of the step that read hₜ; (13) ∂L/∂W_hh += δₜ hₜ∓₁ᵀ, (14) ∂L/∂W_xh += δₜ xₜᵀ, (15) ∂L/∂b_h += δₜ,
+    /// and (16) ∂L/∂h₀ = W_hhᵀ δ of the direction's first step.
+    /// </summary>
+    private void LayerBackward(ReadOnlySpan<T> theta, in SequenceBatch<T> batch, Span<T> grad, int l, int d)
+    {
+        RnnLayerBlock block = Shape.Block(l, d);
+        int inputs = block.InputSize, hidden = block.HiddenSize, width = Shape.LayerOutputSize, size = batch.BatchSize;
+        ReadOnlySpan<T> whh = theta.Slice(block.WhhOffset, hidden * hidden);
+        Span<T> dWxh = grad.Slice(block.WxhOffset, hidden * inputs);
+        Span<T> dWhh = grad.Slice(block.WhhOffset, hidden * hidden);
+        Span<T> dBh = grad.Slice(block.BhOffset, hidden);
+        ReadOnlySpan<T> states = State(block, l, d);
+        Span<T> deltas = Delta(l, d, batch.Steps * size);
         for (int b = 0; b < size; b++)
         {
             int length = batch.LengthOf(b);
-            for (int t = length - 1; t >= 0; t--)
+            for (int n = length - 1; n >= 0; n--)
             {
+                int t = d == 0 ? n : length - 1 - n;
                 int row = (t * size) + b;
-                ReadOnlySpan<T> e = _y.AsSpan(row * outputs, outputs);
-                ReadOnlySpan<T> h = _h.AsSpan(row * hidden, hidden);
-                ReadOnlySpan<T> hPrev = PreviousState(in batch, t, b);
-                Span<T> delta = _delta.AsSpan(row * hidden, hidden);
-
-                // (8) ∂L/∂b_y += eₜ and (9) ∂L/∂W_hy += eₜ hₜᵀ.
-                for (int k = 0; k < outputs; k++)
-                {
-                    dBy[k] += e[k];
-                    for (int j = 0; j < hidden; j++)
-                    {
-                        dWhy[(k * hidden) + j] += e[k] * h[j];
-                    }
-                }
-
-                // (11) δ_T = (W_hyᵀ e_T) ⊙ f′(u_T);  (12) δₜ = (W_hyᵀ eₜ + W_hhᵀ δₜ₊₁) ⊙ f′(uₜ).
+                ReadOnlySpan<T> h = states.Slice(row * hidden, hidden);
+                ReadOnlySpan<T> hPrev = n == 0 ? InitialState(in batch, l, d, b) : states.Slice((((d == 0 ? t - 1 : t + 1) * size) + b) * hidden, hidden);
+                Span<T> delta = deltas.Slice(row * hidden, hidden);
                 for (int j = 0; j < hidden; j++)
                 {
-                    T sum = T.Zero;
-                    for (int k = 0; k < outputs; k++)
+                    T sum = _g[(row * width) + (d * hidden) + j];
+                    if (n + 1 < length)
                     {
-                        sum += why[(k * hidden) + j] * e[k];
-                    }
-
-                    if (t + 1 < length)
-                    {
-                        ReadOnlySpan<T> deltaNext = _delta.AsSpan(((t + 1) * size * hidden) + (b * hidden), hidden);
+                        ReadOnlySpan<T> deltaNext = deltas.Slice((((d == 0 ? t + 1 : t - 1) * size) + b) * hidden, hidden);
                         for (int i = 0; i < hidden; i++)
                         {
                             sum += whh[(i * hidden) + j] * deltaNext[i];
                         }
                     }
 
-                    g[j] = sum;
+                    delta[j] = sum * FPrime(h[j]);
                 }
 
-                for (int j = 0; j < hidden; j++)
-                {
-                    delta[j] = g[j] * FPrime(h[j]);
-                }
-
-                // (13) ∂L/∂W_hh += δₜ hₜ₋₁ᵀ, (14) ∂L/∂W_xh += δₜ xₜᵀ, (15) ∂L/∂b_h += δₜ.
+                ReadOnlySpan<T> x = l == 0 ? (batch.IsTokenInput ? default : batch.Inputs.Slice(row * inputs, inputs)) : LayerInput(l, row);
                 for (int i = 0; i < hidden; i++)
                 {
                     dBh[i] += delta[i];
@@ -296,7 +429,7 @@ public sealed class ReferenceBptt<T>
                         dWhh[(i * hidden) + j] += delta[i] * hPrev[j];
                     }
 
-                    if (batch.IsTokenInput)
+                    if (l == 0 && batch.IsTokenInput)
                     {
                         dWxh[(i * inputs) + batch.Tokens[row]] += delta[i];
                     }
@@ -304,33 +437,18 @@ public sealed class ReferenceBptt<T>
                     {
                         for (int j = 0; j < inputs; j++)
                         {
-                            dWxh[(i * inputs) + j] += delta[i] * batch.Inputs[(row * inputs) + j];
+                            dWxh[(i * inputs) + j] += delta[i] * x[j];
                         }
-                    }
-                }
-
-                // (16) ∂L/∂xₜ = W_xhᵀ δₜ.
-                if (!batch.InputGradient.IsEmpty)
-                {
-                    Span<T> dx = batch.InputGradient.Slice(row * inputs, inputs);
-                    for (int j = 0; j < inputs; j++)
-                    {
-                        T sum = T.Zero;
-                        for (int i = 0; i < hidden; i++)
-                        {
-                            sum += wxh[(i * inputs) + j] * delta[i];
-                        }
-
-                        dx[j] = sum;
                     }
                 }
             }
 
-            // (16) ∂L/∂h₀ = W_hhᵀ δ₁.
+            // (16) ∂L/∂h₀ = W_hhᵀ δ of the direction's first step (t = 1 forward, t = T_b reverse).
             if (!batch.InitialStateGradient.IsEmpty)
             {
-                ReadOnlySpan<T> delta1 = _delta.AsSpan(b * hidden, hidden);
-                Span<T> dh0 = batch.InitialStateGradient.Slice(b * hidden, hidden);
+                int first = d == 0 ? 0 : length - 1;
+                ReadOnlySpan<T> delta1 = deltas.Slice(((first * size) + b) * hidden, hidden);
+                Span<T> dh0 = batch.InitialStateGradient.Slice(((((l * Shape.Directions) + d) * size) + b) * hidden, hidden);
                 for (int j = 0; j < hidden; j++)
                 {
                     T sum = T.Zero;
@@ -345,20 +463,84 @@ public sealed class ReferenceBptt<T>
         }
     }
 
-    private Span<T> HiddenStatesMutable => _h.AsSpan(0, _steps * _batch * Shape.HiddenSize);
-
-    private Span<T> ErrorsMutable => _y.AsSpan(0, _steps * _batch * Shape.OutputSize);
-
-    /// <summary>hₜ₋₁ of sequence b: h₀ (the caller's, or zeros) at t = 0.</summary>
-    private ReadOnlySpan<T> PreviousState(in SequenceBatch<T> batch, int t, int b)
+    /// <summary>Σ_d W_xh⁽ˡ'ᵈ⁾ᵀ δₜ⁽ˡ'ᵈ⁾ for every valid row, times the dropout mask when given; zero after each length.</summary>
+    private void InputGradient(ReadOnlySpan<T> theta, in SequenceBatch<T> batch, int l, Span<T> destination, ReadOnlySpan<T> mask)
     {
-        int hidden = Shape.HiddenSize;
-        if (t > 0)
+        int inputs = Shape.LayerInputSize(l), hidden = Shape.HiddenSize, size = batch.BatchSize, rows = batch.Steps * size;
+        destination.Slice(0, rows * inputs).Clear();
+        for (int d = 0; d < Shape.Directions; d++)
         {
-            return _h.AsSpan((((t - 1) * batch.BatchSize) + b) * hidden, hidden);
+            RnnLayerBlock block = Shape.Block(l, d);
+            ReadOnlySpan<T> wxh = theta.Slice(block.WxhOffset, hidden * inputs);
+            ReadOnlySpan<T> deltas = Delta(l, d, rows);
+            for (int row = 0; row < rows; row++)
+            {
+                if ((row / size) >= batch.LengthOf(row % size))
+                {
+                    continue;
+                }
+
+                ReadOnlySpan<T> delta = deltas.Slice(row * hidden, hidden);
+                Span<T> dx = destination.Slice(row * inputs, inputs);
+                for (int j = 0; j < inputs; j++)
+                {
+                    T sum = T.Zero;
+                    for (int i = 0; i < hidden; i++)
+                    {
+                        sum += wxh[(i * inputs) + j] * delta[i];
+                    }
+
+                    dx[j] += mask.IsEmpty ? sum : sum * mask[(row * inputs) + j];
+                }
+            }
+        }
+    }
+
+    /// <summary>The batch's optional forward outputs: the top layer's states, and every block's final state.</summary>
+    private void WriteStates(in SequenceBatch<T> batch)
+    {
+        int hidden = Shape.HiddenSize, size = batch.BatchSize;
+        if (!batch.HiddenStates.IsEmpty)
+        {
+            HiddenStates.CopyTo(batch.HiddenStates);
         }
 
-        return batch.InitialState.IsEmpty ? _zeros : batch.InitialState.Slice(b * hidden, hidden);
+        if (batch.FinalState.IsEmpty)
+        {
+            return;
+        }
+
+        for (int l = 0; l < Shape.Layers; l++)
+        {
+            for (int d = 0; d < Shape.Directions; d++)
+            {
+                ReadOnlySpan<T> states = LayerStates(l, d);
+                for (int b = 0; b < size; b++)
+                {
+                    int last = d == 0 ? batch.LengthOf(b) - 1 : 0;
+                    states.Slice(((last * size) + b) * hidden, hidden).CopyTo(batch.FinalState.Slice(((((l * Shape.Directions) + d) * size) + b) * hidden, hidden));
+                }
+            }
+        }
+    }
+
+    /// <summary>T·B of the current call: every per-block buffer holds its blocks at this stride.</summary>
+    private int Rows => _steps * _batch;
+
+    private Span<T> State(RnnLayerBlock block, int l, int d) =>
+        _h.AsSpan(((l * Shape.Directions) + d) * Rows * block.HiddenSize, _steps * _batch * block.HiddenSize);
+
+    private Span<T> Delta(int l, int d, int rows) =>
+        _delta.AsSpan(((l * Shape.Directions) + d) * Rows * Shape.HiddenSize, rows * Shape.HiddenSize);
+
+    private ReadOnlySpan<T> LayerInput(int l, int row) =>
+        _x.AsSpan(((l - 1) * Rows * Shape.LayerOutputSize) + (row * Shape.LayerOutputSize), Shape.LayerOutputSize);
+
+    /// <summary>h₀ of layer l, direction d, sequence b: the caller's, or zeros.</summary>
+    private ReadOnlySpan<T> InitialState(in SequenceBatch<T> batch, int l, int d, int b)
+    {
+        int hidden = Shape.HiddenSize;
+        return batch.InitialState.IsEmpty ? _zeros : batch.InitialState.Slice(((((l * Shape.Directions) + d) * batch.BatchSize) + b) * hidden, hidden);
     }
 
     /// <summary>(2) f(u).</summary>

@@ -113,6 +113,7 @@ public static class Checkpoint
         }
 
         CheckSavable(parameters, activation, optimizer, carriedState);
+        ModelGuard.SingleLayer(parameters.Shape, nameof(parameters), "Checkpoint format version 1");
         Write(stream, parameters, activation, optimizer, randomState, carriedState);
         stream.Flush();
     }
@@ -195,6 +196,7 @@ public static class Checkpoint
     {
         ArgumentNullException.ThrowIfNull(stream);
         CheckLoadable(parameters, optimizer);
+        ModelGuard.SingleLayer(parameters.Shape, nameof(parameters), "Checkpoint format version 1");
         if (!stream.CanRead)
         {
             throw new ArgumentException("The stream does not support reading.", nameof(stream));

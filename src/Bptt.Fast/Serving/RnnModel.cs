@@ -59,6 +59,7 @@ public sealed class RnnModel
         }
 
         BatchValidation.ValidateParameters<float>(parameters.Values, nameof(parameters), parameters.Shape);
+        ModelGuard.SingleLayer(parameters.Shape, nameof(parameters), "RnnModel");
         RnnShape s = parameters.Shape;
         int i = s.InputSize, h = s.HiddenSize, o = s.OutputSize;
         Shape = s;

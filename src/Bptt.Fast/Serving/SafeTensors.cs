@@ -4,6 +4,7 @@ using System.Buffers.Text;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using Bptt.Fast.Internals;
+using Bptt.Fast.Model;
 
 namespace Bptt.Fast.Serving;
 
@@ -51,6 +52,7 @@ public static class SafeTensors
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(parameters);
+        ModelGuard.SingleLayer(parameters.Shape, nameof(parameters), "The safetensors export");
         CheckHead(head);
         if (!stream.CanWrite)
         {
@@ -147,6 +149,7 @@ public static class SafeTensors
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(parameters);
+        ModelGuard.SingleLayer(parameters.Shape, nameof(parameters), "The safetensors import");
         CheckHead(head);
         if (!stream.CanRead)
         {

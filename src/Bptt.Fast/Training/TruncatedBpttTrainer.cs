@@ -51,6 +51,7 @@ public sealed class TruncatedBpttTrainer
         ArgumentNullException.ThrowIfNull(engine);
         ArgumentNullException.ThrowIfNull(optimizer);
         ModelGuard.SameShape(engine.Shape, optimizer.Shape, nameof(optimizer));
+        ModelGuard.SingleLayer(engine.Shape, nameof(engine), "TruncatedBpttTrainer");
         int k2 = backpropSteps == 0 ? updateEvery : backpropSteps;
         Guard.InRange(updateEvery, 1, engine.MaxSteps, nameof(updateEvery));
         Guard.InRange(k2, updateEvery, engine.MaxSteps, nameof(backpropSteps));
