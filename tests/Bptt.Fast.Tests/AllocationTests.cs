@@ -32,6 +32,38 @@ public sealed class AllocationTests
 
         AllocationProbe.AssertSteadyStateAllocatesNothing(Step, calls: 100);
     }
+
+    /// <summary>Every configuration of issue #13: stacked, bidirectional, with dropout, both recurrence paths (batch 2 and 6).</summary>
+    [Theory]
+    [InlineData(2, 1, 0f, false, 2)]
+    [InlineData(2, 1, 0.3f, true, 6)]
+    [InlineData(3, 2, 0f, true, 2)]
+    [InlineData(2, 2, 0.2f, false, 6)]
+    [InlineData(1, 2, 0f, true, 6)]
+    public void StackedAndBidirectionalTrainingStepsAllocateZeroBytes(int layers, int directions, float dropout, bool tokens, int batch)
+    {
+        var shape = new RnnShape(12, 20, 9) { Layers = layers, Directions = directions };
+        var spec = new ProblemSpec(shape, 10, batch, Activation.Tanh, tokens, true, true, 19);
+        var p = new Problem<float>(spec);
+        var engine = new BpttEngine(shape, spec.Steps, batch, dropout: dropout);
+        var theta = new RnnParameters(shape);
+        theta.InitializeGlorot(3);
+        var grad = new RnnParameters(shape);
+        var optimizer = new Adam(shape, 1e-3f);
+        var final = new float[shape.BlockCount * batch * shape.HiddenSize];
+        var dh0 = new float[shape.BlockCount * batch * shape.HiddenSize];
+        var states = new float[spec.Steps * batch * shape.LayerOutputSize];
+        ulong seed = 0;
+
+        void Step()
+        {
+            float loss = engine.ComputeGradients(theta, p.Batch(final, dh0, default, states) with { DropoutSeed = seed++ }, grad);
+            optimizer.Step(theta, grad, loss);
+            engine.Evaluate(theta, p.Batch());
+        }
+
+        AllocationProbe.AssertSteadyStateAllocatesNothing(Step, calls: 100);
+    }
 }
 
 /// <summary>Measures the bytes a steady-state call allocates on the calling thread.</summary>

@@ -97,14 +97,16 @@ public sealed class ProcessWideAllocation;
 [Collection(nameof(ProcessWideAllocation))]
 public sealed class ParallelEngineAllocationTests
 {
-    [Fact]
-    public void NoThreadAllocatesInASteadyStateDataParallelStep()
+    [Theory]
+    [InlineData(1, 1, 0f)]
+    [InlineData(2, 2, 0.25f)]
+    public void NoThreadAllocatesInASteadyStateDataParallelStep(int layers, int directions, float dropout)
     {
-        var spec = new ProblemSpec(new RnnShape(12, 20, 9), 8, 6, Activation.Tanh, false, true, true, 4);
+        var spec = new ProblemSpec(new RnnShape(12, 20, 9) { Layers = layers, Directions = directions }, 8, 6, Activation.Tanh, false, true, true, 4);
         var p = new Problem<float>(spec);
         var theta = new RnnParameters(spec.Shape);
         p.Theta.CopyTo(theta.Values);
-        using var parallel = new ParallelBpttEngine(spec.Shape, 8, 6, workers: 3);
+        using var parallel = new ParallelBpttEngine(spec.Shape, 8, 6, workers: 3, dropout: dropout);
         var gradients = new RnnParameters(spec.Shape);
         for (int round = 0; round < 3; round++)
         {
