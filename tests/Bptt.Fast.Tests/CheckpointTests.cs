@@ -72,9 +72,10 @@ public sealed class CheckpointTests : IDisposable
         Checkpoint.Save(stream, theta, Activation.Tanh);
         byte[] b = stream.ToArray();
         Assert.Equal("BPTTCKPT", Encoding.ASCII.GetString(b, 0, 8));
-        Assert.Equal(1u, BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(8)));
+        Assert.Equal(2u, BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(8)));
         Assert.Equal([5u, 7u, 3u], new[] { 12, 16, 20 }.Select(o => BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(o))));
-        int thetaOffset = 8 + 20 + 8 + 8 + 4 + 0 + 4 + 4;
+        Assert.Equal([1u, 1u, 0u], new[] { 48, 52, 56 }.Select(o => BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(o)))); // L, D, dropout 0f
+        int thetaOffset = 8 + 20 + 8 + 8 + 4 + 12 + 0 + 4 + 4;
         Assert.Equal((uint)Shape.ParameterCount, BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(thetaOffset - 4)));
         Assert.Equal(theta.Values[0], BinaryPrimitives.ReadSingleLittleEndian(b.AsSpan(thetaOffset)));
         Assert.Equal(0u, BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(thetaOffset + (4 * Shape.ParameterCount)))); // no carried state
@@ -88,27 +89,30 @@ public sealed class CheckpointTests : IDisposable
         (RnnParameters theta, Adam adam) = Trained();
         float[] carried = [1.5f, -2.25f];
         using var stream = new MemoryStream();
-        Checkpoint.Save(stream, theta, Activation.Relu, adam, randomState: 0x1122334455667788UL, carriedState: carried);
+        Checkpoint.Save(stream, theta, Activation.Relu, adam, randomState: 0x1122334455667788UL, carriedState: carried, dropout: 0.375f);
         byte[] b = stream.ToArray();
         int p = Shape.ParameterCount, n = "Adam".Length;
         Assert.Equal(1u, BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(24))); // Relu
         Assert.Equal(3L, BinaryPrimitives.ReadInt64LittleEndian(b.AsSpan(28)));
         Assert.Equal(0x1122334455667788UL, BinaryPrimitives.ReadUInt64LittleEndian(b.AsSpan(36)));
         Assert.Equal((uint)n, BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(44)));
-        Assert.Equal("Adam", Encoding.UTF8.GetString(b, 48, n));
-        Assert.Equal(2u, BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(48 + n)));
-        Assert.Equal((uint)p, BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(52 + n)));
-        Assert.Equal(Bits(theta.Values), b[(56 + n)..(56 + n + (4 * p))]);
-        Assert.Equal(Bits(adam.State[0].Values), b[(56 + n + (4 * p))..(56 + n + (8 * p))]);
-        Assert.Equal(Bits(adam.State[1].Values), b[(56 + n + (8 * p))..(56 + n + (12 * p))]);
-        int a = 56 + n + (12 * p);
+        Assert.Equal(1u, BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(48)));
+        Assert.Equal(1u, BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(52)));
+        Assert.Equal(0x3EC00000u, BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(56))); // 0.375f
+        Assert.Equal("Adam", Encoding.UTF8.GetString(b, 60, n));
+        Assert.Equal(2u, BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(60 + n)));
+        Assert.Equal((uint)p, BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(64 + n)));
+        Assert.Equal(Bits(theta.Values), b[(68 + n)..(68 + n + (4 * p))]);
+        Assert.Equal(Bits(adam.State[0].Values), b[(68 + n + (4 * p))..(68 + n + (8 * p))]);
+        Assert.Equal(Bits(adam.State[1].Values), b[(68 + n + (8 * p))..(68 + n + (12 * p))]);
+        int a = 68 + n + (12 * p);
         Assert.Equal((uint)carried.Length, BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(a)));
         Assert.Equal(Bits(carried), b[(a + 4)..(a + 4 + (4 * carried.Length))]);
         Assert.Equal(a + 8 + (4 * carried.Length), b.Length);
         Assert.Equal(System.IO.Hashing.Crc32.HashToUInt32(b.AsSpan(0, b.Length - 4)), BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(b.Length - 4)));
     }
 
-    public static TheoryData<string> Corruptions() => ["truncated", "empty", "flipped bit", "wrong magic", "version 2", "wrong shape", "wrong optimizer", "no optimizer state"];
+    public static TheoryData<string> Corruptions() => ["truncated", "empty", "flipped bit", "wrong magic", "version 0", "version 3", "wrong shape", "wrong optimizer", "no optimizer state"];
 
     [Theory]
     [MemberData(nameof(Corruptions))]
@@ -126,7 +130,8 @@ public sealed class CheckpointTests : IDisposable
             case "empty": b = []; break;
             case "flipped bit": b[b.Length / 2] ^= 0x10; break;
             case "wrong magic": b[0] = (byte)'X'; break;
-            case "version 2": BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(8), 2); break;
+            case "version 0": BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(8), 0); break;
+            case "version 3": BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(8), 3); break;
             case "wrong shape": targetShape = new RnnShape(5, 7, 4); targetOptimizer = null; break;
             case "wrong optimizer": targetOptimizer = new Momentum(Shape, 0.1f); break;
             default: break;

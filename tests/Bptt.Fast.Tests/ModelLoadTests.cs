@@ -95,10 +95,10 @@ public sealed class ModelLoadTests : IDisposable
         // truncation having staged about what arrived, not the 4 GiB the header promises.
         using var stream = new MemoryStream();
         Checkpoint.Save(stream, SequenceServingTests.Theta(new RnnShape(1, 1, 1), 53), Activation.Tanh);
-        byte[] header = stream.ToArray()[..56];
+        byte[] header = stream.ToArray()[..Fixtures.ThetaAt(0)];
         var big = new RnnShape(1, 32000, 1);
         BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(Fixtures.HiddenAt), (uint)big.HiddenSize);
-        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(52), (uint)big.ParameterCount);
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(Fixtures.ThetaAt(0) - 4), (uint)big.ParameterCount);
         byte[] data = [.. header, .. new byte[1 << 20]];
         long before = GC.GetAllocatedBytesForCurrentThread();
         Assert.Throws<InvalidDataException>(() => RnnModel.Load(new NonSeekableStream(data, chunk: 1 << 16)));

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.ComponentModel;
 using System.IO.Hashing;
 using System.Runtime.InteropServices;
 using System.Text;
@@ -10,38 +11,46 @@ using Bptt.Fast.Training;
 namespace Bptt.Fast.Serving;
 
 /// <summary>What a checkpoint holds besides the numbers.</summary>
-/// <param name="Shape">The network sizes.</param>
+/// <param name="Shape">The network sizes, with the layers and directions (1 and 1 for a version-1 file).</param>
 /// <param name="Activation">f.</param>
 /// <param name="StepCount">Optimizer steps taken when it was saved.</param>
 /// <param name="RandomState">The caller's random-generator state (0 when none was saved).</param>
 /// <param name="OptimizerName">The optimizer's type name, or empty when no optimizer state was saved.</param>
 /// <param name="StateBlocks">θ-shaped optimizer state blocks saved.</param>
 /// <param name="CarriedStateLength">Floats of carried stream state saved (e.g. a truncated-BPTT hidden state), 0 for none.</param>
-public sealed record CheckpointInfo(RnnShape Shape, Activation Activation, long StepCount, ulong RandomState, string OptimizerName, int StateBlocks, int CarriedStateLength = 0);
+/// <param name="Dropout">The dropout probability between layers that training used, in [0, 1) (0 for a version-1 file).</param>
+public sealed record CheckpointInfo(RnnShape Shape, Activation Activation, long StepCount, ulong RandomState, string OptimizerName, int StateBlocks, int CarriedStateLength = 0, float Dropout = 0f);
 
 /// <summary>
-/// Saves and loads θ, optionally with the optimizer state, the step count, a random-generator state and carried stream state.
-/// <para>Format, version 1. Every integer and float is little-endian; N is the byte length of the optimizer's name, P the
-/// parameter count, S the number of state blocks and C the number of carried floats:</para>
+/// Saves and loads θ, optionally with the optimizer state, the step count, a random-generator state and carried stream
+/// state, together with the network's configuration (layers, directions, the dropout rate of training).
+/// <para>Format, version 2 (the one written). Every integer and float is little-endian; N is the byte length of the
+/// optimizer's name, P the parameter count, S the number of state blocks and C the number of carried floats:</para>
 /// <list type="table">
 /// <listheader><term>offset</term><description>content</description></listheader>
 /// <item><term>0</term><description>8 bytes, the ASCII magic <c>BPTTCKPT</c></description></item>
-/// <item><term>8</term><description>u32 version, 1</description></item>
-/// <item><term>12, 16, 20</term><description>u32 I, H, O: a valid <see cref="RnnShape"/> (each ≥ 1, at most <see cref="RnnShape.MaxParameterCount"/> parameters)</description></item>
+/// <item><term>8</term><description>u32 version, 2</description></item>
+/// <item><term>12, 16, 20</term><description>u32 I, H, O: with L and D below a valid <see cref="RnnShape"/> (each ≥ 1, at most <see cref="RnnShape.MaxParameterCount"/> parameters)</description></item>
 /// <item><term>24</term><description>u32 activation: 0 Tanh, 1 Relu, 2 Sigmoid</description></item>
 /// <item><term>28</term><description>i64 optimizer step count, in [0, <see cref="MaxStepCount"/>]; 0 when N = 0</description></item>
 /// <item><term>36</term><description>u64 random-generator state</description></item>
 /// <item><term>44</term><description>u32 N ≤ <see cref="MaxOptimizerNameLength"/></description></item>
-/// <item><term>48</term><description>N bytes: the optimizer's type name in UTF-8 (no control characters); N = 0 when no optimizer was saved</description></item>
-/// <item><term>48 + N</term><description>u32 S ≤ <see cref="MaxStateBlocks"/>: the optimizer's <see cref="Optimizer.State"/> blocks (0 for <see cref="GradientDescent"/>; 0 when N = 0)</description></item>
-/// <item><term>52 + N</term><description>u32 P, equal to the shape's <see cref="RnnShape.ParameterCount"/></description></item>
-/// <item><term>56 + N</term><description>P float32: θ in the block layout of <see cref="RnnShape"/></description></item>
-/// <item><term>56 + N + 4P</term><description>S × P float32: the state blocks, in <see cref="Optimizer.State"/> order</description></item>
-/// <item><term>A = 56 + N + 4P(1 + S)</term><description>u32 C ≤ <see cref="MaxCarriedStateLength"/></description></item>
+/// <item><term>48</term><description>u32 L, the layers (<see cref="RnnShape.Layers"/>), in [1, <see cref="RnnShape.MaxLayers"/>]</description></item>
+/// <item><term>52</term><description>u32 D, the directions (<see cref="RnnShape.Directions"/>): 1, or 2 for a bidirectional network</description></item>
+/// <item><term>56</term><description>float32 dropout probability between layers used in training, finite and in [0, 1)</description></item>
+/// <item><term>60</term><description>N bytes: the optimizer's type name in UTF-8 (no control characters); N = 0 when no optimizer was saved</description></item>
+/// <item><term>60 + N</term><description>u32 S ≤ <see cref="MaxStateBlocks"/>: the optimizer's <see cref="Optimizer.State"/> blocks (0 for <see cref="GradientDescent"/>; 0 when N = 0)</description></item>
+/// <item><term>64 + N</term><description>u32 P, equal to the shape's <see cref="RnnShape.ParameterCount"/></description></item>
+/// <item><term>68 + N</term><description>P float32: θ in the block layout of <see cref="RnnShape"/> (every layer and direction, then the head)</description></item>
+/// <item><term>68 + N + 4P</term><description>S × P float32: the state blocks, in <see cref="Optimizer.State"/> order</description></item>
+/// <item><term>A = 68 + N + 4P(1 + S)</term><description>u32 C ≤ <see cref="MaxCarriedStateLength"/></description></item>
 /// <item><term>A + 4</term><description>C float32: carried stream state (e.g. <see cref="TruncatedBpttTrainer.State"/>)</description></item>
 /// <item><term>A + 4 + 4C</term><description>u32 CRC-32 (IEEE 802.3, as <see cref="Crc32"/>) of every byte before it</description></item>
 /// </list>
 /// <para>The file is exactly A + 8 + 4C bytes; nothing follows the checksum. Every float is finite.</para>
+/// <para>Version 1 (still read) is the same without bytes 48–59: the version field is 1, the name starts at 48 and every
+/// later offset is 12 less (S at 48 + N, P at 52 + N, θ at 56 + N, A = 56 + N + 4P(1 + S)). A version-1 file means
+/// L = 1, D = 1 and dropout 0.</para>
 /// <para>Saving refuses NaN and ±∞ and values beyond these limits before it writes anything. Saving to a path is
 /// atomic: a uniquely named temporary file in the same folder is written, flushed to disk and renamed over the target,
 /// so a crash mid-save leaves the previous checkpoint intact and concurrent saves to one path all succeed, the last
@@ -53,8 +62,8 @@ public sealed record CheckpointInfo(RnnShape Shape, Activation Activation, long 
 /// </summary>
 public static class Checkpoint
 {
-    /// <summary>The current format version.</summary>
-    public const int Version = 1;
+    /// <summary>The format version written; versions 1 and 2 are read.</summary>
+    public const int Version = 2;
 
     /// <summary>
     /// The largest step count a checkpoint holds: 2⁵³, the last integer a double represents exactly. Far beyond any run,
@@ -71,8 +80,11 @@ public static class Checkpoint
     /// <summary>The most floats of carried stream state a checkpoint holds (2²⁴, 64 MiB).</summary>
     public const int MaxCarriedStateLength = 1 << 24;
 
-    /// <summary>Magic, version, I, H, O, activation, step, random state and the name's length.</summary>
-    private const int FixedHeaderLength = 48;
+    /// <summary>Version 1's fixed header: magic, version, I, H, O, activation, step, random state and the name's length.</summary>
+    private const int FixedHeaderLengthV1 = 48;
+
+    /// <summary>Version 2's fixed header: version 1's, then layers, directions and dropout.</summary>
+    private const int FixedHeaderLength = FixedHeaderLengthV1 + 12;
 
     /// <summary>Floats checked (and skipped) per read when a block is not kept.</summary>
     private const int ChunkBytes = 1 << 16;
@@ -94,8 +106,11 @@ public static class Checkpoint
     /// <param name="optimizer">Optional: its state blocks and step count are saved too.</param>
     /// <param name="randomState">Optional: the caller's random-generator state.</param>
     /// <param name="carriedState">Optional: stream state to carry, e.g. <see cref="TruncatedBpttTrainer.State"/>.</param>
+    /// <param name="dropout">Optional: the dropout probability between layers that training used (<see cref="BpttEngine.Dropout"/>), recorded in the header.</param>
     /// <exception cref="ArgumentNullException"><paramref name="stream"/> or <paramref name="parameters"/> is null.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="activation"/> is not a defined value.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">
+    /// <paramref name="activation"/> is not a defined value, or <paramref name="dropout"/> is NaN, ±∞ or outside [0, 1). Nothing is written then.
+    /// </exception>
     /// <exception cref="ArgumentException">
     /// The stream cannot write; or (nothing written) θ holds NaN or ±∞ (<c>parameters</c>); the optimizer's shape differs
     /// from θ's, its state holds NaN or ±∞, its step count exceeds <see cref="MaxStepCount"/>, it has more than
@@ -104,7 +119,7 @@ public static class Checkpoint
     /// <see cref="MaxCarriedStateLength"/> floats (<c>carriedState</c>).
     /// </exception>
     /// <exception cref="IOException">The stream failed while writing (it may then hold part of a checkpoint).</exception>
-    public static void Save(Stream stream, RnnParameters parameters, Activation activation, Optimizer? optimizer = null, ulong randomState = 0, ReadOnlySpan<float> carriedState = default)
+    public static void Save(Stream stream, RnnParameters parameters, Activation activation, Optimizer? optimizer = null, ulong randomState = 0, ReadOnlySpan<float> carriedState = default, float dropout = 0f)
     {
         ArgumentNullException.ThrowIfNull(stream);
         if (!stream.CanWrite)
@@ -112,11 +127,24 @@ public static class Checkpoint
             throw new ArgumentException("The stream does not support writing.", nameof(stream));
         }
 
-        CheckSavable(parameters, activation, optimizer, carriedState);
-        ModelGuard.SingleLayer(parameters.Shape, nameof(parameters), "Checkpoint format version 1");
-        Write(stream, parameters, activation, optimizer, randomState, carriedState);
+        CheckSavable(parameters, activation, optimizer, carriedState, dropout);
+        Write(stream, parameters, activation, optimizer, randomState, carriedState, dropout);
         stream.Flush();
     }
+
+    /// <summary>
+    /// The signature of the library's releases before <paramref name="carriedState"/> was followed by a dropout rate,
+    /// kept for callers compiled against them: <see cref="Save(Stream, RnnParameters, Activation, Optimizer?, ulong, ReadOnlySpan{float}, float)"/> with dropout 0.
+    /// </summary>
+    /// <param name="stream">A writable stream.</param>
+    /// <param name="parameters">θ.</param>
+    /// <param name="activation">f.</param>
+    /// <param name="optimizer">Its state blocks and step count are saved too, when not null.</param>
+    /// <param name="randomState">The caller's random-generator state.</param>
+    /// <param name="carriedState">Stream state to carry.</param>
+    [EditorBrowsable(EditorBrowsableState.Never)]
+    public static void Save(Stream stream, RnnParameters parameters, Activation activation, Optimizer? optimizer, ulong randomState, ReadOnlySpan<float> carriedState) =>
+        Save(stream, parameters, activation, optimizer, randomState, carriedState, 0f);
 
     /// <summary>
     /// Writes a checkpoint file atomically: a uniquely named temporary file <c>.{name}.{process id}.{random}.tmp</c> in
@@ -131,18 +159,36 @@ public static class Checkpoint
     /// <param name="optimizer">Optional optimizer state.</param>
     /// <param name="randomState">Optional random-generator state.</param>
     /// <param name="carriedState">Optional stream state to carry.</param>
+    /// <param name="dropout">Optional: the dropout probability between layers that training used, in [0, 1).</param>
     /// <exception cref="ArgumentNullException"><paramref name="path"/> or <paramref name="parameters"/> is null.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="activation"/> is not a defined value.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">
+    /// <paramref name="activation"/> is not a defined value, or <paramref name="dropout"/> is NaN, ±∞ or outside [0, 1).
+    /// The target is then neither created nor changed.
+    /// </exception>
     /// <exception cref="ArgumentException">
-    /// <paramref name="path"/> is empty or ends in a folder separator; or any refusal of <see cref="Save(Stream, RnnParameters, Activation, Optimizer?, ulong, ReadOnlySpan{float})"/>.
+    /// <paramref name="path"/> is empty or ends in a folder separator; or any refusal of <see cref="Save(Stream, RnnParameters, Activation, Optimizer?, ulong, ReadOnlySpan{float}, float)"/>.
     /// The target is then neither created nor changed.
     /// </exception>
     /// <exception cref="IOException">The folder is missing or the file system failed; the previous checkpoint, if any, is intact.</exception>
     /// <exception cref="UnauthorizedAccessException">The folder or target cannot be written.</exception>
-    public static void Save(string path, RnnParameters parameters, Activation activation, Optimizer? optimizer = null, ulong randomState = 0, ReadOnlySpan<float> carriedState = default) =>
-        Save(path, parameters, activation, optimizer, randomState, carriedState, wrap: null);
+    public static void Save(string path, RnnParameters parameters, Activation activation, Optimizer? optimizer = null, ulong randomState = 0, ReadOnlySpan<float> carriedState = default, float dropout = 0f) =>
+        Save(path, parameters, activation, optimizer, randomState, carriedState, wrap: null, dropout);
 
-    internal static void Save(string path, RnnParameters parameters, Activation activation, Optimizer? optimizer, ulong randomState, ReadOnlySpan<float> carriedState, Func<Stream, Stream>? wrap)
+    /// <summary>
+    /// The signature of the library's releases before <paramref name="carriedState"/> was followed by a dropout rate,
+    /// kept for callers compiled against them: <see cref="Save(string, RnnParameters, Activation, Optimizer?, ulong, ReadOnlySpan{float}, float)"/> with dropout 0.
+    /// </summary>
+    /// <param name="path">The file to create or replace.</param>
+    /// <param name="parameters">θ.</param>
+    /// <param name="activation">f.</param>
+    /// <param name="optimizer">Its state blocks and step count are saved too, when not null.</param>
+    /// <param name="randomState">The caller's random-generator state.</param>
+    /// <param name="carriedState">Stream state to carry.</param>
+    [EditorBrowsable(EditorBrowsableState.Never)]
+    public static void Save(string path, RnnParameters parameters, Activation activation, Optimizer? optimizer, ulong randomState, ReadOnlySpan<float> carriedState) =>
+        Save(path, parameters, activation, optimizer, randomState, carriedState, wrap: null, 0f);
+
+    internal static void Save(string path, RnnParameters parameters, Activation activation, Optimizer? optimizer, ulong randomState, ReadOnlySpan<float> carriedState, Func<Stream, Stream>? wrap, float dropout = 0f)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         string full = Path.GetFullPath(path);
@@ -151,7 +197,7 @@ public static class Checkpoint
             throw new ArgumentException($"'{path}' names a folder, not a file.", nameof(path));
         }
 
-        CheckSavable(parameters, activation, optimizer, carriedState);
+        CheckSavable(parameters, activation, optimizer, carriedState, dropout);
         string temp = AtomicFile.TemporaryPathFor(full);
         bool created = false;
         try
@@ -160,7 +206,7 @@ public static class Checkpoint
             {
                 created = true;
                 Stream target = wrap is null ? file : wrap(file);
-                Write(target, parameters, activation, optimizer, randomState, carriedState);
+                Write(target, parameters, activation, optimizer, randomState, carriedState, dropout);
                 target.Flush();
                 file.Flush(flushToDisk: true);
             }
@@ -181,7 +227,7 @@ public static class Checkpoint
 
     /// <summary>Reads a checkpoint into <paramref name="parameters"/> (and <paramref name="optimizer"/>, if given and saved).</summary>
     /// <param name="stream">A readable stream positioned at the checkpoint; the checkpoint must be the rest of the stream.</param>
-    /// <param name="parameters">Receives θ; its shape must match the file's.</param>
+    /// <param name="parameters">Receives θ; its shape (sizes, layers and directions) must match the file's.</param>
     /// <param name="optimizer">Optional: receives the saved state and step count; its type must match.</param>
     /// <param name="carriedState">Optional: receives the carried stream state; its length must match the saved one.</param>
     /// <returns>The header.</returns>
@@ -196,7 +242,6 @@ public static class Checkpoint
     {
         ArgumentNullException.ThrowIfNull(stream);
         CheckLoadable(parameters, optimizer);
-        ModelGuard.SingleLayer(parameters.Shape, nameof(parameters), "Checkpoint format version 1");
         if (!stream.CanRead)
         {
             throw new ArgumentException("The stream does not support reading.", nameof(stream));
@@ -302,13 +347,15 @@ public static class Checkpoint
     }
 
     /// <summary>Every refusal of a save, before anything is created, truncated or written.</summary>
-    private static void CheckSavable(RnnParameters parameters, Activation activation, Optimizer? optimizer, ReadOnlySpan<float> carried)
+    private static void CheckSavable(RnnParameters parameters, Activation activation, Optimizer? optimizer, ReadOnlySpan<float> carried, float dropout)
     {
         ArgumentNullException.ThrowIfNull(parameters);
         if (!Enum.IsDefined(activation))
         {
             throw new ArgumentOutOfRangeException(nameof(activation), activation, "Expected Tanh, Relu or Sigmoid.");
         }
+
+        DropoutMask.CheckRate(dropout, nameof(dropout));
 
         int bad = Guard.FirstNonFinite<float>(parameters.Values);
         if (bad >= 0)
@@ -359,7 +406,7 @@ public static class Checkpoint
     }
 
     /// <summary>Streams the format out: the header from the stack, θ and the blocks straight from their arrays.</summary>
-    private static void Write(Stream stream, RnnParameters parameters, Activation activation, Optimizer? optimizer, ulong randomState, ReadOnlySpan<float> carried)
+    private static void Write(Stream stream, RnnParameters parameters, Activation activation, Optimizer? optimizer, ulong randomState, ReadOnlySpan<float> carried, float dropout)
     {
         RnnShape s = parameters.Shape;
         int blocks = optimizer?.State.Count ?? 0;
@@ -374,6 +421,9 @@ public static class Checkpoint
         BinaryPrimitives.WriteInt64LittleEndian(header[28..], optimizer?.StepCount ?? 0);
         BinaryPrimitives.WriteUInt64LittleEndian(header[36..], randomState);
         BinaryPrimitives.WriteUInt32LittleEndian(header[44..], (uint)nameLength);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[48..], (uint)s.Layers);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[52..], (uint)s.Directions);
+        BinaryPrimitives.WriteSingleLittleEndian(header[56..], dropout);
         BinaryPrimitives.WriteUInt32LittleEndian(header[(FixedHeaderLength + nameLength)..], (uint)blocks);
         BinaryPrimitives.WriteUInt32LittleEndian(header[(FixedHeaderLength + nameLength + 4)..], (uint)s.ParameterCount);
 
@@ -441,11 +491,23 @@ public static class Checkpoint
             throw new InvalidDataException($"Truncated checkpoint: {got} bytes, shorter than any header.");
         }
 
-        source.Read(header[8..]);
+        source.Read(header[8..FixedHeaderLengthV1]);
         uint version = BinaryPrimitives.ReadUInt32LittleEndian(header[8..]);
-        if (version != Version)
+        if (version is not (1 or 2))
         {
-            throw new InvalidDataException($"Unsupported checkpoint version {version}; this library reads version {Version}.");
+            throw new InvalidDataException($"Unsupported checkpoint version {version}; this library reads versions 1 and 2.");
+        }
+
+        // Version 1 holds no configuration: one layer, one direction, no dropout.
+        int fixedLength = version == 1 ? FixedHeaderLengthV1 : FixedHeaderLength;
+        uint layers = 1, directions = 1;
+        float dropout = 0f;
+        if (version == 2)
+        {
+            source.Read(header[FixedHeaderLengthV1..FixedHeaderLength]);
+            layers = BinaryPrimitives.ReadUInt32LittleEndian(header[48..]);
+            directions = BinaryPrimitives.ReadUInt32LittleEndian(header[52..]);
+            dropout = BinaryPrimitives.ReadSingleLittleEndian(header[56..]);
         }
 
         uint i = BinaryPrimitives.ReadUInt32LittleEndian(header[12..]);
@@ -455,7 +517,11 @@ public static class Checkpoint
         long step = BinaryPrimitives.ReadInt64LittleEndian(header[28..]);
         ulong random = BinaryPrimitives.ReadUInt64LittleEndian(header[36..]);
         uint nameLength = BinaryPrimitives.ReadUInt32LittleEndian(header[44..]);
-        RnnShape shape = ValidShape(i, h, o);
+        RnnShape shape = ValidShape(i, h, o, layers, directions);
+        if (!(dropout >= 0f && dropout < 1f))
+        {
+            throw new InvalidDataException($"Corrupted checkpoint header: dropout {dropout} (bits 0x{BitConverter.SingleToUInt32Bits(dropout):X8}) is not a probability in [0, 1).");
+        }
         if (!Enum.IsDefined((Activation)activation))
         {
             throw new InvalidDataException($"Corrupted checkpoint header: activation {activation} is not 0 (Tanh), 1 (Relu) or 2 (Sigmoid).");
@@ -492,8 +558,8 @@ public static class Checkpoint
             throw new InvalidDataException($"Corrupted checkpoint header: {blocks} state blocks and step count {step} without an optimizer name.");
         }
 
-        // Lengths in long arithmetic: at most 56 + 256 + 4·2³⁰·9 + 8 + 4·2²⁴, far inside a long.
-        long carriedAt = FixedHeaderLength + nameLength + 8 + (4L * p * (1 + blocks));
+        // Lengths in long arithmetic: at most 68 + 256 + 4·2³⁰·9 + 8 + 4·2²⁴, far inside a long.
+        long carriedAt = fixedLength + nameLength + 8 + (4L * p * (1 + blocks));
         if (available >= 0 && available < source.Position)
         {
             available = -1; // a device or pseudo-file that reports length 0: trust only what it yields
@@ -572,7 +638,7 @@ public static class Checkpoint
                 throw new InvalidDataException($"The data continues after the {total}-byte checkpoint.");
             }
 
-            var info = new CheckpointInfo(shape, (Activation)activation, step, random, name, (int)blocks, (int)c);
+            var info = new CheckpointInfo(shape, (Activation)activation, step, random, name, (int)blocks, (int)c, dropout);
             if (create is not null && parameters is null)
             {
                 staged[0].AsSpan(0, count).CopyTo(create(shape).Values);
@@ -614,14 +680,24 @@ public static class Checkpoint
         }
     }
 
-    private static RnnShape ValidShape(uint i, uint h, uint o)
+    private static RnnShape ValidShape(uint i, uint h, uint o, uint layers, uint directions)
     {
         if (i > int.MaxValue || h > int.MaxValue || o > int.MaxValue)
         {
             throw new InvalidDataException($"Corrupted checkpoint header: shape I={i}, H={h}, O={o} is out of range.");
         }
 
-        var shape = new RnnShape((int)i, (int)h, (int)o);
+        if (layers is < 1 or > RnnShape.MaxLayers)
+        {
+            throw new InvalidDataException($"Corrupted checkpoint header: layers {layers} is outside [1, {RnnShape.MaxLayers}].");
+        }
+
+        if (directions is not (1 or 2))
+        {
+            throw new InvalidDataException($"Corrupted checkpoint header: directions {directions}; expected 1 or 2.");
+        }
+
+        var shape = new RnnShape((int)i, (int)h, (int)o) { Layers = (int)layers, Directions = (int)directions };
         try
         {
             shape.Validate("shape");

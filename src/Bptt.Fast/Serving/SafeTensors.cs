@@ -4,24 +4,28 @@ using System.Buffers.Text;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using Bptt.Fast.Internals;
-using Bptt.Fast.Model;
 
 namespace Bptt.Fast.Serving;
 
 /// <summary>
 /// Export and import of θ as named float32 tensors in the safetensors format (an 8-byte little-endian header length,
 /// a JSON header of <c>{"name": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}}</c>, then the raw
-/// little-endian data), with the names of a PyTorch <c>nn.RNN</c> (one layer, batch_first irrelevant) followed by an
-/// <c>nn.Linear</c> head:
+/// little-endian data), with the names of the state dict of a PyTorch <c>nn.RNN(I, H, num_layers=L,
+/// bidirectional=D == 2)</c> (batch_first irrelevant) followed by an <c>nn.Linear(D·H, O)</c> head. For each layer
+/// k = 0..L−1 and direction (the reverse one's names end in <c>_reverse</c>, e.g. <c>weight_hh_l0_reverse</c>):
 /// <list type="bullet">
-/// <item><c>weight_ih_l0</c> [H, I] = W_xh; <c>weight_hh_l0</c> [H, H] = W_hh;</item>
-/// <item><c>bias_ih_l0</c> [H] and <c>bias_hh_l0</c> [H], whose sum is b_h (export writes b_h and zeros);</item>
-/// <item><c>{head}.weight</c> [O, H] = W_hy and <c>{head}.bias</c> [O] = b_y, with head = <c>fc</c> by default.</item>
+/// <item><c>weight_ih_l{k}</c> [H, Iₖ] = W_xh⁽ᵏ⁾, with I₀ = I and Iₖ = D·H above the first layer (columns: the forward,
+/// then the reverse outputs of the layer below, as in θ); <c>weight_hh_l{k}</c> [H, H] = W_hh⁽ᵏ⁾;</item>
+/// <item><c>bias_ih_l{k}</c> [H] and <c>bias_hh_l{k}</c> [H], whose sum is b_h⁽ᵏ⁾ (export writes b_h⁽ᵏ⁾ and zeros);</item>
 /// </list>
+/// then <c>{head}.weight</c> [O, D·H] = W_hy and <c>{head}.bias</c> [O] = b_y, with head = <c>fc</c> by default. Export
+/// writes them in PyTorch's order (layer by layer, forward before reverse, each as weight_ih, weight_hh, bias_ih,
+/// bias_hh; then the head), so a one-layer network's file is exactly the six tensors <c>weight_ih_l0</c>,
+/// <c>weight_hh_l0</c>, <c>bias_ih_l0</c>, <c>bias_hh_l0</c>, <c>{head}.weight</c>, <c>{head}.bias</c>.
 /// PyTorch's <c>nn.RNN</c> computes hₜ = tanh(W_ih xₜ + b_ih + W_hh hₜ₋₁ + b_hh), which is equation (1)–(2) with b_h = b_ih + b_hh.
 /// <para>Import is strict: the header is at most <see cref="MaxHeaderLength"/> bytes of UTF-8 JSON, one object whose keys
-/// are exactly these six tensors and optionally <c>__metadata__</c> (an object of string values), each key once; each
-/// tensor is an object with exactly <c>dtype</c> (<c>"F32"</c>), <c>shape</c> (non-negative integers, equal to the
+/// are exactly the 4·L·D + 2 tensors of the destination's shape and optionally <c>__metadata__</c> (an object of string
+/// values), each key once; each tensor is an object with exactly <c>dtype</c> (<c>"F32"</c>), <c>shape</c> (non-negative integers, equal to the
 /// expected shape) and <c>data_offsets</c> (two non-negative integers, end − begin = 4 × the element count); the
 /// tensors cover the data section without gaps or overlaps, as the format requires; only spaces or other JSON
 /// whitespace may follow the object; the data section is exactly as long as the header says and nothing follows it;
@@ -52,7 +56,6 @@ public static class SafeTensors
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(parameters);
-        ModelGuard.SingleLayer(parameters.Shape, nameof(parameters), "The safetensors export");
         CheckHead(head);
         if (!stream.CanWrite)
         {
@@ -66,27 +69,21 @@ public static class SafeTensors
         }
 
         RnnShape s = parameters.Shape;
-        int i = s.InputSize, h = s.HiddenSize, o = s.OutputSize;
-        var tensors = new (string Name, int Rows, int Columns)[]
-        {
-            ("weight_ih_l0", h, i), ("weight_hh_l0", h, h), ("bias_ih_l0", h, 0), ("bias_hh_l0", h, 0), (head + ".weight", o, h), (head + ".bias", o, 0),
-        };
-
-        var json = new ArrayBufferWriter<byte>(512 + (2 * head.Length));
+        Tensor[] tensors = Tensors(s, head);
+        var json = new ArrayBufferWriter<byte>(512 + (128 * s.BlockCount) + (2 * head.Length));
         using (var writer = new Utf8JsonWriter(json))
         {
             writer.WriteStartObject();
             long offset = 0;
-            foreach ((string name, int rows, int columns) in tensors)
+            foreach (Tensor t in tensors)
             {
-                long end = offset + (4L * rows * Math.Max(columns, 1));
-                writer.WriteStartObject(name);
+                long end = offset + (4L * t.Count);
+                writer.WriteStartObject(t.Name);
                 writer.WriteString("dtype", "F32");
                 writer.WriteStartArray("shape");
-                writer.WriteNumberValue(rows);
-                if (columns > 0)
+                foreach (int dim in t.Shape)
                 {
-                    writer.WriteNumberValue(columns);
+                    writer.WriteNumberValue(dim);
                 }
 
                 writer.WriteEndArray();
@@ -117,14 +114,20 @@ public static class SafeTensors
         stream.Write(json.WrittenSpan);
         word.Fill((byte)' ');
         stream.Write(word[..(int)(padded - json.WrittenCount)]);
-        LittleEndianFloats.Write(stream, null, parameters.Wxh);
-        LittleEndianFloats.Write(stream, null, parameters.Whh);
-        LittleEndianFloats.Write(stream, null, parameters.Bh);
         Span<byte> zeros = stackalloc byte[1024];
         zeros.Clear();
-        for (long left = 4L * h; left > 0; left -= zeros.Length)
+        for (int l = 0; l < s.Layers; l++)
         {
-            stream.Write(zeros[..(int)Math.Min(left, zeros.Length)]);
+            for (int d = 0; d < s.Directions; d++)
+            {
+                LittleEndianFloats.Write(stream, null, parameters.LayerWxh(l, d));
+                LittleEndianFloats.Write(stream, null, parameters.LayerWhh(l, d));
+                LittleEndianFloats.Write(stream, null, parameters.LayerBh(l, d));
+                for (long left = 4L * s.HiddenSize; left > 0; left -= zeros.Length)
+                {
+                    stream.Write(zeros[..(int)Math.Min(left, zeros.Length)]);
+                }
+            }
         }
 
         LittleEndianFloats.Write(stream, null, parameters.Why);
@@ -133,13 +136,13 @@ public static class SafeTensors
     }
 
     /// <summary>
-    /// Reads safetensors with the names above into <paramref name="parameters"/>, summing the two biases. The whole file
-    /// is checked (see the class remarks) before <paramref name="parameters"/> changes. Reads are bounded by the header:
-    /// at most 8 + <see cref="MaxHeaderLength"/> bytes before the data section, then exactly the 4·(P + H) bytes the six
-    /// tensors need, compared with the stream's length when it can seek.
+    /// Reads safetensors with the names above into <paramref name="parameters"/>, summing each pair of biases. The whole
+    /// file is checked (see the class remarks) before <paramref name="parameters"/> changes. Reads are bounded by the
+    /// header: at most 8 + <see cref="MaxHeaderLength"/> bytes before the data section, then exactly the 4·(P + L·D·H)
+    /// bytes the tensors need, compared with the stream's length when it can seek.
     /// </summary>
     /// <param name="stream">A readable stream positioned at the file; the file must be the rest of the stream.</param>
-    /// <param name="parameters">Receives θ; its shape fixes the expected tensor shapes.</param>
+    /// <param name="parameters">Receives θ; its shape (sizes, layers and directions) fixes the expected tensor names and shapes.</param>
     /// <param name="head">The name of the output layer's module.</param>
     /// <exception cref="ArgumentNullException"><paramref name="stream"/>, <paramref name="parameters"/> or <paramref name="head"/> is null.</exception>
     /// <exception cref="ArgumentException">The stream cannot read, or <paramref name="head"/> is empty or holds an unpaired surrogate.</exception>
@@ -149,7 +152,6 @@ public static class SafeTensors
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(parameters);
-        ModelGuard.SingleLayer(parameters.Shape, nameof(parameters), "The safetensors import");
         CheckHead(head);
         if (!stream.CanRead)
         {
@@ -191,15 +193,17 @@ public static class SafeTensors
         RnnShape s = parameters.Shape;
         Tensor[] tensors = ParseHeader(header, s, head);
 
-        // The six tensors cover [0, D) without gaps or overlaps, D = 4·(P + H), so each lies inside the data section.
-        long dataLength = 4L * (s.ParameterCount + s.HiddenSize);
+        // The tensors cover [0, 4F) without gaps or overlaps, F = P + L·D·H (θ and the bias_hh tensors), so each lies
+        // inside the data section. P ≤ 2³⁰ and every block holds at least 3H parameters, so F < 2³¹ and 4F fits a long.
+        long floatCount = s.ParameterCount + ((long)s.BlockCount * s.HiddenSize);
+        long dataLength = 4L * floatCount;
         if (available >= 0 && available != 8 + (long)headerLength + dataLength)
         {
             throw new InvalidDataException($"The safetensors file has {available - 8 - (long)headerLength} bytes of data; the header describes {dataLength}.");
         }
 
-        int floats = s.ParameterCount + s.HiddenSize;
-        float[] data = ArrayPool<float>.Shared.Rent(floats + s.HiddenSize);
+        int floats = checked((int)floatCount);
+        float[] data = ArrayPool<float>.Shared.Rent(floats);
         try
         {
             Span<float> values = data.AsSpan(0, floats);
@@ -223,24 +227,39 @@ public static class SafeTensors
                 }
             }
 
-            // b_h = b_ih + b_hh: finite summands can still overflow.
-            Span<float> bh = data.AsSpan(floats, s.HiddenSize);
-            ReadOnlySpan<float> bih = values.Slice(tensors[2].Start, s.HiddenSize), bhh = values.Slice(tensors[3].Start, s.HiddenSize);
-            for (int k = 0; k < bh.Length; k++)
+            // b_h = b_ih + b_hh, summed in place of b_ih (the staged copy): finite summands can still overflow.
+            for (int b = 0; b < s.BlockCount; b++)
             {
-                bh[k] = bih[k] + bhh[k];
-                if (!float.IsFinite(bh[k]))
+                Tensor ih = tensors[(4 * b) + 2], hh = tensors[(4 * b) + 3];
+                Span<float> bih = values.Slice(ih.Start, s.HiddenSize);
+                ReadOnlySpan<float> bhh = values.Slice(hh.Start, s.HiddenSize);
+                for (int k = 0; k < bih.Length; k++)
                 {
-                    throw new InvalidDataException($"bias_ih_l0 + bias_hh_l0 overflows at element {k} ({bih[k]} + {bhh[k]}).");
+                    float sum = bih[k] + bhh[k];
+                    if (!float.IsFinite(sum))
+                    {
+                        throw new InvalidDataException($"{ih.Name} + {hh.Name} overflows at element {k} ({bih[k]} + {bhh[k]}).");
+                    }
+
+                    bih[k] = sum;
                 }
             }
 
             // Everything passed: copy out. Nothing below throws.
-            values.Slice(tensors[0].Start, tensors[0].Count).CopyTo(parameters.Wxh);
-            values.Slice(tensors[1].Start, tensors[1].Count).CopyTo(parameters.Whh);
-            bh.CopyTo(parameters.Bh);
-            values.Slice(tensors[4].Start, tensors[4].Count).CopyTo(parameters.Why);
-            values.Slice(tensors[5].Start, tensors[5].Count).CopyTo(parameters.By);
+            for (int l = 0, b = 0; l < s.Layers; l++)
+            {
+                for (int d = 0; d < s.Directions; d++, b++)
+                {
+                    Tensor wih = tensors[4 * b], whh = tensors[(4 * b) + 1], bih = tensors[(4 * b) + 2];
+                    values.Slice(wih.Start, wih.Count).CopyTo(parameters.LayerWxh(l, d));
+                    values.Slice(whh.Start, whh.Count).CopyTo(parameters.LayerWhh(l, d));
+                    values.Slice(bih.Start, bih.Count).CopyTo(parameters.LayerBh(l, d));
+                }
+            }
+
+            Tensor why = tensors[^2], by = tensors[^1];
+            values.Slice(why.Start, why.Count).CopyTo(parameters.Why);
+            values.Slice(by.Start, by.Count).CopyTo(parameters.By);
         }
         finally
         {
@@ -306,6 +325,37 @@ public static class SafeTensors
         }
     }
 
+    /// <summary>
+    /// The tensors of <paramref name="s"/> in PyTorch's order: for each layer and direction weight_ih, weight_hh,
+    /// bias_ih, bias_hh (block b = l·D + d at indices 4b … 4b + 3), then the head's weight and bias.
+    /// </summary>
+    private static Tensor[] Tensors(RnnShape s, string head)
+    {
+        int h = s.HiddenSize;
+        var tensors = new Tensor[(4 * s.BlockCount) + 2];
+        for (int l = 0, b = 0; l < s.Layers; l++)
+        {
+            for (int d = 0; d < s.Directions; d++, b++)
+            {
+                string suffix = d == 0 ? $"_l{l}" : $"_l{l}_reverse";
+                tensors[4 * b] = new("weight_ih" + suffix, [h, s.LayerInputSize(l)]);
+                tensors[(4 * b) + 1] = new("weight_hh" + suffix, [h, h]);
+                tensors[(4 * b) + 2] = new("bias_ih" + suffix, [h]);
+                tensors[(4 * b) + 3] = new("bias_hh" + suffix, [h]);
+            }
+        }
+
+        tensors[^2] = new(head + ".weight", [s.OutputSize, s.LayerOutputSize]);
+        tensors[^1] = new(head + ".bias", [s.OutputSize]);
+        return tensors;
+    }
+
+    /// <summary>The expected names, for a message: all of them when few, else their pattern.</summary>
+    private static string Expected(Tensor[] tensors, RnnShape s, string head) =>
+        tensors.Length <= 18
+            ? string.Join(", ", tensors.Select(x => $"'{x.Name}'"))
+            : $"'weight_ih_l{{k}}', 'weight_hh_l{{k}}', 'bias_ih_l{{k}}', 'bias_hh_l{{k}}'{(s.IsBidirectional ? " and their '_reverse' twins" : "")} for k = 0..{s.Layers - 1}, '{head}.weight', '{head}.bias'";
+
     /// <summary>One expected tensor, once found: its position in the data section, in floats.</summary>
     private sealed class Tensor(string name, int[] shape)
     {
@@ -332,12 +382,13 @@ public static class SafeTensors
             throw new InvalidDataException("The safetensors header is not valid UTF-8.");
         }
 
-        int i = s.InputSize, h = s.HiddenSize, o = s.OutputSize;
-        Tensor[] tensors =
-        [
-            new("weight_ih_l0", [h, i]), new("weight_hh_l0", [h, h]), new("bias_ih_l0", [h]), new("bias_hh_l0", [h]),
-            new(head + ".weight", [o, h]), new(head + ".bias", [o]),
-        ];
+        Tensor[] tensors = Tensors(s, head);
+        var byName = new Dictionary<string, Tensor>(tensors.Length, StringComparer.Ordinal);
+        foreach (Tensor t in tensors)
+        {
+            byName.Add(t.Name, t); // the head's names end in .weight or .bias, never clashing with the recurrent ones
+        }
+
         try
         {
             var reader = new Utf8JsonReader(header, new JsonReaderOptions { CommentHandling = JsonCommentHandling.Disallow, AllowTrailingCommas = false });
@@ -359,8 +410,8 @@ public static class SafeTensors
                     continue;
                 }
 
-                Tensor t = Array.Find(tensors, x => x.Name == key)
-                    ?? throw new InvalidDataException($"Unexpected tensor '{key}': the header must hold exactly {string.Join(", ", tensors.Select(x => $"'{x.Name}'"))} and optionally {Metadata}.");
+                Tensor t = byName.GetValueOrDefault(key)
+                    ?? throw new InvalidDataException($"Unexpected tensor '{key}': the header must hold exactly {Expected(tensors, s, head)} and optionally {Metadata}.");
                 if (t.Found)
                 {
                     throw Duplicate(key);

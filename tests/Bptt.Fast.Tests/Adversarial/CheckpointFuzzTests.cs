@@ -26,7 +26,7 @@ public sealed class CheckpointFuzzTests : IDisposable
         RnnParameters theta = Fixtures.Theta(Shape, 11);
         var adam = new Adam(Shape, 0.01f);
         Fixtures.Train(adam, theta, 3);
-        return Fixtures.Save(theta, adam, Carried, Activation.Tanh, random: 0x0123456789ABCDEF);
+        return Fixtures.Save(theta, adam, Carried, Activation.Tanh, random: 0x0123456789ABCDEF, dropout: 0.25f);
     }
 
     private enum Via
@@ -185,7 +185,8 @@ public sealed class CheckpointFuzzTests : IDisposable
         (string Name, int At)[] fields =
         [
             ("version", Fixtures.VersionAt), ("I", Fixtures.InputAt), ("H", Fixtures.HiddenAt), ("O", Fixtures.OutputAt),
-            ("activation", Fixtures.ActivationAt), ("name length", Fixtures.NameLengthAt), ("state blocks", StateBlocksAt),
+            ("activation", Fixtures.ActivationAt), ("name length", Fixtures.NameLengthAt), ("layers", Fixtures.LayersAt),
+            ("directions", Fixtures.DirectionsAt), ("dropout", Fixtures.DropoutAt), ("state blocks", StateBlocksAt),
             ("parameter count", StateBlocksAt + 4), ("carried length", CarriedLengthAt),
         ];
         foreach ((string name, int at) in fields)
@@ -216,8 +217,10 @@ public sealed class CheckpointFuzzTests : IDisposable
                 Fixtures.RecomputeCrc(bytes);
             }
 
-            // Only another defined activation is a valid file; every other change is refused.
-            bool valid = recompute && field == "activation" && value <= 2;
+            // Only another defined activation or another dropout probability in [0, 1) (the field's bits read as a float32)
+            // is a valid file; every other change is refused (another L or D no longer matches the parameter count).
+            float rate = BitConverter.UInt32BitsToSingle(value);
+            bool valid = recompute && ((field == "activation" && value <= 2) || (field == "dropout" && rate >= 0f && rate < 1f));
             foreach (Via via in Enum.GetValues<Via>())
             {
                 long before = GC.GetAllocatedBytesForCurrentThread();

@@ -10,8 +10,9 @@ namespace Bptt.Fast.Tests.Adversarial;
 /// <summary>Deterministic models, checkpoint byte surgery and snapshots of a load's destination.</summary>
 internal static class Fixtures
 {
-    /// <summary>Offsets of the fixed header fields of a version-1 checkpoint.</summary>
-    public const int VersionAt = 8, InputAt = 12, HiddenAt = 16, OutputAt = 20, ActivationAt = 24, StepAt = 28, RandomAt = 36, NameLengthAt = 44, NameAt = 48;
+    /// <summary>Offsets of the fixed header fields of a version-2 checkpoint (version 1 has the same up to the name's length, then the name at 48).</summary>
+    public const int VersionAt = 8, InputAt = 12, HiddenAt = 16, OutputAt = 20, ActivationAt = 24, StepAt = 28, RandomAt = 36, NameLengthAt = 44,
+        LayersAt = 48, DirectionsAt = 52, DropoutAt = 56, NameAt = 60;
 
     public static byte[] Bits(ReadOnlySpan<float> values) => MemoryMarshal.AsBytes(values).ToArray();
 
@@ -53,10 +54,10 @@ internal static class Fixtures
         }
     }
 
-    public static byte[] Save(RnnParameters theta, Optimizer? optimizer = null, ReadOnlySpan<float> carried = default, Activation activation = Activation.Tanh, ulong random = 0)
+    public static byte[] Save(RnnParameters theta, Optimizer? optimizer = null, ReadOnlySpan<float> carried = default, Activation activation = Activation.Tanh, ulong random = 0, float dropout = 0f)
     {
         using var stream = new MemoryStream();
-        Checkpoint.Save(stream, theta, activation, optimizer, random, carried);
+        Checkpoint.Save(stream, theta, activation, optimizer, random, carried, dropout);
         return stream.ToArray();
     }
 
