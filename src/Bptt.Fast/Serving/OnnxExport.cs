@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Text;
+using Bptt.Fast.Model;
 
 namespace Bptt.Fast.Serving;
 
@@ -61,7 +62,8 @@ public static class OnnxExport
     /// <returns>The ONNX model file's bytes (e.g. for <see cref="File.WriteAllBytes(string, byte[])"/>).</returns>
     /// <exception cref="ArgumentNullException"><paramref name="model"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An undefined <paramref name="input"/> or <paramref name="output"/>.</exception>
-    /// <exception cref="ArgumentException">The graph would exceed <see cref="MaxBytes"/>.</exception>
+    /// <exception cref="ArgumentException">The graph would exceed <see cref="MaxBytes"/>, or the model is stacked or
+    /// bidirectional (the export writes the one-layer, one-direction network only).</exception>
     public static byte[] StepGraph(RnnModel model, OnnxInput input, StepOutput output = StepOutput.Logits)
     {
         Check(model, input, output);
@@ -81,7 +83,8 @@ public static class OnnxExport
     /// <returns>The ONNX model file's bytes.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="model"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An undefined enum value, or <paramref name="unrolledSteps"/> out of range for the unrolled form.</exception>
-    /// <exception cref="ArgumentException">The graph would exceed <see cref="MaxBytes"/>.</exception>
+    /// <exception cref="ArgumentException">The graph would exceed <see cref="MaxBytes"/>, or the model is stacked or
+    /// bidirectional (the export writes the one-layer, one-direction network only).</exception>
     public static byte[] SequenceGraph(RnnModel model, OnnxInput input, StepOutput output = StepOutput.Logits, OnnxSequenceForm form = OnnxSequenceForm.RnnOperator, int unrolledSteps = 0)
     {
         Check(model, input, output);
@@ -111,6 +114,7 @@ public static class OnnxExport
     private static void Check(RnnModel model, OnnxInput input, StepOutput output)
     {
         ArgumentNullException.ThrowIfNull(model);
+        ModelGuard.SingleLayer(model.Shape, nameof(model), "The ONNX export");
         if (!Enum.IsDefined(input))
         {
             throw new ArgumentOutOfRangeException(nameof(input), input, "Expected Tokens or Dense.");

@@ -21,6 +21,11 @@ public enum StepOutput
 /// Each caller keeps its own small <see cref="RnnState"/> (or an <see cref="RnnStateBatch"/> for many streams at once).
 /// A step runs equations (1)–(4) with the fast kernels: hₜ = f(W_xh xₜ + W_hh hₜ₋₁ + b_h), then vₜ = W_hy hₜ + b_y and,
 /// if asked, yₜ = softmax(vₜ). The weights are copied and packed at construction; a step allocates nothing.
+/// A stacked network (L layers) steps layer by layer, each layer's xₜ being the new state of the layer below, and its
+/// state holds every layer's h. A bidirectional network runs whole sequences only (<see cref="RunSequence(ReadOnlySpan{int}, RnnState, RnnSequenceWorkspace, Span{float}, StepOutput, SequenceOutput)"/>
+/// and <see cref="RunSequenceBatch(ReadOnlySpan{int}, RnnStateBatch, RnnSequenceWorkspace, Span{float}, StepOutput, SequenceOutput)"/>):
+/// its reverse direction starts from the end of the sequence, so <see cref="Step(int, RnnState, Span{float}, StepOutput)"/>
+/// and <see cref="StepBatch"/> refuse it.
 /// </summary>
 public sealed class RnnModel
 {
@@ -33,8 +38,12 @@ public sealed class RnnModel
     private readonly float[] _headPacked; // W_hyᵀ in column-block panels (one output row)
     private readonly AlignedBuffer _wxhTPackedGemm; // op(B) = W_xhᵀ for dense input over many rows
     private readonly AlignedBuffer _whhTPackedGemm; // op(B) = W_hhᵀ for the batched step
-    private readonly AlignedBuffer _whyTPackedGemm; // op(B) = W_hyᵀ for the batched output layer
+    private readonly AlignedBuffer _whyTPackedGemm; // op(B) = W_hyᵀ for the batched output layer (one direction)
     private readonly KernelSet _k;
+    private readonly bool _singleLayer;           // the seed's network: the one-layer paths run, _blocks and _whyHalvesGemm are empty
+    private readonly bool _bidirectional;         // steps are refused
+    private readonly LayerWeights[] _blocks;      // stacked or bidirectional: every block (l, d) at l·D + d; block (0, 0) shares the arrays above
+    private readonly AlignedBuffer[] _whyHalvesGemm; // bidirectional: op(B) = W_hy[:, d·H .. (d+1)·H]ᵀ for direction d
 
     /// <summary>
     /// Copies θ into a read-only model. The activation is required: a network runs only with the f it was trained with.
@@ -59,7 +68,6 @@ public sealed class RnnModel
         }
 
         BatchValidation.ValidateParameters<float>(parameters.Values, nameof(parameters), parameters.Shape);
-        ModelGuard.SingleLayer(parameters.Shape, nameof(parameters), "RnnModel");
         RnnShape s = parameters.Shape;
         int i = s.InputSize, h = s.HiddenSize, o = s.OutputSize;
         Shape = s;
@@ -70,14 +78,89 @@ public sealed class RnnModel
         Layout.Transpose(_theta.Wxh, h, i, _wxhT);
         _stepPacked = new float[h * h];
         _k.PackTransposedColumnBlocks(_theta.Whh, h, h, _stepPacked);
-        _headPacked = new float[h * o];
-        _k.PackTransposedColumnBlocks(_theta.Why, o, h, _headPacked);
         _wxhTPackedGemm = new AlignedBuffer(_k.PackedBLength(i, h));
         _k.PackB(true, i, h, _theta.Wxh, i, _wxhTPackedGemm.Span);
         _whhTPackedGemm = new AlignedBuffer(_k.PackedBLength(h, h));
         _k.PackB(true, h, h, _theta.Whh, h, _whhTPackedGemm.Span);
-        _whyTPackedGemm = new AlignedBuffer(_k.PackedBLength(h, o));
-        _k.PackB(true, h, o, _theta.Why, h, _whyTPackedGemm.Span);
+        if (s.IsBidirectional)
+        {
+            // The head reads [h→ ; h←]: one packed op(B) per column half of W_hy (O×2H).
+            _headPacked = [];
+            _whyTPackedGemm = new AlignedBuffer(0);
+            _whyHalvesGemm = new AlignedBuffer[2];
+            for (int d = 0; d < 2; d++)
+            {
+                _whyHalvesGemm[d] = new AlignedBuffer(_k.PackedBLength(h, o));
+                _k.PackB(true, h, o, _theta.Why[(d * h)..], 2 * h, _whyHalvesGemm[d].Span);
+            }
+        }
+        else
+        {
+            _headPacked = new float[h * o];
+            _k.PackTransposedColumnBlocks(_theta.Why, o, h, _headPacked);
+            _whyTPackedGemm = new AlignedBuffer(_k.PackedBLength(h, o));
+            _k.PackB(true, h, o, _theta.Why, h, _whyTPackedGemm.Span);
+            _whyHalvesGemm = [];
+        }
+
+        _singleLayer = s.IsSingleLayer;
+        _bidirectional = s.IsBidirectional;
+        _blocks = _singleLayer ? [] : new LayerWeights[s.BlockCount];
+        for (int l = 0; l < s.Layers && !_singleLayer; l++)
+        {
+            for (int d = 0; d < s.Directions; d++)
+            {
+                _blocks[(l * s.Directions) + d] = l == 0 && d == 0
+                    ? new LayerWeights(s.BhOffset, _wxhT, [], _stepPacked, [_wxhTPackedGemm], _whhTPackedGemm)
+                    : LayerWeights.Pack(_k, _theta, l, d);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The packed weights of one recurrent block (layer l, direction d) of a stacked or bidirectional model: W_xh⁽ˡ'ᵈ⁾ for
+    /// equation (1) in the forms its inputs need, W_hh⁽ˡ'ᵈ⁾ for (1)–(2), and where b_h⁽ˡ'ᵈ⁾ lies in θ.
+    /// </summary>
+    /// <param name="BhOffset">Offset of b_h⁽ˡ'ᵈ⁾ in θ.</param>
+    /// <param name="WxhT">First layer: W_xhᵀ <c>[I, H]</c>, a token's column of W_xh as a row (the gather of (1)); empty above.</param>
+    /// <param name="InputPacked">Layers above the first of a one-direction model: W_xhᵀ in column-block panels, (1) for one row; else empty.</param>
+    /// <param name="StepPacked">W_hhᵀ in column-block panels: (1)–(2) fused for one row.</param>
+    /// <param name="InputGemm">op(B) of (1) over many rows: W_xhᵀ (first layer), or per direction d′ below, W_xh[:, d′·H .. (d′+1)·H]ᵀ.</param>
+    /// <param name="WhhGemm">op(B) = W_hhᵀ: (1)–(2) over many rows.</param>
+    private sealed record LayerWeights(int BhOffset, float[] WxhT, float[] InputPacked, float[] StepPacked, AlignedBuffer[] InputGemm, AlignedBuffer WhhGemm)
+    {
+        /// <summary>Packs block (l, d) of θ.</summary>
+        public static LayerWeights Pack(KernelSet k, RnnParameters theta, int layer, int direction)
+        {
+            RnnShape s = theta.Shape;
+            int h = s.HiddenSize, inputs = s.LayerInputSize(layer), below = layer == 0 ? 1 : s.Directions;
+            ReadOnlySpan<float> wxh = theta.LayerWxh(layer, direction), whh = theta.LayerWhh(layer, direction);
+            float[] wxhT = [], inputPacked = [];
+            if (layer == 0)
+            {
+                wxhT = new float[inputs * h];
+                Layout.Transpose(wxh, h, inputs, wxhT);
+            }
+            else if (s.Directions == 1)
+            {
+                inputPacked = new float[inputs * h];
+                k.PackTransposedColumnBlocks(wxh, h, inputs, inputPacked);
+            }
+
+            float[] stepPacked = new float[h * h];
+            k.PackTransposedColumnBlocks(whh, h, h, stepPacked);
+            var inputGemm = new AlignedBuffer[below];
+            for (int d = 0; d < below; d++)
+            {
+                int columns = layer == 0 ? inputs : h;
+                inputGemm[d] = new AlignedBuffer(k.PackedBLength(columns, h));
+                k.PackB(true, columns, h, wxh[(d * h)..], inputs, inputGemm[d].Span);
+            }
+
+            var whhGemm = new AlignedBuffer(k.PackedBLength(h, h));
+            k.PackB(true, h, h, whh, h, whhGemm.Span);
+            return new LayerWeights(theta.Block(layer, direction).BhOffset, wxhT, inputPacked, stepPacked, inputGemm, whhGemm);
+        }
     }
 
     /// <summary>The network sizes.</summary>
@@ -121,18 +204,19 @@ public sealed class RnnModel
         return new RnnModel(theta, info.Activation);
     }
 
-    /// <summary>A new state for one stream, h = 0.</summary>
+    /// <summary>A new state for one stream, h = 0 (every layer and direction, <c>[L·D, H]</c>).</summary>
     /// <returns>The state.</returns>
     public RnnState CreateState() => new(Shape);
 
-    /// <summary>A new state block for <paramref name="count"/> streams stepped together.</summary>
+    /// <summary>A new state block for <paramref name="count"/> streams stepped together, <c>[L·D, B, H]</c>.</summary>
     /// <param name="count">Streams, at least 1.</param>
     /// <returns>The states.</returns>
     public RnnStateBatch CreateStateBatch(int count) => new(Shape, count);
 
     /// <summary>
     /// A workspace for sequence calls of up to <paramref name="maxSteps"/> steps of up to <paramref name="maxBatch"/>
-    /// streams: 4·T·B·H bytes plus a 144 KiB packing buffer, allocated here once.
+    /// streams: 4·T·B·H bytes (times D for a bidirectional model, and times 2 for a stacked one, which keeps the layer below
+    /// while it computes the next) plus a 144 KiB packing buffer, allocated here once.
     /// </summary>
     /// <param name="maxSteps">The most steps per call, at least 1.</param>
     /// <param name="maxBatch">The most streams per call, in [1, <see cref="RnnSequenceWorkspace.MaxBatchLimit"/>].</param>
@@ -148,7 +232,8 @@ public sealed class RnnModel
     /// <exception cref="ArgumentNullException"><paramref name="state"/> is null.</exception>
     /// <exception cref="ArgumentException">A state of another shape, an output of the wrong length, or an output that overlaps the state.</exception>
     /// <exception cref="ArgumentOutOfRangeException">A token outside [0, I) or an undefined <paramref name="kind"/>.</exception>
-    /// <exception cref="InvalidOperationException">Another thread is stepping the same state.</exception>
+    /// <exception cref="InvalidOperationException">Another thread is stepping the same state, or the model is bidirectional
+    /// (its reverse direction needs the whole sequence: use <see cref="RunSequence(ReadOnlySpan{int}, RnnState, RnnSequenceWorkspace, Span{float}, StepOutput, SequenceOutput)"/>).</exception>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Step(int token, RnnState state, Span<float> output, StepOutput kind = StepOutput.Probabilities)
     {
@@ -161,6 +246,12 @@ public sealed class RnnModel
         state.Gate.Enter(state);
         try
         {
+            if (!_singleLayer)
+            {
+                StackedStep(token, default, state.Hidden, state.Scratch, output, kind);
+                return;
+            }
+
             int h = Shape.HiddenSize;
             Span<float> u = state.Scratch;
             _theta.Bh.CopyTo(u);
@@ -184,7 +275,8 @@ public sealed class RnnModel
     /// <exception cref="ArgumentException">A state of another shape, an input or output of the wrong length, a non-finite
     /// input, or an output that overlaps the state or the input.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An undefined <paramref name="kind"/>.</exception>
-    /// <exception cref="InvalidOperationException">Another thread is stepping the same state.</exception>
+    /// <exception cref="InvalidOperationException">Another thread is stepping the same state, or the model is bidirectional
+    /// (use <see cref="RunSequence(ReadOnlySpan{float}, RnnState, RnnSequenceWorkspace, Span{float}, StepOutput, SequenceOutput)"/>).</exception>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Step(ReadOnlySpan<float> input, RnnState state, Span<float> output, StepOutput kind = StepOutput.Probabilities)
     {
@@ -199,6 +291,12 @@ public sealed class RnnModel
         state.Gate.Enter(state);
         try
         {
+            if (!_singleLayer)
+            {
+                StackedStep(0, input, state.Hidden, state.Scratch, output, kind);
+                return;
+            }
+
             Span<float> u = state.Scratch;
             _k.Gemv(_theta.Wxh, Shape.HiddenSize, Shape.InputSize, input, u);
             _k.Axpy(1f, _theta.Bh, u);
@@ -214,8 +312,9 @@ public sealed class RnnModel
 
     /// <summary>
     /// One step of many independent streams at once (servers that group requests): row b of <paramref name="states"/>
-    /// advances with <c>tokens[b]</c>, and row b of <paramref name="outputs"/> (<c>[B, O]</c>) receives its yₜ or vₜ.
-    /// The recurrent and output products run as GEMMs over all B rows.
+    /// (row b of every layer's block for a stacked model) advances with <c>tokens[b]</c>, and row b of
+    /// <paramref name="outputs"/> (<c>[B, O]</c>) receives its yₜ or vₜ. The recurrent, inter-layer and output products
+    /// run as GEMMs over all B rows.
     /// </summary>
     /// <param name="tokens">B token ids.</param>
     /// <param name="states">B states.</param>
@@ -224,10 +323,12 @@ public sealed class RnnModel
     /// <exception cref="ArgumentNullException"><paramref name="states"/> is null.</exception>
     /// <exception cref="ArgumentException">States of another shape, a length mismatch, or outputs that overlap the states or tokens.</exception>
     /// <exception cref="ArgumentOutOfRangeException">A token outside [0, I) or an undefined <paramref name="kind"/>.</exception>
-    /// <exception cref="InvalidOperationException">Another thread is stepping the same state block.</exception>
+    /// <exception cref="InvalidOperationException">Another thread is stepping the same state block, or the model is bidirectional
+    /// (use <see cref="RunSequenceBatch(ReadOnlySpan{int}, RnnStateBatch, RnnSequenceWorkspace, Span{float}, StepOutput, SequenceOutput)"/>).</exception>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void StepBatch(ReadOnlySpan<int> tokens, RnnStateBatch states, Span<float> outputs, StepOutput kind = StepOutput.Probabilities)
     {
+        RefuseBidirectional();
         ArgumentNullException.ThrowIfNull(states);
         ModelGuard.SameShape(Shape, states.Shape, nameof(states));
         int b = states.Count, h = Shape.HiddenSize, o = Shape.OutputSize;
@@ -243,6 +344,12 @@ public sealed class RnnModel
         states.Gate.Enter(states);
         try
         {
+            if (!_singleLayer)
+            {
+                StackedStepBatch(tokens, states, outputs, kind);
+                return;
+            }
+
             Span<float> u = states.Scratch;
             for (int r = 0; r < b; r++)
             {
@@ -268,10 +375,14 @@ public sealed class RnnModel
     /// same results as T calls of <see cref="Step(int, RnnState, Span{float}, StepOutput)"/> (within float rounding of the
     /// output layer), so a stream may be fed in pieces of any length. As in training, the input projection is hoisted
     /// over all T steps (a gather of W_xh columns), only W_hh hₜ₋₁ runs step by step, and the output layer is one GEMM over
-    /// the T rows (or runs for the last row only). Allocates nothing.
+    /// the T rows (or runs for the last row only). Allocates nothing. A stacked model runs layer by layer, each layer's
+    /// input projection one GEMM over the T states of the layer below. A bidirectional model runs its reverse direction
+    /// from step T down to step 1, so its call is one whole sequence, not a piece of a stream (reset or set the state
+    /// between sequences).
     /// </summary>
     /// <param name="tokens">x₁ … x_T as token ids in [0, I); T = tokens.Length, in [1, <see cref="RnnSequenceWorkspace.MaxSteps"/>].</param>
-    /// <param name="state">The caller's state: h₀ on entry, h_T on return.</param>
+    /// <param name="state">The caller's state: h₀ on entry, h_T on return (every layer; for a bidirectional model the reverse
+    /// direction's h₀ is where it starts, at step T, and it returns h at step 1, as in <see cref="SequenceBatch{T}.FinalState"/>).</param>
     /// <param name="workspace">Scratch memory from <see cref="CreateSequenceWorkspace"/> (this shape).</param>
     /// <param name="outputs"><c>[T, O]</c> floats for <see cref="SequenceOutput.EveryStep"/>, O for <see cref="SequenceOutput.LastStep"/>.</param>
     /// <param name="kind">Probabilities or logits.</param>
@@ -311,7 +422,9 @@ public sealed class RnnModel
 
     /// <summary>
     /// Runs T steps of B streams at once, time-major: <c>tokens[t·B + b]</c> is step t of stream b, row b of
-    /// <paramref name="states"/> holds stream b's state (h₀ on entry, h_T on return) and <paramref name="outputs"/> is
+    /// <paramref name="states"/> holds stream b's state (h₀ on entry, h_T on return; <c>[L·D, B, H]</c>, in the layout and
+    /// with the reverse-direction convention of <see cref="SequenceBatch{T}.InitialState"/> and
+    /// <see cref="SequenceBatch{T}.FinalState"/>; every stream has T steps) and <paramref name="outputs"/> is
     /// <c>[T, B, O]</c> (or <c>[B, O]</c> for the last step). From 4 streams on each recurrent step is one GEMM over the
     /// B rows. Equal to T calls of <see cref="StepBatch"/> within float rounding.
     /// </summary>
@@ -362,8 +475,10 @@ public sealed class RnnModel
 
     /// <summary>
     /// Runs every serving code path once on scratch states (token and dense steps, a batched step, and sequences, with both
-    /// outputs), so that the JIT has compiled them before the first request; the kernels are compiled fully optimised on
-    /// first use, so the first real call then runs at steady-state speed. It allocates its scratch states; call it once.
+    /// outputs; the layer-by-layer paths of a stacked or bidirectional model, whose steps are skipped when it is
+    /// bidirectional), so that the JIT has compiled them before the first request; the kernels are compiled fully
+    /// optimised on first use, so the first real call then runs at steady-state speed. It allocates its scratch states;
+    /// call it once.
     /// </summary>
     public void WarmUp()
     {
@@ -374,12 +489,17 @@ public sealed class RnnModel
         float[] output = new float[o], outputs = new float[8 * o], input = new float[Shape.InputSize], inputs = new float[8 * Shape.InputSize];
         foreach (StepOutput kind in new[] { StepOutput.Probabilities, StepOutput.Logits })
         {
-            Step(0, state, output, kind);
-            Step(input, state, output, kind);
-            StepBatch([0, 0, 0, 0], states, outputs.AsSpan(0, 4 * o), kind);
+            if (!Shape.IsBidirectional)
+            {
+                Step(0, state, output, kind);
+                Step(input, state, output, kind);
+                StepBatch([0, 0, 0, 0], states, outputs.AsSpan(0, 4 * o), kind);
+            }
+
             RunSequence([0, 0], state, workspace, outputs.AsSpan(0, 2 * o), kind);
             RunSequence(inputs.AsSpan(0, 2 * Shape.InputSize), state, workspace, outputs.AsSpan(0, o), kind, SequenceOutput.LastStep);
             RunSequenceBatch(new int[8], states, workspace, outputs, kind);
+            RunSequenceBatch(inputs, states, workspace, outputs.AsSpan(0, 4 * o), kind, SequenceOutput.LastStep);
         }
     }
 
@@ -499,6 +619,12 @@ public sealed class RnnModel
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RunValidated(ReadOnlySpan<int> tokens, ReadOnlySpan<float> inputs, int t, int b, Span<float> hidden, RnnSequenceWorkspace workspace, Span<float> outputs, StepOutput kind, SequenceOutput steps)
     {
+        if (!_singleLayer)
+        {
+            RunLayers(tokens, inputs, t, b, hidden, workspace, outputs, kind, steps);
+            return;
+        }
+
         int h = Shape.HiddenSize, block = b * h, rows = t * b;
         Span<float> hs = workspace.States[..(rows * h)];
         Span<float> packA = workspace.PackA;
@@ -587,6 +713,213 @@ public sealed class RnnModel
         }
     }
 
+    /// <summary>
+    /// One step of a stacked one-direction model over its <c>[L, H]</c> state, layer by layer: (1)–(2) for the first layer
+    /// from xₜ, then for each layer above from the new state of the layer below, then (3)–(4) on the top layer's state.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void StackedStep(int token, ReadOnlySpan<float> input, Span<float> hidden, Span<float> u, Span<float> output, StepOutput kind)
+    {
+        int h = Shape.HiddenSize;
+        Span<float> first = hidden[..h];
+        if (input.IsEmpty)
+        {
+            _theta.Bh.CopyTo(u); // (1): u = b_h + column `token` of W_xh
+            _k.Axpy(1f, _wxhT.AsSpan(token * h, h), u);
+        }
+        else
+        {
+            _k.Gemv(_theta.Wxh, h, Shape.InputSize, input, u); // (1): u = W_xh xₜ + b_h
+            _k.Axpy(1f, _theta.Bh, u);
+        }
+
+        FusedStep(first, u); // (1)–(2) fused, in place over u
+        u.CopyTo(first);
+        for (int l = 1; l < Shape.Layers; l++)
+        {
+            LayerWeights w = _blocks[l];
+            Span<float> own = hidden.Slice(l * h, h);
+            // (1) for layer l, one packed pass: u = b_h⁽ˡ⁾ + W_xh⁽ˡ⁾ hₜ⁽ˡ⁻¹⁾, the layer below's new state as its input.
+            _k.PackedProduct(w.InputPacked, h, h, hidden.Slice((l - 1) * h, h), _theta.Values.Slice(w.BhOffset, h), u);
+            _k.StepForward(w.StepPacked, h, own, u); // (1)–(2) fused, in place over u
+            u.CopyTo(own);
+        }
+
+        Head(hidden.Slice((Shape.Layers - 1) * h, h), 1, output, kind, default);
+    }
+
+    /// <summary>
+    /// One step of B streams of a stacked one-direction model over <c>[L, B, H]</c>: per layer, U = b_h + X W_xhᵀ (the
+    /// token gather for the first layer, a GEMM over the B new states of the layer below above it), U += H₋₁ W_hhᵀ and
+    /// H = f(U), equations (1)–(2); then (3)–(4) on the top layer's B rows.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void StackedStepBatch(ReadOnlySpan<int> tokens, RnnStateBatch states, Span<float> outputs, StepOutput kind)
+    {
+        int b = states.Count, h = Shape.HiddenSize, block = b * h;
+        Span<float> u = states.Scratch;
+        Span<float> hidden = states.Hidden;
+        Span<float> packA = states.PackA;
+        for (int l = 0; l < Shape.Layers; l++)
+        {
+            LayerWeights w = _blocks[l];
+            ReadOnlySpan<float> bh = _theta.Values.Slice(w.BhOffset, h);
+            Span<float> own = hidden.Slice(l * block, block);
+            for (int r = 0; r < b; r++)
+            {
+                bh.CopyTo(u.Slice(r * h, h));
+            }
+
+            if (l == 0)
+            {
+                for (int r = 0; r < b; r++)
+                {
+                    _k.Axpy(1f, w.WxhT.AsSpan(tokens[r] * h, h), u.Slice(r * h, h)); // (1): b_h + column `token` of W_xh
+                }
+            }
+            else
+            {
+                // (1): U += H⁽ˡ⁻¹⁾ W_xh⁽ˡ⁾ᵀ over the B new states of the layer below.
+                _k.Multiply(false, b, h, h, hidden.Slice((l - 1) * block, block), h, w.InputGemm[0].Span, 1f, u, h, packA);
+            }
+
+            // (1)–(2): U += H₋₁ W_hhᵀ, then h = f(U); the new states replace the old.
+            _k.Multiply(false, b, h, h, own, h, w.WhhGemm.Span, 1f, u, h, packA);
+            _k.Activate(u, u);
+            u.CopyTo(own);
+        }
+
+        Head(hidden.Slice((Shape.Layers - 1) * block, block), b, outputs, kind, packA);
+    }
+
+    /// <summary>
+    /// The sequence forward pass of a stacked or bidirectional model over validated arguments, in the training engine's
+    /// structure, layer by layer: for each direction, U = X W_xhᵀ + b_h over all T·B rows (equation (1) hoisted: a gather
+    /// for tokens, a GEMM over the input or over each direction of the layer below), then hₜ = f(Uₜ + W_hh hₜ∓₁) step by
+    /// step in place over Uₜ, forward from h₀ or, for the reverse direction, from its h₀ at step T down to step 1
+    /// (equations (1)–(2)); each block's final state then replaces its h₀ in <paramref name="hidden"/>; last (3)–(4) on the
+    /// top layer. The workspace holds two layers, the one below and the one being computed, alternately.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void RunLayers(ReadOnlySpan<int> tokens, ReadOnlySpan<float> inputs, int t, int b, Span<float> hidden, RnnSequenceWorkspace workspace, Span<float> outputs, StepOutput kind, SequenceOutput steps)
+    {
+        int h = Shape.HiddenSize, dirs = Shape.Directions, i = Shape.InputSize, block = b * h, rows = t * b, length = rows * h;
+        Span<float> packA = workspace.PackA;
+        Span<float> below = default;
+        for (int l = 0; l < Shape.Layers; l++)
+        {
+            Span<float> current = workspace.States.Slice((l % 2) * dirs * length, dirs * length);
+            for (int d = 0; d < dirs; d++)
+            {
+                LayerWeights w = _blocks[(l * dirs) + d];
+                Span<float> hs = current.Slice(d * length, length);
+                ReadOnlySpan<float> bh = _theta.Values.Slice(w.BhOffset, h);
+                for (int r = 0; r < rows; r++)
+                {
+                    bh.CopyTo(hs.Slice(r * h, h));
+                }
+
+                // (1) hoisted over all T·B rows: U = X W_xhᵀ + b_h.
+                if (l == 0 && inputs.IsEmpty)
+                {
+                    for (int r = 0; r < rows; r++)
+                    {
+                        _k.Axpy(1f, w.WxhT.AsSpan(tokens[r] * h, h), hs.Slice(r * h, h));
+                    }
+                }
+                else if (l == 0)
+                {
+                    _k.Multiply(false, rows, h, i, inputs, i, w.InputGemm[0].Span, 1f, hs, h, packA);
+                }
+                else
+                {
+                    for (int from = 0; from < dirs; from++)
+                    {
+                        _k.Multiply(false, rows, h, h, below.Slice(from * length, length), h, w.InputGemm[from].Span, 1f, hs, h, packA);
+                    }
+                }
+
+                // (1)–(2), sequential: forward from h₀ (t = 1..T), reverse from its h₀ at step T (t = T..1).
+                ReadOnlySpan<float> start = hidden.Slice(((l * dirs) + d) * block, block);
+                for (int k = 0; k < t; k++)
+                {
+                    int step = d == 0 ? k : t - 1 - k;
+                    ReadOnlySpan<float> previous = k == 0 ? start : hs.Slice((d == 0 ? step - 1 : step + 1) * block, block);
+                    Recur(w, previous, hs.Slice(step * block, block), b, packA);
+                }
+            }
+
+            // The layer's final states replace its initial states: h at step T (forward), h at step 1 (reverse).
+            for (int d = 0; d < dirs; d++)
+            {
+                current.Slice((d * length) + (d == 0 ? (t - 1) * block : 0), block).CopyTo(hidden.Slice(((l * dirs) + d) * block, block));
+            }
+
+            below = current;
+        }
+
+        int last = steps == SequenceOutput.EveryStep ? 0 : (t - 1) * block, count = steps == SequenceOutput.EveryStep ? rows : b;
+        if (dirs == 1)
+        {
+            Head(below.Slice(last, count * h), count, outputs, kind, packA);
+        }
+        else
+        {
+            BidirectionalHead(below.Slice(last, count * h), below.Slice(length + last, count * h), count, outputs, kind, packA);
+        }
+    }
+
+    /// <summary>(1)–(2) for one step of B rows of one block, in place over Uₜ: hₜ = f(Uₜ + W_hh h_prev), the fused step per row below 4 rows, one GEMM over the rows from 4 on.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void Recur(LayerWeights w, ReadOnlySpan<float> previous, Span<float> current, int b, Span<float> packA)
+    {
+        int h = Shape.HiddenSize;
+        if (b < BatchedRecurrenceMinBatch)
+        {
+            for (int r = 0; r < b; r++)
+            {
+                _k.StepForward(w.StepPacked, h, previous.Slice(r * h, h), current.Slice(r * h, h)); // (1)–(2) fused
+            }
+        }
+        else
+        {
+            _k.Multiply(false, b, h, h, previous, h, w.WhhGemm.Span, 1f, current, h, packA);
+            _k.Activate(current, current);
+        }
+    }
+
+    /// <summary>(3)–(4) for <paramref name="rows"/> rows of a bidirectional top layer: V = H→ W_hy[:, :H]ᵀ + H← W_hy[:, H:]ᵀ + b_y (two GEMMs, one per column half of W_hy), then softmax per row if asked.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void BidirectionalHead(ReadOnlySpan<float> forward, ReadOnlySpan<float> reverse, int rows, Span<float> outputs, StepOutput kind, Span<float> packA)
+    {
+        int h = Shape.HiddenSize, o = Shape.OutputSize;
+        for (int r = 0; r < rows; r++)
+        {
+            _theta.By.CopyTo(outputs.Slice(r * o, o));
+        }
+
+        _k.Multiply(false, rows, o, h, forward, h, _whyHalvesGemm[0].Span, 1f, outputs, o, packA); // (3), forward half
+        _k.Multiply(false, rows, o, h, reverse, h, _whyHalvesGemm[1].Span, 1f, outputs, o, packA); // (3), reverse half
+        if (kind == StepOutput.Probabilities)
+        {
+            for (int r = 0; r < rows; r++)
+            {
+                Span<float> row = outputs.Slice(r * o, o);
+                _k.Softmax(row, row); // (4) in place
+            }
+        }
+    }
+
+    /// <summary>Steps need the state of the previous step only; a reverse direction needs the sequence's end first.</summary>
+    private void RefuseBidirectional()
+    {
+        if (_bidirectional)
+        {
+            throw new InvalidOperationException(
+                $"This model is bidirectional (Directions = {Shape.Directions}; stepping needs Directions = 1): its reverse direction starts from the last step of a sequence, so it cannot advance one step at a time. Run whole sequences with RunSequence or RunSequenceBatch.");
+        }
+    }
+
     /// <summary>T for dense input of B streams: the length must be a positive multiple of B·I, and every value finite.</summary>
     private int DenseSteps(ReadOnlySpan<float> inputs, int b)
     {
@@ -620,6 +953,7 @@ public sealed class RnnModel
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void CheckState(RnnState state, Span<float> output, StepOutput kind)
     {
+        RefuseBidirectional();
         ArgumentNullException.ThrowIfNull(state);
         ModelGuard.SameShape(Shape, state.Shape, nameof(state));
         Guard.Length(Shape.OutputSize, output.Length, nameof(output), "outputSize");

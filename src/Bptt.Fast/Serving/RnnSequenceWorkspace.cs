@@ -36,7 +36,10 @@ public sealed class RnnSequenceWorkspace
         Shape = shape;
         MaxSteps = maxSteps;
         MaxBatch = maxBatch;
-        _states = new float[Sizes.ArrayLength(Sizes.Product(maxSteps, maxBatch, shape.HiddenSize), nameof(maxSteps), "sequence state buffer [T·B, H]")];
+        // One layer's states per direction, [D, T·B, H]; a stacked model keeps two layers (the one below, read by the
+        // input projection of the one being computed), so 2·D·T·B·H.
+        long layer = Sizes.Product(Sizes.Product(maxSteps, maxBatch, shape.HiddenSize), shape.Directions);
+        _states = new float[Sizes.ArrayLength(Sizes.Product(layer, shape.Layers > 1 ? 2 : 1), nameof(maxSteps), "sequence state buffer [layers kept · D · T·B, H]")];
         _packA = new AlignedBuffer(Kernels.Bodies.GemmBlocking.PackALength);
     }
 
@@ -49,7 +52,8 @@ public sealed class RnnSequenceWorkspace
     /// <summary>The most streams one call may run.</summary>
     public int MaxBatch { get; }
 
-    /// <summary>hₜ of every row, <c>[T, B, H]</c>: first uₜ, then hₜ in place.</summary>
+    /// <summary>hₜ of every row, <c>[T, B, H]</c>: first uₜ, then hₜ in place. A stacked or bidirectional model uses it as
+    /// one or two layer buffers (the layer below and the layer being computed, alternately), each <c>[D, T, B, H]</c>.</summary>
     internal Span<float> States => _states;
 
     internal Span<float> PackA => _packA.Span;

@@ -1,8 +1,11 @@
 namespace Bptt.Fast.Serving;
 
 /// <summary>
-/// The state of one stream: hₜ (readable and writable, e.g. to restore a session) and a little scratch space. One state
-/// serves one thread at a time; stepping it from two threads at once throws <see cref="InvalidOperationException"/>.
+/// The state of one stream: every layer's hₜ (readable and writable, e.g. to restore a session) and a little scratch
+/// space. <see cref="Hidden"/> is <c>[L·D, H]</c>: one row of H floats per recurrent block, layer-major in the engine's
+/// block order (row l·D + d for layer l, direction d; the order of <see cref="SequenceBatch{T}.InitialState"/> with B = 1),
+/// so the one-layer network's state is its H floats as before. One state serves one thread at a time; stepping it from
+/// two threads at once throws <see cref="InvalidOperationException"/>.
 /// </summary>
 public sealed class RnnState
 {
@@ -12,14 +15,14 @@ public sealed class RnnState
     internal RnnState(RnnShape shape)
     {
         Shape = shape;
-        _hidden = new float[shape.HiddenSize];
+        _hidden = new float[Internals.Sizes.ArrayLength(Internals.Sizes.Product(shape.BlockCount, shape.HiddenSize), nameof(shape), "state [L·D, H]")];
         _scratch = new float[shape.HiddenSize];
     }
 
     /// <summary>The network sizes.</summary>
     public RnnShape Shape { get; }
 
-    /// <summary>hₜ, H floats.</summary>
+    /// <summary>hₜ of every layer and direction, <c>[L·D, H]</c> (H floats for the one-layer network): row l·D + d is layer l, direction d.</summary>
     public Span<float> Hidden => _hidden;
 
     internal Span<float> Scratch => _scratch;
@@ -27,11 +30,27 @@ public sealed class RnnState
     /// <summary>Detects two threads stepping this state at once.</summary>
     internal ref Internals.SingleCaller Gate => ref _gate;
 
-    /// <summary>h = 0.</summary>
+    /// <summary>The state of one layer and direction: H floats, a view of <see cref="Hidden"/>.</summary>
+    /// <param name="layer">The layer, in [0, L).</param>
+    /// <param name="direction">0 forward, 1 reverse (bidirectional models only).</param>
+    /// <returns>Row l·D + d of <see cref="Hidden"/>.</returns>
+    /// <exception cref="ArgumentOutOfRangeException">The layer or the direction is out of range.</exception>
+    public Span<float> Layer(int layer, int direction = 0)
+    {
+        _ = Shape.Block(layer, direction); // validates both
+        int h = Shape.HiddenSize;
+        return _hidden.AsSpan(((layer * Shape.Directions) + direction) * h, h);
+    }
+
+    /// <summary>h = 0 for every layer.</summary>
     public void Reset() => Array.Clear(_hidden);
 }
 
-/// <summary>The states of B streams stepped together by <see cref="RnnModel.StepBatch"/>: row b of <see cref="Hidden"/> is stream b.</summary>
+/// <summary>
+/// The states of B streams stepped together by <see cref="RnnModel.StepBatch"/>. <see cref="Hidden"/> is
+/// <c>[L·D, B, H]</c>, the layout of <see cref="SequenceBatch{T}.InitialState"/>: block l·D + d holds layer l, direction d
+/// of every stream, and row b of a block is stream b (for the one-layer network, row b of <c>[B, H]</c> is stream b).
+/// </summary>
 public sealed class RnnStateBatch
 {
     private readonly float[] _hidden, _scratch;
@@ -43,9 +62,9 @@ public sealed class RnnStateBatch
         Internals.Guard.InRange(count, 1, 1 << 16, nameof(count));
         Shape = shape;
         Count = count;
-        int length = Internals.Sizes.ArrayLength(Internals.Sizes.Product(count, shape.HiddenSize), nameof(count), "state block [B, H]");
-        _hidden = new float[length];
-        _scratch = new float[length];
+        long block = Internals.Sizes.Product(count, shape.HiddenSize);
+        _hidden = new float[Internals.Sizes.ArrayLength(Internals.Sizes.Product(shape.BlockCount, block), nameof(count), "state block [L·D, B, H]")];
+        _scratch = new float[Internals.Sizes.ArrayLength(block, nameof(count), "scratch [B, H]")];
         _packA = new Internals.AlignedBuffer(Kernels.Bodies.GemmBlocking.PackALength);
     }
 
@@ -55,7 +74,7 @@ public sealed class RnnStateBatch
     /// <summary>B, the number of streams.</summary>
     public int Count { get; }
 
-    /// <summary>The states, <c>[B, H]</c>.</summary>
+    /// <summary>The states, <c>[L·D, B, H]</c> (<c>[B, H]</c> for the one-layer network).</summary>
     public Span<float> Hidden => _hidden;
 
     internal Span<float> Scratch => _scratch;
@@ -65,14 +84,30 @@ public sealed class RnnStateBatch
     /// <summary>Detects two threads stepping this block at once.</summary>
     internal ref Internals.SingleCaller Gate => ref _gate;
 
+    /// <summary>The states of one layer and direction for every stream: <c>[B, H]</c>, a view of <see cref="Hidden"/>.</summary>
+    /// <param name="layer">The layer, in [0, L).</param>
+    /// <param name="direction">0 forward, 1 reverse (bidirectional models only).</param>
+    /// <returns>Block l·D + d of <see cref="Hidden"/>.</returns>
+    /// <exception cref="ArgumentOutOfRangeException">The layer or the direction is out of range.</exception>
+    public Span<float> Layer(int layer, int direction = 0)
+    {
+        _ = Shape.Block(layer, direction); // validates both
+        int block = Count * Shape.HiddenSize;
+        return _hidden.AsSpan(((layer * Shape.Directions) + direction) * block, block);
+    }
+
     /// <summary>Every h = 0.</summary>
     public void Reset() => Array.Clear(_hidden);
 
-    /// <summary>Stream <paramref name="b"/>'s h = 0 (e.g. when a new request takes over the slot).</summary>
+    /// <summary>Stream <paramref name="b"/>'s h = 0 in every layer and direction (e.g. when a new request takes over the slot).</summary>
     /// <param name="b">The stream.</param>
     public void Reset(int b)
     {
         Internals.Guard.InRange(b, 0, Count - 1, nameof(b));
-        _hidden.AsSpan(b * Shape.HiddenSize, Shape.HiddenSize).Clear();
+        int h = Shape.HiddenSize, block = Count * h;
+        for (int k = 0; k < Shape.BlockCount; k++)
+        {
+            _hidden.AsSpan((k * block) + (b * h), h).Clear();
+        }
     }
 }

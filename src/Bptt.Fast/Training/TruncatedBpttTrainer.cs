@@ -23,6 +23,13 @@ public readonly record struct TrainingReport(double Loss, int Steps, int Updates
 /// buffer; the window's older k2 − k1 steps contribute no loss (their targets are ignored) but carry the gradient back.
 /// After construction nothing is allocated. A refused step (non-finite loss or gradient) leaves θ and the optimizer
 /// unchanged, restores the carried state from before the block and empties the window.
+/// A stacked network (L layers, one direction) carries every layer's state, <c>[L, H]</c>; when its windows overlap
+/// (k2 &gt; k1), each update also runs the forward pass over the steps the next window drops, with the same θ (and the
+/// same dropout mask), to get every layer's state where the next window starts. A bidirectional network is refused: its
+/// reverse pass starts from the end of a sequence, which a stream does not have. With an engine built with dropout, each
+/// update's mask comes from <see cref="SequenceBatch{T}.DropoutSeed"/> = the (n + 1)-th output of SplitMix64 seeded with
+/// the trainer's dropout seed, n being the optimizer's step count before the update, so a run resumed from a checkpoint
+/// (θ, optimizer state and step count, carried state) draws the masks the uninterrupted run would have drawn.
 /// </summary>
 public sealed class TruncatedBpttTrainer
 {
@@ -34,24 +41,39 @@ public sealed class TruncatedBpttTrainer
     private readonly int[] _tokens;       // [k2] token history
     private readonly int[] _targets;      // [k2] target history
     private readonly int[] _windowTargets;
-    private readonly float[] _states;     // [k2, H]: the state before each step of the history
-    private readonly float[] _windowStates; // [k2, H]: hₜ of the window
+    private readonly float[] _states;     // one layer: [k2, H], the state before each step of the history; stacked: empty
+    private readonly float[] _windowStates; // one layer: [k2, H], hₜ of the window; stacked: empty
+    private readonly float[] _historyStart; // stacked: [L, H], every layer's state before the first history step; else empty
+    private readonly int[] _ignored;      // stacked with k2 > k1: [k2] ignored targets, for the forward pass over the dropped steps; else empty
+    private readonly RnnParameters? _prefixGradients; // stacked with k2 > k1 and dropout: the (zero) gradient of that pass
+    private readonly bool _stacked;
+    private readonly ulong _dropoutSeed;
     private int _count;   // trained history steps at the start of the window
     private int _pending; // steps after the history, not yet trained (fewer than k1 between calls)
     private bool _isTokens; // the kind of the stream in the window
 
     /// <summary>Creates a trainer.</summary>
-    /// <param name="engine">The engine; batch 1 is used, and its maxSteps must be at least k2.</param>
+    /// <param name="engine">The engine, of one direction (stacked or not); batch 1 is used, and its maxSteps must be at least k2.</param>
     /// <param name="optimizer">The update rule, for the engine's shape.</param>
     /// <param name="updateEvery">k1: steps between updates, at least 1.</param>
     /// <param name="backpropSteps">k2 ≥ k1: how far back each update propagates; 0 means k2 = k1.</param>
     /// <param name="clipNorm">If &gt; 0, the gradient is clipped to this global L2 norm before each update.</param>
-    public TruncatedBpttTrainer(BpttEngine engine, Optimizer optimizer, int updateEvery, int backpropSteps = 0, float clipNorm = 0f)
+    /// <param name="dropoutSeed">The seed of the dropout masks, used when the engine has a dropout rate above 0: the update
+    /// after n optimizer steps draws its mask from the (n + 1)-th output of SplitMix64 seeded with it.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="engine"/> or <paramref name="optimizer"/> is null.</exception>
+    /// <exception cref="ArgumentException">A bidirectional engine, or an optimizer of another shape.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">k1 or k2 out of range, or a negative clipping norm.</exception>
+    public TruncatedBpttTrainer(BpttEngine engine, Optimizer optimizer, int updateEvery, int backpropSteps = 0, float clipNorm = 0f, ulong dropoutSeed = 0)
     {
         ArgumentNullException.ThrowIfNull(engine);
         ArgumentNullException.ThrowIfNull(optimizer);
         ModelGuard.SameShape(engine.Shape, optimizer.Shape, nameof(optimizer));
-        ModelGuard.SingleLayer(engine.Shape, nameof(engine), "TruncatedBpttTrainer");
+        if (engine.Shape.IsBidirectional)
+        {
+            throw new ArgumentException(
+                $"TruncatedBpttTrainer trains one-direction networks: a reverse pass cannot be truncated over a stream (it starts from the end of a sequence, which a stream does not have); expected Directions = 1, actual {engine.Shape.Directions}.", nameof(engine));
+        }
+
         int k2 = backpropSteps == 0 ? updateEvery : backpropSteps;
         Guard.InRange(updateEvery, 1, engine.MaxSteps, nameof(updateEvery));
         Guard.InRange(k2, updateEvery, engine.MaxSteps, nameof(backpropSteps));
@@ -62,16 +84,25 @@ public sealed class TruncatedBpttTrainer
         BackpropSteps = k2;
         ClipNorm = clipNorm;
         RnnShape s = engine.Shape;
+        _stacked = s.Layers > 1;
+        _dropoutSeed = dropoutSeed;
+        int carried = Sizes.ArrayLength(Sizes.Product(s.Layers, s.HiddenSize), nameof(engine), "carried state [L, H]");
         _gradients = new RnnParameters(s);
-        _state = new float[s.HiddenSize];
-        _stateBefore = new float[s.HiddenSize];
-        _windowStart = new float[s.HiddenSize];
-        _inputs = new float[k2 * s.InputSize];
+        _state = new float[carried];
+        _stateBefore = new float[carried];
+        _windowStart = new float[carried];
+        _inputs = new float[Sizes.ArrayLength(Sizes.Product(k2, s.InputSize), nameof(backpropSteps), "input window [k2, I]")];
         _tokens = new int[k2];
         _targets = new int[k2];
         _windowTargets = new int[k2];
-        _states = new float[k2 * s.HiddenSize];
-        _windowStates = new float[k2 * s.HiddenSize];
+        int history = _stacked ? 0 : Sizes.ArrayLength(Sizes.Product(k2, s.HiddenSize), nameof(backpropSteps), "state window [k2, H]");
+        _states = new float[history];
+        _windowStates = new float[history];
+        bool overlapping = _stacked && k2 > updateEvery;
+        _historyStart = _stacked ? new float[carried] : [];
+        _ignored = overlapping ? new int[k2] : [];
+        _ignored.AsSpan().Fill(SequenceBatch<float>.IgnoreTarget);
+        _prefixGradients = overlapping && engine.Dropout > 0f ? new RnnParameters(s) : null;
     }
 
     /// <summary>k1.</summary>
@@ -83,9 +114,13 @@ public sealed class TruncatedBpttTrainer
     /// <summary>The clipping norm, or 0 for none.</summary>
     public float ClipNorm { get; }
 
+    /// <summary>The seed of the dropout masks (used only when the engine has a dropout rate above 0).</summary>
+    public ulong DropoutSeed => _dropoutSeed;
+
     /// <summary>
-    /// The carried hidden state h after the last trained step (writable, e.g. to restore it). Pending steps are not part
-    /// of it yet.
+    /// The carried hidden state h after the last trained step (writable, e.g. to restore it): <c>[L, H]</c>, every layer's
+    /// state, layer-major (the engine's <see cref="SequenceBatch{T}.FinalState"/> of one sequence); H floats for one layer.
+    /// Pending steps are not part of it yet.
     /// </summary>
     public Span<float> State => _state;
 
@@ -214,10 +249,21 @@ public sealed class TruncatedBpttTrainer
             _targets.AsSpan(drop, keep).CopyTo(_targets);
             _tokens.AsSpan(drop, keep).CopyTo(_tokens);
             _inputs.AsSpan(drop * i, keep * i).CopyTo(_inputs);
-            _states.AsSpan(drop * h, keep * h).CopyTo(_states);
+            if (!_stacked)
+            {
+                _states.AsSpan(drop * h, keep * h).CopyTo(_states);
+            }
+
             _count = keep;
         }
     }
+
+    /// <summary>
+    /// The dropout seed of the update that follows <paramref name="stepCount"/> optimizer steps: the (n + 1)-th output of
+    /// SplitMix64 seeded with <paramref name="seed"/> (its state after n + 1 increments, finalised), a pure function of both.
+    /// </summary>
+    internal static ulong StepDropoutSeed(ulong seed, long stepCount) =>
+        new SplitMix64(unchecked(seed + ((ulong)stepCount * 0x9E3779B97F4A7C15UL))).NextUInt64();
 
     /// <summary>BPTT over the window (history, then the pending block) and one optimizer step; the block becomes history.</summary>
     private float TrainWindow(RnnParameters parameters, out bool applied, out float norm)
@@ -227,16 +273,22 @@ public sealed class TruncatedBpttTrainer
         _pending = 0;
 
         // The window starts from the state before its first step; its old steps carry gradient but no loss.
-        ReadOnlySpan<float> startState = old > 0 ? _states.AsSpan(0, h) : _state;
+        ReadOnlySpan<float> startState = old == 0 ? _state : _stacked ? _historyStart : _states.AsSpan(0, h);
         startState.CopyTo(_windowStart);
         _state.CopyTo(_stateBefore);
         _windowTargets.AsSpan(0, old).Fill(SequenceBatch<float>.IgnoreTarget);
         _targets.AsSpan(old, block).CopyTo(_windowTargets.AsSpan(old));
-        Span<float> windowStates = _windowStates.AsSpan(0, length * h);
+        Span<float> windowStates = _stacked ? default : _windowStates.AsSpan(0, length * h);
+        ulong seed = _engine.Dropout > 0f ? StepDropoutSeed(_dropoutSeed, _optimizer.StepCount) : 0;
         SequenceBatch<float> batch = _isTokens
-            ? new SequenceBatch<float>(length, 1, _tokens.AsSpan(0, length), _windowTargets.AsSpan(0, length)) { InitialState = _windowStart, FinalState = _state, HiddenStates = windowStates }
-            : new SequenceBatch<float>(length, 1, _inputs.AsSpan(0, length * i), _windowTargets.AsSpan(0, length)) { InitialState = _windowStart, FinalState = _state, HiddenStates = windowStates };
+            ? new SequenceBatch<float>(length, 1, _tokens.AsSpan(0, length), _windowTargets.AsSpan(0, length)) { InitialState = _windowStart, FinalState = _state, HiddenStates = windowStates, DropoutSeed = seed }
+            : new SequenceBatch<float>(length, 1, _inputs.AsSpan(0, length * i), _windowTargets.AsSpan(0, length)) { InitialState = _windowStart, FinalState = _state, HiddenStates = windowStates, DropoutSeed = seed };
         float loss = _engine.ComputeGradients(parameters, batch, _gradients);
+        if (_stacked)
+        {
+            NextHistoryStart(parameters, length, seed); // with θ as in this pass, before the update
+        }
+
         // Clipping by global norm, fused into the update: the optimizer scales g by min(1, clip/‖g‖) as it reads it.
         double fullNorm = ClipNorm > 0 ? GradientClipping.Norm(_gradients.Values) : 0;
         norm = (float)fullNorm;
@@ -249,10 +301,49 @@ public sealed class TruncatedBpttTrainer
             return loss;
         }
 
-        // The state before window step j is hⱼ₋₁ of this forward pass (the window start for j = 0).
-        _windowStart.CopyTo(_states.AsSpan(0, h));
-        windowStates[..((length - 1) * h)].CopyTo(_states.AsSpan(h));
+        if (!_stacked)
+        {
+            // The state before window step j is hⱼ₋₁ of this forward pass (the window start for j = 0).
+            _windowStart.CopyTo(_states.AsSpan(0, h));
+            windowStates[..((length - 1) * h)].CopyTo(_states.AsSpan(h));
+        }
+
         _count = length;
         return loss;
+    }
+
+    /// <summary>
+    /// A stacked network: every layer's state before the first step that the next window keeps, into
+    /// <see cref="_historyStart"/>. The next <see cref="SlideWindow"/> drops max(0, length + k1 − k2) steps: none keeps this
+    /// window's start; all of them leave no history (the next window starts from the carried state); otherwise the state
+    /// comes from the forward pass over the dropped steps from this window's start, with the same θ and dropout seed (the
+    /// mask is a pure function of the seed and the step, so it is this window's mask), and no loss.
+    /// </summary>
+    private void NextHistoryStart(RnnParameters parameters, int length, ulong seed)
+    {
+        int drop = Math.Max(0, length + UpdateEvery - BackpropSteps), i = _engine.Shape.InputSize;
+        if (drop == 0)
+        {
+            _windowStart.CopyTo(_historyStart);
+            return;
+        }
+
+        if (drop == length)
+        {
+            return;
+        }
+
+        ReadOnlySpan<int> targets = _ignored.AsSpan(0, drop);
+        SequenceBatch<float> prefix = _isTokens
+            ? new SequenceBatch<float>(drop, 1, _tokens.AsSpan(0, drop), targets) { InitialState = _windowStart, FinalState = _historyStart, DropoutSeed = seed }
+            : new SequenceBatch<float>(drop, 1, _inputs.AsSpan(0, drop * i), targets) { InitialState = _windowStart, FinalState = _historyStart, DropoutSeed = seed };
+        if (_prefixGradients is null)
+        {
+            _engine.Evaluate(parameters, prefix);
+        }
+        else
+        {
+            _engine.ComputeGradients(parameters, prefix, _prefixGradients);
+        }
     }
 }
