@@ -42,6 +42,14 @@ public sealed class BenchSmokeTests
             Assert.Equal(3.0 * 2 * w.T * w.B * ((i * h) + (h * h) + (h * o)), training.Flops);
         }
 
+        // A two-layer workload runs too; its FLOPs add the second layer's (D·H)·H + H·H per row: for S-2L,
+        // 64·128 + 128·128 (layer 1) + 128·128 + 128·128 (layer 2) + 128·64 (head) = 65,536 per row.
+        var stacked = new TrainingStep { Workload = Workload.S2, Path = path };
+        stacked.Setup();
+        Assert.True(float.IsFinite(stacked.Step()));
+        Assert.Equal(3.0 * 2 * 64 * 65_536, stacked.Flops);
+        Assert.Equal(3.0 * 2 * 32 * 16 * ((2 * ((128 * 512) + (512 * 512))) + (2 * ((1024 * 512) + (512 * 512))) + (1024 * 128)), new TrainingStep { Workload = Workload.BM2Bi }.Flops);
+
         var inference = new InferenceStep { H = 128, Path = path };
         inference.Setup();
         Assert.True(float.IsFinite(inference.Step()));
@@ -102,7 +110,8 @@ public sealed class BenchSmokeTests
     [Fact]
     public void TheHeadlineSetCoversEveryWorkloadAndPath()
     {
-        Assert.Equal(["S", "S-tokens", "M", "BM", "L"], TrainingStep.Workloads.Select(w => w.Name));
+        Assert.Equal(["S", "S-tokens", "S-2L", "M", "M-2L", "BM", "BM-2L-bi", "L"], TrainingStep.Workloads.Select(w => w.Name));
+        Assert.Equal((2, 1, 2, 1, 2, 2), (Workload.S2.Shape.Layers, Workload.S2.Shape.Directions, Workload.M2.Shape.Layers, Workload.M2.Shape.Directions, Workload.BM2Bi.Shape.Layers, Workload.BM2Bi.Shape.Directions));
         Assert.Equal(Paths.Reference, Paths.All.First().Name);
         Assert.Contains(Paths.All, p => p.Name == "Fast." + KernelInfo.BestSupported);
         Assert.Contains(InferenceStep.PathValues, p => p.IsOnnxRuntime);
