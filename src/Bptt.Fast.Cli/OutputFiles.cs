@@ -104,7 +104,8 @@ internal sealed class OutputFiles(string checkpoint, Vocabulary vocabulary)
     /// <param name="optimizer">The optimizer, whose state is saved.</param>
     /// <param name="carried">The trainer's carried hidden state.</param>
     /// <param name="losses">Every loss so far, step 1 first.</param>
-    public void Save(RnnParameters theta, Activation activation, Optimizer optimizer, ReadOnlySpan<float> carried, IReadOnlyList<float> losses)
+    /// <param name="dropout">The dropout between layers the run trains with (recorded for --resume).</param>
+    public void Save(RnnParameters theta, Activation activation, Optimizer optimizer, ReadOnlySpan<float> carried, IReadOnlyList<float> losses, float dropout)
     {
         try
         {
@@ -119,7 +120,7 @@ internal sealed class OutputFiles(string checkpoint, Vocabulary vocabulary)
             }
 
             _logged = losses.Count;
-            Checkpoint.Save(CheckpointPath, theta, activation, optimizer, carriedState: carried);
+            Checkpoint.Save(CheckpointPath, theta, activation, optimizer, carriedState: carried, dropout: dropout);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -24,6 +24,11 @@ internal sealed class SampleCommand : Command<SampleSettings>
             throw new InvalidDataException($"--checkpoint: '{checkpoint}' is a model of {info.Shape.InputSize} inputs and {info.Shape.OutputSize} outputs; '{checkpoint}.vocab' has {vocabulary.Count} symbols");
         }
 
+        if (info.Shape.IsBidirectional)
+        {
+            throw new UsageException($"--checkpoint: '{checkpoint}' is a bidirectional model; its reverse direction reads a whole sequence from its end, so it cannot generate text one symbol at a time");
+        }
+
         bool echo = settings.Prime is not null;
         var prime = new List<int>();
         foreach (Rune r in settings.Prime is { } given ? PrimeRunes(given) : [DefaultPrime(vocabulary)])

@@ -162,6 +162,16 @@ internal sealed class TrainSettings : BpttSettings
     [Whole(1, 4096)]
     public int? Hidden { get; init; }
 
+    [CommandOption("--layers <N>")]
+    [Description("Stacked recurrent layers, each of --hidden units (default 1; with --resume, the checkpoint's).")]
+    [Whole(1, 64)]
+    public int? Layers { get; init; }
+
+    [CommandOption("--dropout <P>")]
+    [Description("Inverted dropout probability between stacked layers while training (default 0; needs --layers 2 or more; with --resume, the checkpoint's).")]
+    [Number(0, 0.9)]
+    public float? Dropout { get; init; }
+
     [CommandOption("--chunk <K>")]
     [Description("Truncated-BPTT chunk: steps per update, and how far back the gradient flows (default 20).")]
     [Whole(1, 1000)]

@@ -93,17 +93,24 @@ internal sealed class TrainCommand : Command<TrainSettings>
         float lr = s.Lr ?? (textPath is null ? GrammarLearningRate : TextLearningRateFor(hidden, schedule));
         string optimizerName = s.Optimizer ?? (saved is null ? "adam" : OptimizerOption(saved, checkpoint));
         Activation activation = saved?.Activation ?? Activation.Tanh;
-        var shape = new RnnShape(vocabulary.Count, hidden, vocabulary.Count);
+        int layers = s.Layers ?? saved?.Shape.Layers ?? 1;
+        float dropout = s.Dropout ?? saved?.Dropout ?? 0f;
+        if (dropout > 0f && layers < 2)
+        {
+            throw new UsageException(string.Create(Inv, $"--dropout {dropout} applies between stacked layers; the model has {layers} layer (use --layers 2 or more, or --dropout 0)"));
+        }
+
+        var shape = new RnnShape(vocabulary.Count, hidden, vocabulary.Count) { Layers = layers };
         CheckSize(shape, chunk, StateBlocks(optimizerName, lr), steps, textPath);
-        List<float> losses = saved is null ? [] : CheckResume(saved, outputs, shape, optimizerName, steps, s.Force, textPath);
+        List<float> losses = saved is null ? [] : CheckResume(saved, outputs, shape, optimizerName, steps, s.Force, textPath, dropout);
         outputs.Check(mayReplace: s.Resume || s.Force);
 
         var theta = new RnnParameters(shape);
         theta.InitializeGlorot((ulong)s.Seed);
         float RateAt(int u) => LearningRateAt(schedule, lr, u, steps);
         Optimizer optimizer = CreateOptimizer(optimizerName, shape, RateAt(saved is null ? 0 : (int)saved.StepCount));
-        var engine = new BpttEngine(shape, chunk, 1, activation);
-        var trainer = new TruncatedBpttTrainer(engine, optimizer, chunk, chunk, s.Clip);
+        var engine = new BpttEngine(shape, chunk, 1, activation, dropout: dropout);
+        var trainer = new TruncatedBpttTrainer(engine, optimizer, chunk, chunk, s.Clip, dropoutSeed: (ulong)s.Seed);
         float rate = RateAt(saved is null ? 0 : (int)saved.StepCount);
         int start = 0;
         if (saved is not null)
@@ -126,7 +133,7 @@ internal sealed class TrainCommand : Command<TrainSettings>
             output.WriteLine(line);
         }
 
-        output.WriteLine(string.Create(Inv, $"model: {hidden} hidden units, {shape.ParameterCount:N0} parameters; {optimizerName} at learning rate {lr}{(schedule == "cosine" ? " decaying to a tenth (cosine)" : "")}, chunks of {chunk}, clipping at {s.Clip}"));
+        output.WriteLine(string.Create(Inv, $"model: {(layers > 1 ? $"{layers} layers of " : "")}{hidden} hidden units{(dropout > 0f ? $" with dropout {dropout} between layers" : "")}, {shape.ParameterCount:N0} parameters; {optimizerName} at learning rate {lr}{(schedule == "cosine" ? " decaying to a tenth (cosine)" : "")}, chunks of {chunk}, clipping at {s.Clip}"));
         output.WriteLine(string.Create(Inv, $"plan: {steps:N0} updates of {chunk} {corpus.Unit}s = {(double)steps / Math.Max(perPass, 1):F2} passes over the training {(textPath is null ? "corpus" : "part")}; {(corpus.HeldOut.Length > 1 ? "held-out evaluation and" : "no held-out part (--validation 0);")} checkpoint every {every:N0} updates"));
 
         // The targets are the stream shifted by one: step t reads stream[t] and predicts stream[t + 1]. Each pass walks
@@ -158,7 +165,7 @@ internal sealed class TrainCommand : Command<TrainSettings>
                 // a new trainer the carried state (with k1 = k2 nothing else is pending between updates).
                 rate = RateAt(u);
                 optimizer = WithRate(optimizer, optimizerName, shape, rate);
-                var next = new TruncatedBpttTrainer(engine, optimizer, chunk, chunk, s.Clip);
+                var next = new TruncatedBpttTrainer(engine, optimizer, chunk, chunk, s.Clip, dropoutSeed: (ulong)s.Seed);
                 trainer.State.CopyTo(next.State);
                 trainer = next;
             }
@@ -181,7 +188,7 @@ internal sealed class TrainCommand : Command<TrainSettings>
             smoothed = double.IsNaN(smoothed) ? perSymbol : (0.98 * smoothed) + (0.02 * perSymbol);
             if ((u + 1) % every == 0 || u + 1 == steps)
             {
-                outputs.Save(theta, activation, optimizer, trainer.State, losses);
+                outputs.Save(theta, activation, optimizer, trainer.State, losses, dropout);
                 if (corpus.HeldOut.Length > 1)
                 {
                     long before = Stopwatch.GetTimestamp();
@@ -336,9 +343,13 @@ internal sealed class TrainCommand : Command<TrainSettings>
             }
         }
 
-        // The predictions after the last full segment continue its state one stream at a time.
+        // The predictions after the last full segment continue its state (every layer's) one stream at a time.
         RnnState state = model.CreateState();
-        states.Hidden.Slice((segments - 1) * model.Shape.HiddenSize, model.Shape.HiddenSize).CopyTo(state.Hidden);
+        for (int l = 0; l < model.Shape.Layers; l++)
+        {
+            states.Layer(l, 0).Slice((segments - 1) * model.Shape.HiddenSize, model.Shape.HiddenSize).CopyTo(state.Layer(l, 0));
+        }
+
         Span<float> one = logits.AsSpan(0, o);
         for (int t = segments * length; t < predictions; t++)
         {
@@ -378,11 +389,11 @@ internal sealed class TrainCommand : Command<TrainSettings>
     /// <returns>The estimate.</returns>
     internal static long TrainingBytes(RnnShape shape, int chunk, int stateBlocks, int steps)
     {
-        long i = shape.InputSize, h = shape.HiddenSize, o = shape.OutputSize, k = chunk;
-        long p = (h * i) + (h * h) + h + (o * h) + o;
+        long i = shape.InputSize, h = shape.HiddenSize, o = shape.OutputSize, k = chunk, layers = shape.BlockCount;
+        long p = shape.ParameterCount;
         long blocks = p * (5 + (2L * stateBlocks));
-        long engine = (3 * h * h) + (2 * i * h) + (((2 * k) + 1) * h) + (k * o) + (2 * k * i) + Math.Max(Math.Max(i, o) * h, k * Math.Max(i, h));
-        long trainer = (k * i) + (2 * k * h);
+        long engine = (3 * h * h) + (2 * i * h) + (layers * ((4 * k) + 2) * h) + (k * o) + (2 * k * i) + Math.Max(Math.Max(i, o) * h, k * Math.Max(i, h));
+        long trainer = (k * i) + (2 * k * h) + (3 * layers * h);
         return 4 * (blocks + engine + trainer + steps);
     }
 
@@ -497,7 +508,7 @@ internal sealed class TrainCommand : Command<TrainSettings>
     /// With <c>--resume</c>: the checkpoint matches the requested model, is behind <c>--steps</c>, was trained on the
     /// same vocabulary (unless <c>--force</c>), and its loss log holds its steps. Returns the logged losses.
     /// </summary>
-    private static List<float> CheckResume(CheckpointInfo saved, OutputFiles outputs, RnnShape shape, string optimizerName, int steps, bool force, string? textPath)
+    private static List<float> CheckResume(CheckpointInfo saved, OutputFiles outputs, RnnShape shape, string optimizerName, int steps, bool force, string? textPath, float dropout)
     {
         string checkpoint = outputs.CheckpointPath;
         if (saved.Shape.InputSize != shape.InputSize || saved.Shape.OutputSize != shape.OutputSize)
@@ -510,15 +521,25 @@ internal sealed class TrainCommand : Command<TrainSettings>
             throw new UsageException($"--resume: '{checkpoint}' has {saved.Shape.HiddenSize} hidden units; --hidden is {shape.HiddenSize}");
         }
 
+        if (saved.Shape.Layers != shape.Layers || saved.Shape.Directions != 1)
+        {
+            throw new UsageException($"--resume: '{checkpoint}' has {saved.Shape.Layers} layer(s) and {saved.Shape.Directions} direction(s); --layers is {shape.Layers} (one direction)");
+        }
+
+        if (saved.Dropout != dropout)
+        {
+            throw new UsageException(string.Create(Inv, $"--resume: '{checkpoint}' was trained with dropout {saved.Dropout}; --dropout is {dropout}"));
+        }
+
         string typeName = OptimizerNames.First(n => n.Option == optimizerName).TypeName;
         if (saved.OptimizerName != typeName)
         {
             throw new UsageException($"--resume: '{checkpoint}' holds {(saved.OptimizerName.Length == 0 ? "no optimizer" : saved.OptimizerName)} state; --optimizer {optimizerName} needs {typeName} state");
         }
 
-        if (saved.CarriedStateLength != 0 && saved.CarriedStateLength != shape.HiddenSize)
+        if (saved.CarriedStateLength != 0 && saved.CarriedStateLength != shape.Layers * shape.HiddenSize)
         {
-            throw new InvalidDataException($"--resume: '{checkpoint}' carries {saved.CarriedStateLength} floats of hidden state; the model has {shape.HiddenSize} hidden units");
+            throw new InvalidDataException($"--resume: '{checkpoint}' carries {saved.CarriedStateLength} floats of hidden state; the model has {shape.Layers}×{shape.HiddenSize} hidden units");
         }
 
         if (saved.StepCount >= steps)

@@ -65,6 +65,63 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public void AStackedModelWithDropoutTrainsResumesExactlyAndSamples()
+    {
+        string[] common = ["train", "--steps", "40", "--hidden", "12", "--chunk", "10", "--seed", "5", "--layers", "2", "--dropout", "0.25"];
+        (int code, string output, string error) = Run([.. common, "--checkpoint", P("full.ckpt")]);
+        Assert.True(code == 0, error);
+        Assert.Contains("2 layers of 12 hidden units with dropout 0.25", output, StringComparison.Ordinal);
+        Serving.CheckpointInfo info = Serving.Checkpoint.ReadInfo(P("full.ckpt"));
+        Assert.Equal((2, 1, 0.25f, 2 * 12), (info.Shape.Layers, info.Shape.Directions, info.Dropout, info.CarriedStateLength));
+
+        // The dropout masks come from --seed and the step count, so a resumed run repeats the uninterrupted one bit for bit.
+        Assert.Equal(0, Run(["train", "--steps", "15", "--hidden", "12", "--chunk", "10", "--seed", "5", "--layers", "2", "--dropout", "0.25", "--checkpoint", P("part.ckpt")]).Code);
+        (code, _, error) = Run([.. common, "--checkpoint", P("part.ckpt"), "--resume"]);
+        Assert.True(code == 0, error);
+        Assert.Equal(File.ReadAllBytes(P("full.ckpt")), File.ReadAllBytes(P("part.ckpt")));
+
+        // Without --layers and --dropout, --resume takes the checkpoint's; a different depth or rate is refused.
+        Assert.Equal(0, Run("train", "--steps", "50", "--chunk", "10", "--seed", "5", "--checkpoint", P("full.ckpt"), "--resume").Code);
+        (code, _, error) = Run("train", "--steps", "60", "--chunk", "10", "--layers", "3", "--checkpoint", P("full.ckpt"), "--resume");
+        Assert.NotEqual(0, code);
+        Assert.Contains("--layers is 3", error, StringComparison.Ordinal);
+        (code, _, error) = Run("train", "--steps", "60", "--chunk", "10", "--dropout", "0.5", "--checkpoint", P("full.ckpt"), "--resume");
+        Assert.NotEqual(0, code);
+        Assert.Contains("dropout 0.25; --dropout is 0.5", error, StringComparison.Ordinal);
+
+        (code, output, error) = Run("sample", "--checkpoint", P("full.ckpt"), "--length", "30", "--seed", "3");
+        Assert.True(code == 0, error);
+        Assert.Equal(30, output.Trim().Length);
+        Assert.All(output.Trim(), c => Assert.Contains(c, ReberGrammar.Symbols));
+    }
+
+    [Fact]
+    public void DropoutWithoutStackedLayersIsAUsageError()
+    {
+        (int code, _, string error) = Run("train", "--steps", "5", "--dropout", "0.2", "--checkpoint", P("d.ckpt"));
+        Assert.NotEqual(0, code);
+        Assert.Contains("--dropout 0.2 applies between stacked layers", error, StringComparison.Ordinal);
+        Assert.False(File.Exists(P("d.ckpt")));
+        Assert.NotEqual(0, Run("train", "--steps", "5", "--layers", "2", "--dropout", "1", "--checkpoint", P("d.ckpt")).Code);
+        Assert.NotEqual(0, Run("train", "--steps", "5", "--layers", "0", "--checkpoint", P("d.ckpt")).Code);
+        Assert.NotEqual(0, Run("train", "--steps", "5", "--layers", "65", "--checkpoint", P("d.ckpt")).Code);
+        Assert.False(File.Exists(P("d.ckpt")));
+    }
+
+    [Fact]
+    public void SampleRefusesABidirectionalCheckpoint()
+    {
+        var shape = new RnnShape(ReberGrammar.Symbols.Length, 4, ReberGrammar.Symbols.Length) { Directions = 2 };
+        var theta = new RnnParameters(shape);
+        theta.InitializeGlorot(1);
+        Serving.Checkpoint.Save(P("bi.ckpt"), theta, Activation.Tanh);
+        File.WriteAllText(P("bi.ckpt.vocab"), ReberGrammar.Symbols);
+        (int code, _, string error) = Run("sample", "--checkpoint", P("bi.ckpt"), "--length", "5");
+        Assert.NotEqual(0, code);
+        Assert.Contains("bidirectional", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void CheckPassesAndInfoReportsThePath()
     {
         (int code, string output, _) = Run("check");
