@@ -106,70 +106,99 @@ public sealed class DeepNetworkTests
         }, count: 60, seed: 1304);
 
     /// <summary>A one-layer bidirectional network's states are those of its forward block on the sequences, and of its reverse
-    /// block run forward on each sequence reversed within its own length, concatenated.</summary>
+    /// block run forward on each sequence reversed within its own length, concatenated: exactly on the double reference,
+    /// and within float rounding on the fast engine of every ISA.</summary>
     [Fact]
     public void TwoDirectionsAreTwoOneDirectionNetworksOneOnReversedSequences() =>
         Generators.Check(Generators.Problems(maxSteps: 6, maxBatch: 6, maxSize: 9), spec =>
         {
-            RnnShape bi = spec.Shape with { Directions = 2 };
-            RnnShape one = spec.Shape;
-            var p = new Problem<double>(spec with { Shape = bi });
-            int hidden = one.HiddenSize, size = spec.Batch, steps = spec.Steps, rows = steps * size, inputs = one.InputSize;
-            var statesBi = new double[rows * 2 * hidden];
-            var finalBi = new double[2 * size * hidden];
-            var reference = new ReferenceBptt<double>(bi, steps, size, spec.Activation);
-            reference.Evaluate(p.Theta, p.Batch(finalBi, default, default, statesBi));
-
-            foreach (int d in new[] { 0, 1 })
+            CheckDirectionSplit<double>(spec, (s, theta, batch) => new ReferenceBptt<double>(s, batch.Steps, batch.BatchSize, spec.Activation).Evaluate(theta, batch), exact: true);
+            foreach (KernelIsa isa in KernelCases.SupportedIsas())
             {
-                // The block of direction d as a one-layer network (its head does not matter for the states).
-                var theta = new double[one.ParameterCount];
-                RnnLayerBlock block = bi.Block(0, d);
-                p.Theta.AsSpan(block.WxhOffset, block.End - block.WxhOffset).CopyTo(theta);
-                int[] tokens = (int[])p.Tokens.Clone();
-                double[] x = (double[])p.Inputs.Clone();
-                if (d == 1)
+                CheckDirectionSplit<float>(spec, (s, theta, batch) =>
                 {
-                    for (int b = 0; b < size; b++)
-                    {
-                        int length = p.LengthOf(b);
-                        for (int t = 0; t < length; t++)
-                        {
-                            int from = ((length - 1 - t) * size) + b, to = (t * size) + b;
-                            if (spec.Tokens)
-                            {
-                                tokens[to] = p.Tokens[from];
-                            }
-                            else
-                            {
-                                p.Inputs.AsSpan(from * inputs, inputs).CopyTo(x.AsSpan(to * inputs, inputs));
-                            }
-                        }
-                    }
-                }
+                    var parameters = new RnnParameters(s);
+                    theta.CopyTo(parameters.Values);
+                    new BpttEngine(s, batch.Steps, batch.BatchSize, spec.Activation, KernelPath.Fast, isa).Evaluate(parameters, batch);
+                }, exact: false);
+            }
+        }, count: 60, seed: 1305);
 
-                double[] h0 = spec.WithH0 ? p.H0.AsSpan(d * size * hidden, size * hidden).ToArray() : [];
-                var states = new double[rows * hidden];
-                var final = new double[size * hidden];
-                var targets = new int[rows];
-                SequenceBatch<double> batch = spec.Tokens
-                    ? new SequenceBatch<double>(steps, size, tokens, targets)
-                    : new SequenceBatch<double>(steps, size, x, targets);
-                new ReferenceBptt<double>(one, steps, size, spec.Activation).Evaluate(theta, batch with { InitialState = h0, Lengths = p.Lengths, HiddenStates = states, FinalState = final });
+    private delegate void Forward<T>(RnnShape shape, T[] theta, SequenceBatch<T> batch)
+        where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>;
+
+    private static void CheckDirectionSplit<T>(ProblemSpec spec, Forward<T> forward, bool exact)
+        where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
+    {
+        RnnShape bi = spec.Shape with { Directions = 2 };
+        RnnShape one = spec.Shape;
+        var p = new Problem<T>(spec with { Shape = bi });
+        int hidden = one.HiddenSize, size = spec.Batch, steps = spec.Steps, rows = steps * size, inputs = one.InputSize;
+        var statesBi = new T[rows * 2 * hidden];
+        var finalBi = new T[2 * size * hidden];
+        forward(bi, p.Theta, p.Batch(finalBi, default, default, statesBi));
+
+        foreach (int d in new[] { 0, 1 })
+        {
+            // The block of direction d as a one-layer network (its head does not matter for the states).
+            var theta = new T[one.ParameterCount];
+            RnnLayerBlock block = bi.Block(0, d);
+            p.Theta.AsSpan(block.WxhOffset, block.End - block.WxhOffset).CopyTo(theta);
+            int[] tokens = (int[])p.Tokens.Clone();
+            T[] x = (T[])p.Inputs.Clone();
+            if (d == 1)
+            {
                 for (int b = 0; b < size; b++)
                 {
                     int length = p.LengthOf(b);
-                    for (int t = 0; t < steps; t++)
+                    for (int t = 0; t < length; t++)
                     {
-                        int source = d == 0 ? t : length - 1 - t;
-                        ReadOnlySpan<double> expected = t < length ? states.AsSpan(((source * size) + b) * hidden, hidden) : new double[hidden];
-                        Assert.True(expected.SequenceEqual(statesBi.AsSpan((((t * size) + b) * 2 * hidden) + (d * hidden), hidden)), $"direction {d}, t {t}, b {b}: {spec}");
+                        int from = ((length - 1 - t) * size) + b, to = (t * size) + b;
+                        if (spec.Tokens)
+                        {
+                            tokens[to] = p.Tokens[from];
+                        }
+                        else
+                        {
+                            p.Inputs.AsSpan(from * inputs, inputs).CopyTo(x.AsSpan(to * inputs, inputs));
+                        }
                     }
-
-                    Assert.True(final.AsSpan(b * hidden, hidden).SequenceEqual(finalBi.AsSpan(((d * size) + b) * hidden, hidden)), $"final state of direction {d}, b {b}: {spec}");
                 }
             }
-        }, count: 60, seed: 1305);
+
+            T[] h0 = spec.WithH0 ? p.H0.AsSpan(d * size * hidden, size * hidden).ToArray() : [];
+            var states = new T[rows * hidden];
+            var final = new T[size * hidden];
+            var targets = new int[rows];
+            SequenceBatch<T> batch = spec.Tokens
+                ? new SequenceBatch<T>(steps, size, tokens, targets)
+                : new SequenceBatch<T>(steps, size, x, targets);
+            forward(one, theta, batch with { InitialState = h0, Lengths = p.Lengths, HiddenStates = states, FinalState = final });
+            for (int b = 0; b < size; b++)
+            {
+                int length = p.LengthOf(b);
+                for (int t = 0; t < steps; t++)
+                {
+                    int source = d == 0 ? t : length - 1 - t;
+                    ReadOnlySpan<T> expected = t < length ? states.AsSpan(((source * size) + b) * hidden, hidden) : new T[hidden];
+                    AssertSame(expected, statesBi.AsSpan((((t * size) + b) * 2 * hidden) + (d * hidden), hidden), exact, $"direction {d}, t {t}, b {b}: {spec}");
+                }
+
+                AssertSame(final.AsSpan(b * hidden, hidden), finalBi.AsSpan(((d * size) + b) * hidden, hidden), exact, $"final state of direction {d}, b {b}: {spec}");
+            }
+        }
+    }
+
+    private static void AssertSame<T>(ReadOnlySpan<T> expected, ReadOnlySpan<T> actual, bool exact, string what)
+        where T : unmanaged, System.Numerics.IFloatingPointIeee754<T>
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (int k = 0; k < expected.Length; k++)
+        {
+            double e = double.CreateChecked(expected[k]), a = double.CreateChecked(actual[k]);
+            Assert.True(exact ? e == a : Math.Abs(e - a) <= 2e-5 * Math.Max(1, Math.Abs(e)), $"{what}[{k}]: {a} vs {e}");
+        }
+    }
 
     [Fact]
     public void TheParallelEngineEqualsTheSerialOneForStackedBidirectionalNetworksWithDropout()
