@@ -177,7 +177,7 @@ public sealed partial class CliTextTests : CliHarness
             }
         }
 
-        Assert.Equal(command == "train" ? 15 : command == "sample" ? 5 : command == "check" ? 1 : 0, OptionInfo.Of(settings).Count());
+        Assert.Equal(command == "train" ? 17 : command == "sample" ? 5 : command == "check" ? 1 : 0, OptionInfo.Of(settings).Count());
     }
 
     [Fact]
