@@ -44,7 +44,20 @@ internal static class GemmCore<TOps, TVec>
             {
                 int nc = Math.Min(nr, n - j0);
                 ref float panel = ref Unsafe.Add(ref block, (nint)j0 * kc);
-                for (int p = 0; p < kc; p++)
+                int p = 0;
+                if (transposeB && nc == nr && nr % 8 == 0)
+                {
+                    // A full panel of Bᵀ: 8×8 tiles of B (8 of its rows, 8 depths) moved transposed.
+                    for (; p <= kc - 8; p += 8)
+                    {
+                        for (int jj = 0; jj < nr; jj += 8)
+                        {
+                            TOps.Transpose8x8(ref Unsafe.Add(ref br, ((nint)(j0 + jj) * ldb) + p0 + p), ldb, ref Unsafe.Add(ref panel, ((nint)p * nr) + jj), nr);
+                        }
+                    }
+                }
+
+                for (; p < kc; p++)
                 {
                     ref float dst = ref Unsafe.Add(ref panel, (nint)p * nr);
                     if (!transposeB && nc == nr)
@@ -177,6 +190,24 @@ internal static class GemmCore<TOps, TVec>
                     Unsafe.Add(ref dst, 3) = Unsafe.Add(ref r3, p);
                     Unsafe.Add(ref dst, 4) = Unsafe.Add(ref r4, p);
                     Unsafe.Add(ref dst, 5) = Unsafe.Add(ref r5, p);
+                }
+
+                continue;
+            }
+
+            if (mr == MR)
+            {
+                // Full panel of Aᵀ: each depth p is six consecutive floats of one stored row.
+                for (int p = 0; p < kc; p++)
+                {
+                    ref float src = ref Unsafe.Add(ref a, ((nint)(p0 + p) * lda) + i0 + ii);
+                    ref float dst = ref Unsafe.Add(ref panel, (nint)p * MR);
+                    dst = src;
+                    Unsafe.Add(ref dst, 1) = Unsafe.Add(ref src, 1);
+                    Unsafe.Add(ref dst, 2) = Unsafe.Add(ref src, 2);
+                    Unsafe.Add(ref dst, 3) = Unsafe.Add(ref src, 3);
+                    Unsafe.Add(ref dst, 4) = Unsafe.Add(ref src, 4);
+                    Unsafe.Add(ref dst, 5) = Unsafe.Add(ref src, 5);
                 }
 
                 continue;

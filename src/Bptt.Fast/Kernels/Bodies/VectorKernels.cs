@@ -166,26 +166,39 @@ internal static class VectorKernels<TOps, TVec>
         Bounds.Require(m >= 0 && n >= 0 && a.Length >= (long)m * n && packed.Length >= (long)m * n);
         ref float ar = ref MemoryMarshal.GetReference(a);
         ref float pr = ref MemoryMarshal.GetReference(packed);
-        int bw = BlockWidth, blocks = n / bw;
-        const int Tile = 8;
-        for (int j0 = 0; j0 < n; j0 += Tile)
+        int bw = BlockWidth, blocks = n / bw, tail = n - (blocks * bw);
+        const int Tile = 8; // BlockWidth = 8 vectors, a multiple of the tile
+        for (int b = 0; b < blocks; b++)
         {
-            int j1 = Math.Min(j0 + Tile, n);
-            for (int i0 = 0; i0 < m; i0 += Tile)
+            // Block b holds rows b·bw .. b·bw + bw − 1 of A as the columns of an m×bw panel: 8×8 tiles moved transposed.
+            nint start = (nint)b * m * bw;
+            for (int j0 = 0; j0 < bw; j0 += Tile)
             {
-                int i1 = Math.Min(i0 + Tile, m);
-                for (int j = j0; j < j1; j++)
+                ref float rows = ref Unsafe.Add(ref ar, (nint)((b * bw) + j0) * m);
+                int i = 0;
+                for (; i <= m - Tile; i += Tile)
                 {
-                    // Column j of Aᵀ (row j of A) goes to block j / bw, or to the tail panel.
-                    int b = j / bw;
-                    bool inBlock = b < blocks;
-                    int width = inBlock ? bw : n - (blocks * bw), c = j - (b * bw);
-                    nint start = (nint)b * m * bw;
-                    for (int i = i0; i < i1; i++)
+                    TOps.Transpose8x8(ref Unsafe.Add(ref rows, i), m, ref Unsafe.Add(ref pr, start + ((nint)i * bw) + j0), bw);
+                }
+
+                for (; i < m; i++)
+                {
+                    for (int c = 0; c < Tile; c++)
                     {
-                        Unsafe.Add(ref pr, start + ((nint)i * width) + c) = Unsafe.Add(ref ar, ((nint)j * m) + i);
+                        Unsafe.Add(ref pr, start + ((nint)i * bw) + j0 + c) = Unsafe.Add(ref rows, ((nint)c * m) + i);
                     }
                 }
+            }
+        }
+
+        // The tail panel: the last n mod bw rows of A as the columns of an m×tail panel.
+        nint tailStart = (nint)blocks * m * bw;
+        for (int c = 0; c < tail; c++)
+        {
+            ref float row = ref Unsafe.Add(ref ar, (nint)((blocks * bw) + c) * m);
+            for (int i = 0; i < m; i++)
+            {
+                Unsafe.Add(ref pr, tailStart + ((nint)i * tail) + c) = Unsafe.Add(ref row, i);
             }
         }
     }

@@ -84,6 +84,10 @@ internal interface ISimd<TVec>
 
     /// <summary>The largest lane.</summary>
     static abstract float MaxAcross(TVec a);
+
+    /// <summary>Moves an 8×8 block transposed: destination[c·dstStride + r] = source[r·srcStride + c] (packing only; the
+    /// caller proves both blocks are inside its buffers).</summary>
+    static abstract void Transpose8x8(ref float source, nint sourceStride, ref float destination, nint destinationStride);
 }
 
 /// <summary>Helpers shared by the ISA structs.</summary>

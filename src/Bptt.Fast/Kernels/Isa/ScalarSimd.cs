@@ -76,4 +76,8 @@ internal readonly struct ScalarSimd : ISimd<float>
     public static float MaxAcross(float a) => a;
 
     private static float AllOnes => BitConverter.Int32BitsToSingle(-1);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Transpose8x8(ref float source, nint sourceStride, ref float destination, nint destinationStride) =>
+        Transposes.Scalar8x8(ref source, sourceStride, ref destination, destinationStride);
 }

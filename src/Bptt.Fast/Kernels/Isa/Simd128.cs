@@ -82,4 +82,8 @@ internal readonly struct Simd128 : ISimd<Vec>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float MaxAcross(Vec a) => Lanes.MaxAcross(a);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Transpose8x8(ref float source, nint sourceStride, ref float destination, nint destinationStride) =>
+        Transposes.Transpose8x8(ref source, sourceStride, ref destination, destinationStride);
 }

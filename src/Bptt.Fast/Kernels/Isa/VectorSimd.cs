@@ -86,4 +86,8 @@ internal readonly struct VectorSimd : ISimd<Vec>
 
         return max;
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Transpose8x8(ref float source, nint sourceStride, ref float destination, nint destinationStride) =>
+        Transposes.Scalar8x8(ref source, sourceStride, ref destination, destinationStride);
 }
