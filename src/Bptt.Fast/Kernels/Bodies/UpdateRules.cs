@@ -140,19 +140,41 @@ internal static class Updates<TOps, TVec>
         }
 
         rule.Apply<TOps, TVec>(ref lastTheta, TOps.Load(ref Unsafe.Add(ref g, n - w)), ref lastS0, ref lastS1);
-        for (int k = 0; k < n - w; k += w)
-        {
-            badVector = TOps.Add(badVector, One<TRule, TOps, TVec>(rule, ref t, ref g, ref a, ref b, k, commit));
-        }
-
         if (commit)
         {
+            CommitLoop(rule, ref t, ref g, ref a, ref b, n - w);
             Store(ref t, ref a, ref b, n - w, lastTheta, lastS0, lastS1, TRule.StateBlocks);
             return true;
         }
 
-        badVector = TOps.Add(badVector, Poison(lastTheta, lastS0, lastS1));
+        badVector = TOps.Add(ProbeLoop(rule, ref t, ref g, ref a, ref b, n - w), Poison(lastTheta, lastS0, lastS1));
         return !TOps.AnyNonFinite(badVector);
+    }
+
+    /// <summary>The full registers below <paramref name="end"/>, written. A loop of its own, so that the rule's body (and its
+    /// broadcast constants) is inlined and hoisted here whatever the caller's inlining budget.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void CommitLoop<TRule>(TRule rule, ref float t, ref float g, ref float a, ref float b, int end)
+        where TRule : struct, IUpdateRule
+    {
+        for (int k = 0; k < end; k += TOps.Count)
+        {
+            One<TRule, TOps, TVec>(rule, ref t, ref g, ref a, ref b, k, commit: true);
+        }
+    }
+
+    /// <summary>The full registers below <paramref name="end"/>, probed: the sum of their poison (0 when every new value is finite).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static TVec ProbeLoop<TRule>(TRule rule, ref float t, ref float g, ref float a, ref float b, int end)
+        where TRule : struct, IUpdateRule
+    {
+        TVec bad = TOps.Zero;
+        for (int k = 0; k < end; k += TOps.Count)
+        {
+            bad = TOps.Add(bad, One<TRule, TOps, TVec>(rule, ref t, ref g, ref a, ref b, k, commit: false));
+        }
+
+        return bad;
     }
 
     /// <summary>Applies the rule at element k (one register wide), storing or returning its poison (0 when all finite, else NaN).</summary>
