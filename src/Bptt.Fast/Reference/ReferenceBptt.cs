@@ -405,39 +405,41 @@ public sealed class ReferenceBptt<T>
                 ReadOnlySpan<T> h = states.Slice(row * hidden, hidden);
                 ReadOnlySpan<T> hPrev = n == 0 ? InitialState(in batch, l, d, b) : states.Slice((((d == 0 ? t - 1 : t + 1) * size) + b) * hidden, hidden);
                 Span<T> delta = deltas.Slice(row * hidden, hidden);
+                ReadOnlySpan<T> g = _g.AsSpan((row * width) + (d * hidden), hidden);
+                ReadOnlySpan<T> deltaNext = n + 1 < length ? deltas.Slice((((d == 0 ? t + 1 : t - 1) * size) + b) * hidden, hidden) : default;
                 for (int j = 0; j < hidden; j++)
                 {
-                    T sum = _g[(row * width) + (d * hidden) + j];
-                    if (n + 1 < length)
+                    T sum = g[j];
+                    for (int i = 0; i < deltaNext.Length; i++)
                     {
-                        ReadOnlySpan<T> deltaNext = deltas.Slice((((d == 0 ? t + 1 : t - 1) * size) + b) * hidden, hidden);
-                        for (int i = 0; i < hidden; i++)
-                        {
-                            sum += whh[(i * hidden) + j] * deltaNext[i];
-                        }
+                        sum += whh[(i * hidden) + j] * deltaNext[i];
                     }
 
                     delta[j] = sum * FPrime(h[j]);
                 }
 
-                ReadOnlySpan<T> x = l == 0 ? (batch.IsTokenInput ? default : batch.Inputs.Slice(row * inputs, inputs)) : LayerInput(l, row);
+                bool tokens = l == 0 && batch.IsTokenInput;
+                ReadOnlySpan<T> x = l == 0 ? (tokens ? default : batch.Inputs.Slice(row * inputs, inputs)) : LayerInput(l, row);
                 for (int i = 0; i < hidden; i++)
                 {
-                    dBh[i] += delta[i];
+                    T di = delta[i];
+                    dBh[i] += di;
+                    Span<T> whhRow = dWhh.Slice(i * hidden, hidden);
                     for (int j = 0; j < hidden; j++)
                     {
-                        dWhh[(i * hidden) + j] += delta[i] * hPrev[j];
+                        whhRow[j] += di * hPrev[j];
                     }
 
-                    if (l == 0 && batch.IsTokenInput)
+                    if (tokens)
                     {
-                        dWxh[(i * inputs) + batch.Tokens[row]] += delta[i];
+                        dWxh[(i * inputs) + batch.Tokens[row]] += di;
                     }
                     else
                     {
+                        Span<T> wxhRow = dWxh.Slice(i * inputs, inputs);
                         for (int j = 0; j < inputs; j++)
                         {
-                            dWxh[(i * inputs) + j] += delta[i] * x[j];
+                            wxhRow[j] += di * x[j];
                         }
                     }
                 }

@@ -34,8 +34,8 @@ public sealed class RnnModel
 
     private readonly RnnParameters _theta; // a private copy: W_xh, b_h, W_hy and b_y are read from it, and exporters read θ
     private readonly float[] _wxhT;     // [I, H]: column `token` of W_xh is row `token` here
-    private readonly float[] _stepPacked; // W_hhᵀ in column-block panels (single stream)
-    private readonly float[] _headPacked; // W_hyᵀ in column-block panels (one output row)
+    private readonly AlignedBuffer _stepPacked; // W_hhᵀ in column-block panels (single stream), cache-line aligned: a step streams it whole
+    private readonly AlignedBuffer _headPacked; // W_hyᵀ in column-block panels (one output row), cache-line aligned
     private readonly AlignedBuffer _wxhTPackedGemm; // op(B) = W_xhᵀ for dense input over many rows
     private readonly AlignedBuffer _whhTPackedGemm; // op(B) = W_hhᵀ for the batched step
     private readonly AlignedBuffer _whyTPackedGemm; // op(B) = W_hyᵀ for the batched output layer (one direction)
@@ -76,8 +76,8 @@ public sealed class RnnModel
         _theta = parameters.Clone();
         _wxhT = new float[i * h];
         Layout.Transpose(_theta.Wxh, h, i, _wxhT);
-        _stepPacked = new float[h * h];
-        _k.PackTransposedColumnBlocks(_theta.Whh, h, h, _stepPacked);
+        _stepPacked = new AlignedBuffer((long)h * h);
+        _k.PackTransposedColumnBlocks(_theta.Whh, h, h, _stepPacked.Span);
         _wxhTPackedGemm = new AlignedBuffer(_k.PackedBLength(i, h));
         _k.PackB(true, i, h, _theta.Wxh, i, _wxhTPackedGemm.Span);
         _whhTPackedGemm = new AlignedBuffer(_k.PackedBLength(h, h));
@@ -85,7 +85,7 @@ public sealed class RnnModel
         if (s.IsBidirectional)
         {
             // The head reads [h→ ; h←]: one packed op(B) per column half of W_hy (O×2H).
-            _headPacked = [];
+            _headPacked = new AlignedBuffer(0);
             _whyTPackedGemm = new AlignedBuffer(0);
             _whyHalvesGemm = new AlignedBuffer[2];
             for (int d = 0; d < 2; d++)
@@ -96,8 +96,8 @@ public sealed class RnnModel
         }
         else
         {
-            _headPacked = new float[h * o];
-            _k.PackTransposedColumnBlocks(_theta.Why, o, h, _headPacked);
+            _headPacked = new AlignedBuffer((long)h * o);
+            _k.PackTransposedColumnBlocks(_theta.Why, o, h, _headPacked.Span);
             _whyTPackedGemm = new AlignedBuffer(_k.PackedBLength(h, o));
             _k.PackB(true, h, o, _theta.Why, h, _whyTPackedGemm.Span);
             _whyHalvesGemm = [];
@@ -127,7 +127,7 @@ public sealed class RnnModel
     /// <param name="StepPacked">W_hhᵀ in column-block panels: (1)–(2) fused for one row.</param>
     /// <param name="InputGemm">op(B) of (1) over many rows: W_xhᵀ (first layer), or per direction d′ below, W_xh[:, d′·H .. (d′+1)·H]ᵀ.</param>
     /// <param name="WhhGemm">op(B) = W_hhᵀ: (1)–(2) over many rows.</param>
-    private sealed record LayerWeights(int BhOffset, float[] WxhT, float[] InputPacked, float[] StepPacked, AlignedBuffer[] InputGemm, AlignedBuffer WhhGemm)
+    private sealed record LayerWeights(int BhOffset, float[] WxhT, float[] InputPacked, AlignedBuffer StepPacked, AlignedBuffer[] InputGemm, AlignedBuffer WhhGemm)
     {
         /// <summary>Packs block (l, d) of θ.</summary>
         public static LayerWeights Pack(KernelSet k, RnnParameters theta, int layer, int direction)
@@ -147,8 +147,8 @@ public sealed class RnnModel
                 k.PackTransposedColumnBlocks(wxh, h, inputs, inputPacked);
             }
 
-            float[] stepPacked = new float[h * h];
-            k.PackTransposedColumnBlocks(whh, h, h, stepPacked);
+            var stepPacked = new AlignedBuffer((long)h * h);
+            k.PackTransposedColumnBlocks(whh, h, h, stepPacked.Span);
             var inputGemm = new AlignedBuffer[below];
             for (int d = 0; d < below; d++)
             {
@@ -680,7 +680,7 @@ public sealed class RnnModel
     private void FusedStep(ReadOnlySpan<float> previous, Span<float> u)
     {
         int h = Shape.HiddenSize;
-        _k.StepForward(_stepPacked, h, previous, u); // (1)–(2) fused, in place over u
+        _k.StepForward(_stepPacked.Span, h, previous, u); // (1)–(2) fused, in place over u
     }
 
     /// <summary>(3)–(4) for <paramref name="rows"/> rows of H: V = H W_hyᵀ + b_y (the packed axpy-form product for one row, a GEMM for more), then softmax per row if asked.</summary>
@@ -691,7 +691,7 @@ public sealed class RnnModel
         if (rows == 1)
         {
             // v = b_y + W_hy h in one pass, W_hyᵀ streamed in axpy form like the recurrent step.
-            _k.PackedProduct(_headPacked, h, o, hidden[..h], _theta.By, outputs[..o]);
+            _k.PackedProduct(_headPacked.Span, h, o, hidden[..h], _theta.By, outputs[..o]);
         }
         else
         {
@@ -741,7 +741,7 @@ public sealed class RnnModel
             Span<float> own = hidden.Slice(l * h, h);
             // (1) for layer l, one packed pass: u = b_h⁽ˡ⁾ + W_xh⁽ˡ⁾ hₜ⁽ˡ⁻¹⁾, the layer below's new state as its input.
             _k.PackedProduct(w.InputPacked, h, h, hidden.Slice((l - 1) * h, h), _theta.Values.Slice(w.BhOffset, h), u);
-            _k.StepForward(w.StepPacked, h, own, u); // (1)–(2) fused, in place over u
+            _k.StepForward(w.StepPacked.Span, h, own, u); // (1)–(2) fused, in place over u
             u.CopyTo(own);
         }
 
@@ -878,7 +878,7 @@ public sealed class RnnModel
         {
             for (int r = 0; r < b; r++)
             {
-                _k.StepForward(w.StepPacked, h, previous.Slice(r * h, h), current.Slice(r * h, h)); // (1)–(2) fused
+                _k.StepForward(w.StepPacked.Span, h, previous.Slice(r * h, h), current.Slice(r * h, h)); // (1)–(2) fused
             }
         }
         else
