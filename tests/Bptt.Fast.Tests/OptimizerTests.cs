@@ -101,6 +101,49 @@ public sealed class OptimizerTests
         Assert.Equal(1, optimizer.StepCount);
     }
 
+    /// <summary>WarmUp runs whole steps on throwaway data: every optimizer is left with bit-identical state and step count,
+    /// and the next real step equals the one an optimizer that never warmed up takes.</summary>
+    [Fact]
+    public void WarmUpLeavesTheStateAndTheStepCountAsTheyWere()
+    {
+        var shape = new RnnShape(5, 7, 3);
+        var random = new Bptt.Fast.Internals.SplitMix64(21);
+        var theta = new RnnParameters(shape);
+        theta.InitializeGlorot(2);
+        var gradients = new RnnParameters(shape);
+        foreach (Func<Bptt.Fast.Training.Optimizer> make in new Func<Bptt.Fast.Training.Optimizer>[]
+        {
+            () => new Bptt.Fast.Training.GradientDescent(shape, 0.1f), () => new Bptt.Fast.Training.Momentum(shape, 0.1f),
+            () => new Bptt.Fast.Training.Adagrad(shape, 0.1f), () => new Bptt.Fast.Training.Adam(shape, 0.01f),
+        })
+        {
+            Bptt.Fast.Training.Optimizer warmed = make(), plain = make();
+            RnnParameters thetaWarmed = theta.Clone(), thetaPlain = theta.Clone();
+            for (int step = 0; step < 3; step++)
+            {
+                for (int k = 0; k < gradients.Values.Length; k++)
+                {
+                    gradients.Values[k] = random.NextSingle() - 0.5f;
+                }
+
+                Assert.True(warmed.Step(thetaWarmed, gradients, 1f));
+                Assert.True(plain.Step(thetaPlain, gradients, 1f));
+            }
+
+            float[][] before = [.. warmed.State.Select(b => b.Values.ToArray())];
+            warmed.WarmUp();
+            Assert.Equal(3, warmed.StepCount);
+            for (int b = 0; b < before.Length; b++)
+            {
+                Assert.True(before[b].AsSpan().SequenceEqual(warmed.State[b].Values), $"{warmed.GetType().Name}: state block {b} changed");
+            }
+
+            Assert.True(warmed.Step(thetaWarmed, gradients, 1f));
+            Assert.True(plain.Step(thetaPlain, gradients, 1f));
+            Assert.True(thetaPlain.Values.SequenceEqual(thetaWarmed.Values), warmed.GetType().Name);
+        }
+    }
+
     [Fact]
     public void BadHyperparametersAreRejected()
     {

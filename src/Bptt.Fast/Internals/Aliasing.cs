@@ -15,6 +15,7 @@ namespace Bptt.Fast.Internals;
 internal static class Aliasing
 {
     /// <summary>Whether two spans share at least one byte (GC-safe: the offset is taken between two tracked references).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static bool Overlap(ReadOnlySpan<byte> a, ReadOnlySpan<byte> b)
     {
         if (a.IsEmpty || b.IsEmpty)
@@ -69,14 +70,17 @@ internal ref struct AliasSet
     private int _count;
 
     /// <summary>Adds a span the call only reads.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Read<T>(ReadOnlySpan<T> span, string name)
         where T : unmanaged => Add(MemoryMarshal.AsBytes(span), name, writable: false);
 
     /// <summary>Adds a span the call writes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Write<T>(ReadOnlySpan<T> span, string name)
         where T : unmanaged => Add(MemoryMarshal.AsBytes(span), name, writable: true);
 
     /// <summary>Throws an <see cref="ArgumentException"/> for the first writable span that overlaps another span of the set.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public readonly void Check()
     {
         for (int a = 0; a < _count; a++)
@@ -93,6 +97,7 @@ internal ref struct AliasSet
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Add(ReadOnlySpan<byte> span, string name, bool writable)
     {
         if (span.IsEmpty)
@@ -122,6 +127,7 @@ internal ref struct AliasSet
         _count++;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private readonly ReadOnlySpan<byte> Get(int k) => k switch
     {
         0 => _s0,

@@ -8,6 +8,7 @@ namespace Bptt.Fast.Internals;
 internal static class Guard
 {
     /// <summary>Throws unless actual = expected, described by a constant string.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Length(long expected, long actual, string paramName, string what)
     {
         if (expected != actual)
@@ -17,6 +18,7 @@ internal static class Guard
     }
 
     /// <summary>Throws unless actual = expected. The description is formatted only on failure, so a passing check allocates nothing.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Length(long expected, long actual, string paramName, [InterpolatedStringHandlerArgument(nameof(expected), nameof(actual))] ref LengthMessage what)
     {
         if (expected != actual)
@@ -26,6 +28,7 @@ internal static class Guard
     }
 
     /// <summary>Throws unless actual is 0 (omitted) or expected.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void OptionalLength(long expected, long actual, string paramName, [InterpolatedStringHandlerArgument(nameof(expected), nameof(actual))] ref OptionalLengthMessage what)
     {
         if (actual != 0 && expected != actual)
@@ -34,6 +37,7 @@ internal static class Guard
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void InRange(int value, int min, int max, string paramName)
     {
         if (value < min || value > max)
@@ -42,6 +46,7 @@ internal static class Guard
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Positive(float value, string paramName)
     {
         if (!(value > 0f) || !float.IsFinite(value))
@@ -50,6 +55,7 @@ internal static class Guard
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void NonNegative(float value, string paramName)
     {
         if (!(value >= 0f) || !float.IsFinite(value))
@@ -58,6 +64,7 @@ internal static class Guard
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void UnitInterval(float value, string paramName)
     {
         if (!(value >= 0f && value < 1f))
@@ -66,6 +73,7 @@ internal static class Guard
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Finite<T>(ReadOnlySpan<T> values, string paramName)
         where T : unmanaged, IFloatingPointIeee754<T>
     {

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Bptt.Fast.Internals;
 
 /// <summary>
@@ -10,6 +12,7 @@ internal struct SingleCaller
     private int _busy;
 
     /// <summary>Takes the gate, or throws when another thread is inside a call of <paramref name="owner"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Enter(object owner)
     {
         if (Interlocked.Exchange(ref _busy, 1) != 0)
@@ -20,5 +23,6 @@ internal struct SingleCaller
     }
 
     /// <summary>Releases the gate.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Exit() => Volatile.Write(ref _busy, 0);
 }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Bptt.Fast.Kernels.Bodies;
 using Bptt.Fast.Kernels.Functions;
 using Bptt.Fast.Kernels.Isa;
@@ -147,60 +148,81 @@ internal sealed class KernelSet<TOps, TVec, TAct> : KernelSet
 
     public override int MicroColumns => GemmCore<TOps, TVec>.NR;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Gemv(ReadOnlySpan<float> a, int m, int n, ReadOnlySpan<float> x, Span<float> y) =>
         VectorKernels<TOps, TVec>.Gemv(a, m, n, x, y);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void GemvTransposed(ReadOnlySpan<float> a, int m, int n, ReadOnlySpan<float> x, Span<float> y) =>
         VectorKernels<TOps, TVec>.TransposedProduct<IdentityEpilogue>(a, m, n, x, default, default, y);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Axpy(float alpha, ReadOnlySpan<float> x, Span<float> y) => ElementWise<TOps, TVec>.Axpy(alpha, x, y);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Scale(float alpha, Span<float> v) => ElementWise<TOps, TVec>.Scale(alpha, v);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void ColumnSums(ReadOnlySpan<float> a, int rows, int cols, Span<float> y, bool accumulate) =>
         VectorKernels<TOps, TVec>.ColumnSums(a, rows, cols, y, accumulate);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override int FirstNonFinite(ReadOnlySpan<float> x) => ElementWise<TOps, TVec>.FirstNonFinite(x);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override double SumOfSquares(ReadOnlySpan<float> x) => ElementWise<TOps, TVec>.SumOfSquares(x);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void PackB(bool transposeB, int k, int n, ReadOnlySpan<float> b, int ldb, Span<float> packed) =>
         GemmCore<TOps, TVec>.PackB(transposeB, k, n, b, ldb, packed);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Multiply(bool transposeA, int m, int n, int k, ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> packedB, float beta, Span<float> c, int ldc, Span<float> packA) =>
         GemmCore<TOps, TVec>.Multiply(transposeA, m, n, k, a, lda, packedB, beta, c, ldc, packA);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void PackColumnBlocks(ReadOnlySpan<float> a, int m, int n, Span<float> packed) =>
         VectorKernels<TOps, TVec>.PackColumnBlocks(a, m, n, packed);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void PackedProduct(ReadOnlySpan<float> packed, int m, int n, ReadOnlySpan<float> x, ReadOnlySpan<float> addend, Span<float> y) =>
         VectorKernels<TOps, TVec>.PackedTransposedProduct<IdentityEpilogue>(packed, m, n, x, addend, default, y);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void PackTransposedColumnBlocks(ReadOnlySpan<float> a, int n, int m, Span<float> packed) =>
         VectorKernels<TOps, TVec>.PackTransposedColumnBlocks(a, n, m, packed);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void StepForward(ReadOnlySpan<float> packedWhhT, int n, ReadOnlySpan<float> hPrevious, Span<float> h) =>
         VectorKernels<TOps, TVec>.PackedTransposedProduct<ActivationEpilogue<TAct>>(packedWhhT, n, n, hPrevious, h, default, h);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void StepBackward(ReadOnlySpan<float> packedWhh, int n, ReadOnlySpan<float> deltaNext, ReadOnlySpan<float> h, Span<float> delta) =>
         VectorKernels<TOps, TVec>.PackedTransposedProduct<DerivativeEpilogue<TAct>>(packedWhh, n, n, deltaNext, delta, h, delta);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void RnnStep(ReadOnlySpan<float> whhTransposed, ReadOnlySpan<float> hPrevious, ReadOnlySpan<float> u, Span<float> h) =>
         VectorKernels<TOps, TVec>.TransposedProduct<ActivationEpilogue<TAct>>(whhTransposed, h.Length, h.Length, hPrevious, u, default, h);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void RnnStepBackward(ReadOnlySpan<float> whh, ReadOnlySpan<float> deltaNext, ReadOnlySpan<float> g, ReadOnlySpan<float> h, Span<float> delta) =>
         VectorKernels<TOps, TVec>.TransposedProduct<DerivativeEpilogue<TAct>>(whh, delta.Length, delta.Length, deltaNext, g, h, delta);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Activate(ReadOnlySpan<float> u, Span<float> h) => ElementWise<TOps, TVec>.Map<ActivationEpilogue<TAct>>(u, default, h);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void ActivationBackward(ReadOnlySpan<float> g, ReadOnlySpan<float> h, Span<float> delta) =>
         ElementWise<TOps, TVec>.Map<DerivativeEpilogue<TAct>>(g, h, delta);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override float SoftmaxCrossEntropy(ReadOnlySpan<float> logits, int target, Span<float> error, bool writeError) =>
         VectorKernels<TOps, TVec>.SoftmaxCrossEntropy(logits, target, error, writeError);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Softmax(ReadOnlySpan<float> logits, Span<float> y) => VectorKernels<TOps, TVec>.Softmax(logits, y);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override bool Update<TRule>(TRule rule, Span<float> theta, ReadOnlySpan<float> gradient, Span<float> state0, Span<float> state1, bool commit) =>
         Updates<TOps, TVec>.Run(rule, theta, gradient, state0, state1, commit);
 }

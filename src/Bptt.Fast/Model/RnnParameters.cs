@@ -14,13 +14,17 @@ public sealed class RnnParameters
 {
     private readonly float[] _values;
 
-    /// <summary>Creates a zero-filled block for <paramref name="shape"/>.</summary>
+    /// <summary>Creates a zero-filled block for <paramref name="shape"/>, its memory touched (committed) here.</summary>
     /// <param name="shape">The network sizes; each must be at least 1.</param>
     public RnnParameters(RnnShape shape)
     {
         shape.Validate(nameof(shape));
         Shape = shape;
         _values = new float[shape.ParameterCount];
+
+        // A large array comes from fresh pages that the OS maps on first write; writing the zeros here moves those faults
+        // into construction, so the first training step that writes a gradient block does not pay them.
+        _values.AsSpan().Clear();
     }
 
     /// <summary>The network sizes this block was made for.</summary>

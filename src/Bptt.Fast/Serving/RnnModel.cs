@@ -34,6 +34,7 @@ public sealed class RnnModel
 
     private readonly RnnParameters _theta; // a private copy: W_xh, b_h, W_hy and b_y are read from it, and exporters read θ
     private readonly float[] _wxhT;     // [I, H]: column `token` of W_xh is row `token` here
+    private readonly int _bhOffset, _byOffset; // where b_h (first block) and b_y lie in θ, computed once: a step slices θ directly
     private readonly AlignedBuffer _stepPacked; // W_hhᵀ in column-block panels (single stream), cache-line aligned: a step streams it whole
     private readonly AlignedBuffer _headPacked; // W_hyᵀ in column-block panels (one output row), cache-line aligned
     private readonly AlignedBuffer _wxhTPackedGemm; // op(B) = W_xhᵀ for dense input over many rows
@@ -76,6 +77,8 @@ public sealed class RnnModel
         _theta = parameters.Clone();
         _wxhT = new float[i * h];
         Layout.Transpose(_theta.Wxh, h, i, _wxhT);
+        _bhOffset = s.BhOffset;
+        _byOffset = s.ByOffset;
         _stepPacked = new AlignedBuffer((long)h * h);
         _k.PackTransposedColumnBlocks(_theta.Whh, h, h, _stepPacked.Span);
         _wxhTPackedGemm = new AlignedBuffer(_k.PackedBLength(i, h));
@@ -166,6 +169,12 @@ public sealed class RnnModel
     /// <summary>The network sizes.</summary>
     public RnnShape Shape { get; }
 
+    /// <summary>b_h of the first layer's forward direction, a view of θ.</summary>
+    private ReadOnlySpan<float> Bh => _theta.Values.Slice(_bhOffset, Shape.HiddenSize);
+
+    /// <summary>b_y, a view of θ.</summary>
+    private ReadOnlySpan<float> By => _theta.Values.Slice(_byOffset, Shape.OutputSize);
+
     /// <summary>f.</summary>
     public Activation Activation { get; }
 
@@ -254,7 +263,7 @@ public sealed class RnnModel
 
             int h = Shape.HiddenSize;
             Span<float> u = state.Scratch;
-            _theta.Bh.CopyTo(u);
+            Bh.CopyTo(u);
             _k.Axpy(1f, _wxhT.AsSpan(token * h, h), u);
             FusedStep(state.Hidden, u);
             u.CopyTo(state.Hidden);
@@ -299,7 +308,7 @@ public sealed class RnnModel
 
             Span<float> u = state.Scratch;
             _k.Gemv(_theta.Wxh, Shape.HiddenSize, Shape.InputSize, input, u);
-            _k.Axpy(1f, _theta.Bh, u);
+            _k.Axpy(1f, Bh, u);
             FusedStep(state.Hidden, u);
             u.CopyTo(state.Hidden);
             Head(state.Hidden, 1, output, kind, default);
@@ -354,7 +363,7 @@ public sealed class RnnModel
             for (int r = 0; r < b; r++)
             {
                 Span<float> row = u.Slice(r * h, h);
-                _theta.Bh.CopyTo(row);
+                Bh.CopyTo(row);
                 _k.Axpy(1f, _wxhT.AsSpan(tokens[r] * h, h), row);
             }
 
@@ -501,6 +510,12 @@ public sealed class RnnModel
             RunSequenceBatch(new int[8], states, workspace, outputs, kind);
             RunSequenceBatch(inputs, states, workspace, outputs.AsSpan(0, 4 * o), kind, SequenceOutput.LastStep);
         }
+
+        // End on the single-stream step, so that its weights are the ones left in the caches for the first real call.
+        for (int k = 0; k < 4 && !Shape.IsBidirectional; k++)
+        {
+            Step(0, state, output, StepOutput.Probabilities);
+        }
     }
 
     /// <summary>The most probable class of <paramref name="output"/> (probabilities or logits; the first on ties).</summary>
@@ -630,7 +645,7 @@ public sealed class RnnModel
         Span<float> packA = workspace.PackA;
         for (int r = 0; r < rows; r++)
         {
-            _theta.Bh.CopyTo(hs.Slice(r * h, h));
+            Bh.CopyTo(hs.Slice(r * h, h));
         }
 
         if (inputs.IsEmpty)
@@ -691,13 +706,13 @@ public sealed class RnnModel
         if (rows == 1)
         {
             // v = b_y + W_hy h in one pass, W_hyᵀ streamed in axpy form like the recurrent step.
-            _k.PackedProduct(_headPacked.Span, h, o, hidden[..h], _theta.By, outputs[..o]);
+            _k.PackedProduct(_headPacked.Span, h, o, hidden[..h], By, outputs[..o]);
         }
         else
         {
             for (int r = 0; r < rows; r++)
             {
-                _theta.By.CopyTo(outputs.Slice(r * o, o));
+                By.CopyTo(outputs.Slice(r * o, o));
             }
 
             _k.Multiply(false, rows, o, h, hidden, h, _whyTPackedGemm.Span, 1f, outputs, o, packA);
@@ -724,13 +739,13 @@ public sealed class RnnModel
         Span<float> first = hidden[..h];
         if (input.IsEmpty)
         {
-            _theta.Bh.CopyTo(u); // (1): u = b_h + column `token` of W_xh
+            Bh.CopyTo(u); // (1): u = b_h + column `token` of W_xh
             _k.Axpy(1f, _wxhT.AsSpan(token * h, h), u);
         }
         else
         {
             _k.Gemv(_theta.Wxh, h, Shape.InputSize, input, u); // (1): u = W_xh xₜ + b_h
-            _k.Axpy(1f, _theta.Bh, u);
+            _k.Axpy(1f, Bh, u);
         }
 
         FusedStep(first, u); // (1)–(2) fused, in place over u
@@ -895,7 +910,7 @@ public sealed class RnnModel
         int h = Shape.HiddenSize, o = Shape.OutputSize;
         for (int r = 0; r < rows; r++)
         {
-            _theta.By.CopyTo(outputs.Slice(r * o, o));
+            By.CopyTo(outputs.Slice(r * o, o));
         }
 
         _k.Multiply(false, rows, o, h, forward, h, _whyHalvesGemm[0].Span, 1f, outputs, o, packA); // (3), forward half

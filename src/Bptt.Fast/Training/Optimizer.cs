@@ -57,7 +57,7 @@ public abstract class Optimizer
     /// <exception cref="ArgumentNullException">A block is null.</exception>
     /// <exception cref="ArgumentException">A block of another shape, or the same block for θ and the gradient.</exception>
     /// <exception cref="InvalidOperationException">The step count has reached <see cref="MaxStepCount"/>.</exception>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // not inlined, so that WarmUp compiles it
     public bool Step(RnnParameters parameters, RnnParameters gradients, float loss = 0f) => Step(parameters, gradients, loss, 1f);
 
     /// <summary>
@@ -97,11 +97,37 @@ public abstract class Optimizer
         return true;
     }
 
-    /// <summary>Compiles the update rule before the first step: runs it in its probe mode (which writes nothing) on zeros.</summary>
+    /// <summary>
+    /// Compiles the whole step before the first real one: both <c>Step</c> overloads, the update rule in its probe and
+    /// commit modes, and the refused path, each run on a throwaway θ and gradient of zeros. A step writes the optimizer's
+    /// state and step count, so both are saved first and restored after: the optimizer is left exactly as it was. It
+    /// allocates its dummy data; call it once, after construction.
+    /// </summary>
     public void WarmUp()
     {
-        var zeros = new RnnParameters(Shape);
-        Update(zeros.Values, zeros.Values, 1f, commit: false);
+        var theta = new RnnParameters(Shape);
+        var gradients = new RnnParameters(Shape);
+        RnnParameters[] saved = [.. _state.Select(block => block.Clone())];
+        long steps = StepCount;
+        try
+        {
+            Update(theta.Values, gradients.Values, 1f, commit: false);
+            Update(theta.Values, gradients.Values, 1f, commit: true);
+            if (steps < MaxStepCount)
+            {
+                Step(theta, gradients, 0f);
+                Step(theta, gradients, float.NaN, 1f);
+            }
+        }
+        finally
+        {
+            for (int k = 0; k < saved.Length; k++)
+            {
+                saved[k].Values.CopyTo(_state[k].Values);
+            }
+
+            StepCount = steps;
+        }
     }
 
     /// <summary>Clears the state and the step count, as if new.</summary>

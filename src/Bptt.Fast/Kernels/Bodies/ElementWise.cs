@@ -58,12 +58,15 @@ internal static class ElementWise<TOps, TVec>
     }
 
     /// <summary>y = y + αx.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Axpy(float alpha, ReadOnlySpan<float> x, Span<float> y) => Zip(new AxpyOp(alpha), x, y, y);
 
     /// <summary>v = αv.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Scale(float alpha, Span<float> v) => Zip(new ScaleOp(alpha), v, v, v);
 
     /// <summary>y = epilogue(x, aux): the activation (2) or the ⊙ f′ of (12) on their own.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Map<TEpi>(ReadOnlySpan<float> x, ReadOnlySpan<float> aux, Span<float> y)
         where TEpi : struct, Functions.IEpilogue =>
         Zip(default(EpilogueOp<TEpi>), x, TEpi.UsesAux ? aux : x, y);
