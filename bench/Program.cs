@@ -25,10 +25,11 @@ public static class Program
     public static int Main(string[] args)
     {
         bool full = args.Contains("--full");
-        bool aot = args.Contains("--aot");
+        bool aot = args.Contains("--aot") || args.Contains("--aot-v3");
+        bool v3 = args.Contains("--aot-v3"); // AVX2 on both sides: NativeAOT for x86-64-v3 against the JIT with AVX-512 off
         int at = Array.IndexOf(args, "--iterations");
         int iterations = at >= 0 && at + 1 < args.Length && int.TryParse(args[at + 1], System.Globalization.CultureInfo.InvariantCulture, out int n) && n > 0 ? n : 3;
-        string[] rest = args.Where((a, k) => a is not "--full" and not "--aot" && (at < 0 || (k != at && k != at + 1))).ToArray();
+        string[] rest = args.Where((a, k) => a is not "--full" and not "--aot" and not "--aot-v3" && (at < 0 || (k != at && k != at + 1))).ToArray();
         bool listOnly = rest.Contains("--list") || rest.Contains("--help") || rest.Contains("--version");
         double peak = listOnly ? FmaPeak.Measure() : HeadlinePeak.Measure();
         Console.WriteLine($"CPU: {FmaPeak.Cpu} ({Machine.Folder}); caches: {Machine.Caches}; single-core fp32 FMA peak: {peak:F1} GFLOP/s; fast path: {KernelInfo.Description}");
@@ -36,11 +37,16 @@ public static class Program
         IConfig config = Config(full, iterations);
         if (aot)
         {
-            // JIT against NativeAOT (the CPU's own instruction set), same quick job, fast path only.
+            // JIT against NativeAOT (the CPU's own instruction set; --aot-v3: x86-64-v3 against the JIT with AVX-512 off), same quick job.
             Job jit = Job.ShortRun.WithWarmupCount(1).WithIterationCount(iterations).WithLaunchCount(1).WithIterationTime(Perfolizer.Horology.TimeInterval.FromMilliseconds(250));
+            if (v3)
+            {
+                jit = jit.WithEnvironmentVariables(new BenchmarkDotNet.Jobs.EnvironmentVariable("DOTNET_EnableAVX512", "0"));
+            }
+
             IConfig aotConfig = ManualConfig.CreateEmpty()
                 .AddJob(jit.WithId("JIT"))
-                .AddJob(jit.WithToolchain(BenchmarkDotNet.Toolchains.NativeAot.NativeAotToolchain.CreateBuilder().UseNuGet().IlcInstructionSet("native").TargetFrameworkMoniker("net10.0").ToToolchain()).WithId("NativeAOT"))
+                .AddJob(jit.WithToolchain(BenchmarkDotNet.Toolchains.NativeAot.NativeAotToolchain.CreateBuilder().UseNuGet().IlcInstructionSet(v3 ? "x86-64-v3" : "native").TargetFrameworkMoniker("net10.0").ToToolchain()).WithId("NativeAOT"))
                 .AddDiagnoser(MemoryDiagnoser.Default)
                 .AddColumnProvider(DefaultColumnProviders.Instance)
                 .AddLogger(ConsoleLogger.Default)
