@@ -13,7 +13,6 @@ namespace Bptt.Fast.Tests;
 /// </summary>
 public sealed class DeepNetworkTests
 {
-    private const double Step = 1e-5;
 
     private static Gen<ProblemSpec> DeepProblems(int maxSteps, int maxBatch, int maxSize, int maxLayers = 3) =>
         from p in Generators.Problems(maxSteps, maxBatch, maxSize)
@@ -408,17 +407,17 @@ public sealed class DeepNetworkTests
             : engine.Evaluate(p.Theta, p.Batch() with { InitialState = h0 });
         for (int k = 0; k < p.Theta.Length; k++)
         {
-            AssertClose(grad[k], Numeric(p.Theta, k, Loss), $"θ[{k}]", spec);
+            CentralDifferences.AssertClose(grad[k], CentralDifferences.Numeric(p.Theta, k, Loss), $"θ[{k}]", spec);
         }
 
         for (int k = 0; k < h0.Length; k++)
         {
-            AssertClose(dh0[k], Numeric(h0, k, Loss), $"h0[{k}]", spec);
+            CentralDifferences.AssertClose(dh0[k], CentralDifferences.Numeric(h0, k, Loss), $"h0[{k}]", spec);
         }
 
         for (int k = 0; k < dx.Length; k++)
         {
-            AssertClose(dx[k], Numeric(p.Inputs, k, Loss), $"x[{k}]", spec);
+            CentralDifferences.AssertClose(dx[k], CentralDifferences.Numeric(p.Inputs, k, Loss), $"x[{k}]", spec);
         }
     }
 
@@ -461,23 +460,6 @@ public sealed class DeepNetworkTests
         }
     }
 
-    private static double Numeric(double[] values, int k, Func<double> loss)
-    {
-        double saved = values[k];
-        values[k] = saved + Step;
-        double plus = loss();
-        values[k] = saved - Step;
-        double minus = loss();
-        values[k] = saved;
-        return (plus - minus) / (2 * Step);
-    }
-
-    private static void AssertClose(double analytic, double numeric, string what, ProblemSpec spec)
-    {
-        double error = Math.Abs(analytic - numeric);
-        double allowed = (1e-6 * Math.Max(Math.Abs(analytic), Math.Abs(numeric))) + 1e-8;
-        Assert.True(error <= allowed, $"{what}: analytic {analytic:R}, numeric {numeric:R}, error {error:E2} > {allowed:E2} for {spec} L={spec.Shape.Layers} D={spec.Shape.Directions}");
-    }
 
     private static void AssertBlock(ReadOnlySpan<float> actual, ReadOnlySpan<double> expected, double tol, string what)
     {

@@ -6,7 +6,6 @@ namespace Bptt.Fast.Tests;
 /// <summary>The reference gradients (equations 7–16) against central finite differences of L, in double.</summary>
 public sealed class GradientCheckTests
 {
-    private const double Step = 1e-5;
 
     [Fact]
     public void ReferenceGradientsMatchCentralDifferences() =>
@@ -33,14 +32,14 @@ public sealed class GradientCheckTests
         double Loss() => engine.Evaluate(p.Theta, p.Batch());
         for (int k = 0; k < p.Theta.Length; k++)
         {
-            AssertClose(grad[k], Numeric(p.Theta, k, Loss), $"θ[{k}] ({Block(s, k)})", spec);
+            CentralDifferences.AssertClose(grad[k], CentralDifferences.Numeric(p.Theta, k, Loss), $"θ[{k}] ({Block(s, k)})", spec);
         }
 
         if (spec.WithH0)
         {
             for (int k = 0; k < p.H0.Length; k++)
             {
-                AssertClose(dh0[k], Numeric(p.H0, k, Loss), $"h0[{k}]", spec);
+                CentralDifferences.AssertClose(dh0[k], CentralDifferences.Numeric(p.H0, k, Loss), $"h0[{k}]", spec);
             }
         }
         else
@@ -50,13 +49,13 @@ public sealed class GradientCheckTests
             double LossZ() => engine.Evaluate(p.Theta, p.Batch() with { InitialState = withZeroH0 });
             for (int k = 0; k < withZeroH0.Length; k++)
             {
-                AssertClose(dh0[k], Numeric(withZeroH0, k, LossZ), $"h0[{k}] (zero state)", spec);
+                CentralDifferences.AssertClose(dh0[k], CentralDifferences.Numeric(withZeroH0, k, LossZ), $"h0[{k}] (zero state)", spec);
             }
         }
 
         for (int k = 0; k < dx.Length; k++)
         {
-            AssertClose(dx[k], Numeric(p.Inputs, k, Loss), $"x[{k}]", spec);
+            CentralDifferences.AssertClose(dx[k], CentralDifferences.Numeric(p.Inputs, k, Loss), $"x[{k}]", spec);
         }
     }
 
@@ -73,23 +72,6 @@ public sealed class GradientCheckTests
         }
     }
 
-    private static double Numeric(double[] values, int k, Func<double> loss)
-    {
-        double saved = values[k];
-        values[k] = saved + Step;
-        double plus = loss();
-        values[k] = saved - Step;
-        double minus = loss();
-        values[k] = saved;
-        return (plus - minus) / (2 * Step);
-    }
-
-    private static void AssertClose(double analytic, double numeric, string what, ProblemSpec spec)
-    {
-        double error = Math.Abs(analytic - numeric);
-        double allowed = (1e-6 * Math.Max(Math.Abs(analytic), Math.Abs(numeric))) + 1e-8;
-        Assert.True(error <= allowed, $"{what}: analytic {analytic:R}, numeric {numeric:R}, error {error:E2} > {allowed:E2} for {spec}");
-    }
 
     private static string Block(RnnShape s, int k) =>
         k < s.WhhOffset ? "Wxh" : k < s.BhOffset ? "Whh" : k < s.WhyOffset ? "bh" : k < s.ByOffset ? "Why" : "by";

@@ -7,7 +7,7 @@ namespace Bptt.Fast.Tests;
 public sealed record ProblemSpec(RnnShape Shape, int Steps, int Batch, Activation Activation, bool Tokens, bool WithH0, bool Ragged, ulong Seed)
 {
     public override string ToString() =>
-        $"I={Shape.InputSize} H={Shape.HiddenSize} O={Shape.OutputSize} T={Steps} B={Batch} {Activation} {(Tokens ? "tokens" : "dense")}{(WithH0 ? " h0" : "")}{(Ragged ? " ragged" : "")} seed={Seed}";
+        $"I={Shape.InputSize} H={Shape.HiddenSize} O={Shape.OutputSize}{(Shape.IsSingleLayer ? "" : $" L={Shape.Layers} D={Shape.Directions}")} T={Steps} B={Batch} {Activation} {(Tokens ? "tokens" : "dense")}{(WithH0 ? " h0" : "")}{(Ragged ? " ragged" : "")} seed={Seed}";
 }
 
 /// <summary>The arrays of one problem in element type T (double for oracles, float for the engine).</summary>
