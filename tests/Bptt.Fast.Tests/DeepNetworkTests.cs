@@ -460,7 +460,6 @@ public sealed class DeepNetworkTests
         }
     }
 
-
     private static void AssertBlock(ReadOnlySpan<float> actual, ReadOnlySpan<double> expected, double tol, string what)
     {
         double error = Tolerance.MaxRelative(actual, expected, floor: 1e-3);

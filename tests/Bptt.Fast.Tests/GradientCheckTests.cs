@@ -72,7 +72,6 @@ public sealed class GradientCheckTests
         }
     }
 
-
     private static string Block(RnnShape s, int k) =>
         k < s.WhhOffset ? "Wxh" : k < s.BhOffset ? "Whh" : k < s.WhyOffset ? "bh" : k < s.ByOffset ? "Why" : "by";
 }
