@@ -117,4 +117,11 @@ public static class Tolerance
 
         return worst / scale;
     }
+
+    /// <summary>A block of the fast engine's results against the double oracle: max error relative to the block's largest element (floor 1e-3) ≤ tol.</summary>
+    public static void AssertBlock(ReadOnlySpan<float> actual, ReadOnlySpan<double> expected, double tol, string what)
+    {
+        double error = MaxRelative(actual, expected, floor: 1e-3);
+        Xunit.Assert.True(error <= tol, $"{what}: max error {error:E2} relative to the block's largest element > {tol:E2}");
+    }
 }
