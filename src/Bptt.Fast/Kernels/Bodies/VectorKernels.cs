@@ -170,23 +170,24 @@ internal static class VectorKernels<TOps, TVec>
         const int Tile = 8; // BlockWidth = 8 vectors, a multiple of the tile
         for (int b = 0; b < blocks; b++)
         {
-            // Block b holds rows b·bw .. b·bw + bw − 1 of A as the columns of an m×bw panel: 8×8 tiles moved transposed.
+            // Block b holds rows b·bw .. b·bw + bw − 1 of A as the columns of an m×bw panel: 8×8 tiles moved transposed, a
+            // strip of eight panel rows at a time, so that each panel line is written whole while it is in L1 (and the
+            // strip of A it reads, bw rows by 32 bytes, stays there for the next strip).
             nint start = (nint)b * m * bw;
-            for (int j0 = 0; j0 < bw; j0 += Tile)
+            int i = 0;
+            for (; i <= m - Tile; i += Tile)
             {
-                ref float rows = ref Unsafe.Add(ref ar, (nint)((b * bw) + j0) * m);
-                int i = 0;
-                for (; i <= m - Tile; i += Tile)
+                for (int j0 = 0; j0 < bw; j0 += Tile)
                 {
-                    TOps.Transpose8x8(ref Unsafe.Add(ref rows, i), m, ref Unsafe.Add(ref pr, start + ((nint)i * bw) + j0), bw);
+                    TOps.Transpose8x8(ref Unsafe.Add(ref ar, ((nint)((b * bw) + j0) * m) + i), m, ref Unsafe.Add(ref pr, start + ((nint)i * bw) + j0), bw);
                 }
+            }
 
-                for (; i < m; i++)
+            for (; i < m; i++)
+            {
+                for (int j = 0; j < bw; j++)
                 {
-                    for (int c = 0; c < Tile; c++)
-                    {
-                        Unsafe.Add(ref pr, start + ((nint)i * bw) + j0 + c) = Unsafe.Add(ref rows, ((nint)c * m) + i);
-                    }
+                    Unsafe.Add(ref pr, start + ((nint)i * bw) + j) = Unsafe.Add(ref ar, ((nint)((b * bw) + j) * m) + i);
                 }
             }
         }
