@@ -129,6 +129,9 @@ internal abstract class KernelSet
     /// <summary>Equation (4) alone, each probability computed directly; y may be logits.</summary>
     public abstract void Softmax(ReadOnlySpan<float> logits, Span<float> y);
 
+    /// <summary>One read of an update's inputs: the extent its rule's bounds need and Σg² (see <see cref="Updates{TOps, TVec}.Screen"/>).</summary>
+    public abstract UpdateExtent Screen(ReadOnlySpan<float> theta, ReadOnlySpan<float> gradient, ReadOnlySpan<float> state0, ReadOnlySpan<float> state1, int stateBlocks);
+
     /// <summary>Runs an element-wise operation over the set's registers (the optimizers' update rules).</summary>
     public abstract bool Update<TRule>(TRule rule, Span<float> theta, ReadOnlySpan<float> gradient, Span<float> state0, Span<float> state1, bool commit)
         where TRule : struct, IUpdateRule;
@@ -221,6 +224,10 @@ internal sealed class KernelSet<TOps, TVec, TAct> : KernelSet
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Softmax(ReadOnlySpan<float> logits, Span<float> y) => VectorKernels<TOps, TVec>.Softmax(logits, y);
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public override UpdateExtent Screen(ReadOnlySpan<float> theta, ReadOnlySpan<float> gradient, ReadOnlySpan<float> state0, ReadOnlySpan<float> state1, int stateBlocks) =>
+        Updates<TOps, TVec>.Screen(theta, gradient, state0, state1, stateBlocks);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override bool Update<TRule>(TRule rule, Span<float> theta, ReadOnlySpan<float> gradient, Span<float> state0, Span<float> state1, bool commit) =>

@@ -77,25 +77,72 @@ public abstract class Optimizer
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool Step(RnnParameters parameters, RnnParameters gradients, float loss, float gradientScale)
     {
-        ModelGuard.ParameterAndGradientBlocks(Shape, parameters, gradients);
+        CheckStep(parameters, gradients);
         Guard.Positive(gradientScale, nameof(gradientScale));
+        return float.IsFinite(loss) && Apply(parameters.Values, gradients.Values, gradientScale, Screen(parameters, gradients));
+    }
+
+    /// <summary>
+    /// The trainer's step: clipping by global norm and the update in two passes over θ, g and the state instead of four.
+    /// The screen's pass yields ‖g‖ (exactly as <see cref="GradientClipping.GlobalNorm"/> computes it), then the step runs
+    /// as <see cref="Step(RnnParameters, RnnParameters, float, float)"/> with g scaled by min(1, clip/‖g‖).
+    /// </summary>
+    /// <param name="parameters">θ, updated in place.</param>
+    /// <param name="gradients">∂L/∂θ, read only.</param>
+    /// <param name="loss">The loss of the step; a non-finite loss refuses the step.</param>
+    /// <param name="clipNorm">The largest norm g keeps, finite and ≥ 0 (0: no clipping).</param>
+    /// <param name="norm">‖g‖₂ before clipping (NaN or ∞ when an element is).</param>
+    /// <returns>True when the update was applied; false when it was refused.</returns>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // not inlined, so that WarmUp compiles it
+    internal bool StepClipped(RnnParameters parameters, RnnParameters gradients, float loss, float clipNorm, out double norm)
+    {
+        CheckStep(parameters, gradients);
+        Guard.NonNegative(clipNorm, nameof(clipNorm));
+        UpdateExtent extent = Screen(parameters, gradients);
+        norm = Math.Sqrt(extent.SumOfSquares);
+        float scale = double.IsFinite(norm) && norm > clipNorm && clipNorm > 0 ? (float)(clipNorm / norm) : 1f;
+        return float.IsFinite(loss) && Apply(parameters.Values, gradients.Values, scale, extent);
+    }
+
+    private void CheckStep(RnnParameters parameters, RnnParameters gradients)
+    {
+        ModelGuard.ParameterAndGradientBlocks(Shape, parameters, gradients);
         if (StepCount >= MaxStepCount)
         {
             throw new InvalidOperationException($"The step count has reached its limit: expected at most {MaxStepCount} steps, actual {StepCount}.");
         }
+    }
 
-        // The probe computes every new value of θ and of the state without writing; a NaN or ±∞ in the gradient, the
-        // state or θ reaches those values, and so does an overflow from finite inputs, so one pass covers them all and a
-        // refused step leaves everything bit-identical.
-        if (!float.IsFinite(loss) || !Update(parameters.Values, gradients.Values, gradientScale, commit: false))
+    private UpdateExtent Screen(RnnParameters parameters, RnnParameters gradients) =>
+        Kernels.Screen(parameters.Values, gradients.Values, _state.Length >= 1 ? _state[0].Values : default, _state.Length >= 2 ? _state[1].Values : default, _state.Length);
+
+    /// <summary>
+    /// Applies the update unless a new value of θ or of the state would be NaN or ±∞. When the screen's bounds prove every
+    /// new value finite (the common case: finite inputs far from float's range), the update is committed in one pass;
+    /// otherwise an exact probe computes every new value without writing, and the step is refused if any is non-finite
+    /// (a NaN or ±∞ in the gradient, the state or θ, or an overflow from finite inputs), leaving everything bit-identical.
+    /// </summary>
+    private bool Apply(Span<float> parameters, ReadOnlySpan<float> gradients, float scale, in UpdateExtent extent)
+    {
+        if (!(extent.Finite && Admits(extent, scale)) && !Update(parameters, gradients, scale, commit: false))
         {
             return false;
         }
 
-        Update(parameters.Values, gradients.Values, gradientScale, commit: true);
+        Update(parameters, gradients, scale, commit: true);
         StepCount++;
         return true;
     }
+
+    /// <summary>
+    /// Whether the built-in rule's bounds prove that inputs within <paramref name="extent"/> give finite results (see
+    /// <see cref="IUpdateRule.Admits"/>). False (the default, and for every rule defined outside this library) leaves the
+    /// decision to the exact probe.
+    /// </summary>
+    /// <param name="extent">The inputs' extent.</param>
+    /// <param name="gradientScale">The factor g is multiplied by.</param>
+    /// <returns>Whether the probe may be skipped.</returns>
+    internal virtual bool Admits(in UpdateExtent extent, float gradientScale) => false;
 
     /// <summary>
     /// Compiles the whole step before the first real one: both <c>Step</c> overloads, the update rule in its probe and
@@ -117,6 +164,7 @@ public abstract class Optimizer
             {
                 Step(theta, gradients, 0f);
                 Step(theta, gradients, float.NaN, 1f);
+                StepClipped(theta, gradients, 0f, 1f, out _);
             }
         }
         finally
@@ -206,5 +254,9 @@ public sealed class GradientDescent : Optimizer
 
     /// <inheritdoc/>
     protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, float gradientScale, bool commit) =>
-        Kernels.Update(new GradientDescentRule(_learningRate, WeightDecay, gradientScale), parameters, gradients, default, default, commit);
+        Kernels.Update(Rule(gradientScale), parameters, gradients, default, default, commit);
+
+    internal override bool Admits(in UpdateExtent extent, float gradientScale) => Rule(gradientScale).Admits(extent);
+
+    private GradientDescentRule Rule(float gradientScale) => new(_learningRate, WeightDecay, gradientScale);
 }

@@ -41,7 +41,11 @@ public sealed class Momentum : Optimizer
 
     /// <inheritdoc/>
     protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, float gradientScale, bool commit) =>
-        Kernels.Update(new MomentumRule(LearningRate, MomentumFactor, WeightDecay, Nesterov, gradientScale), parameters, gradients, StateBlock(0), default, commit);
+        Kernels.Update(Rule(gradientScale), parameters, gradients, StateBlock(0), default, commit);
+
+    internal override bool Admits(in UpdateExtent extent, float gradientScale) => Rule(gradientScale).Admits(extent);
+
+    private MomentumRule Rule(float gradientScale) => new(LearningRate, MomentumFactor, WeightDecay, Nesterov, gradientScale);
 }
 
 /// <summary>Adagrad (Duchi, Hazan and Singer 2011): G ← G + g′²; θ ← θ − η g′/(√G + ε), g′ = ∂L/∂θ + λθ. State: G.</summary>
@@ -74,7 +78,11 @@ public sealed class Adagrad : Optimizer
 
     /// <inheritdoc/>
     protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, float gradientScale, bool commit) =>
-        Kernels.Update(new AdagradRule(LearningRate, Epsilon, WeightDecay, gradientScale), parameters, gradients, StateBlock(0), default, commit);
+        Kernels.Update(Rule(gradientScale), parameters, gradients, StateBlock(0), default, commit);
+
+    internal override bool Admits(in UpdateExtent extent, float gradientScale) => Rule(gradientScale).Admits(extent);
+
+    private AdagradRule Rule(float gradientScale) => new(LearningRate, Epsilon, WeightDecay, gradientScale);
 }
 
 /// <summary>
@@ -124,8 +132,14 @@ public class Adam : Optimizer
     protected virtual bool DecoupledWeightDecay => false;
 
     /// <inheritdoc/>
-    protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, float gradientScale, bool commit) =>
-        Kernels.Update(new AdamRule(LearningRate, Beta1, Beta2, Epsilon, WeightDecay, DecoupledWeightDecay, StepCount + 1, gradientScale), parameters, gradients, StateBlock(0), StateBlock(1), commit);
+    /// <remarks>Sealed: the step skips its exact probe when this rule's own bounds prove the result finite, so a subclass
+    /// cannot swap the rule for another.</remarks>
+    protected sealed override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, float gradientScale, bool commit) =>
+        Kernels.Update(Rule(gradientScale), parameters, gradients, StateBlock(0), StateBlock(1), commit);
+
+    internal sealed override bool Admits(in UpdateExtent extent, float gradientScale) => Rule(gradientScale).Admits(extent);
+
+    private AdamRule Rule(float gradientScale) => new(LearningRate, Beta1, Beta2, Epsilon, WeightDecay, DecoupledWeightDecay, StepCount + 1, gradientScale);
 }
 
 /// <summary>AdamW (Loshchilov and Hutter 2019): Adam on the plain gradient, and θ ← θ − αλθ decoupled from it.</summary>

@@ -19,6 +19,32 @@ internal interface IUpdateRule
     void Apply<TOps, TVec>(ref TVec theta, TVec g, ref TVec s0, ref TVec s1)
         where TOps : struct, ISimd<TVec>
         where TVec : struct;
+
+    /// <summary>
+    /// Whether inputs inside <paramref name="extent"/> provably give finite new values: every intermediate of the rule,
+    /// bounded in double from the largest magnitudes, stays below <see cref="UpdateExtent.Limit"/>. True lets the
+    /// optimizer skip its exact probe; false only means the probe decides.
+    /// </summary>
+    bool Admits(in UpdateExtent extent);
+}
+
+/// <summary>
+/// What one pass over an update's inputs learns (<see cref="Updates{TOps, TVec}.Screen"/>): whether every element is
+/// finite, the largest magnitude of θ, g and each state block (0 when not finite), whether the last state block (Adagrad's
+/// G, Adam's v) holds no value with its sign bit set (−0 included), and Σg² for the clipping norm.
+/// </summary>
+internal readonly record struct UpdateExtent(bool Finite, float Theta, float Gradient, float State0, float State1, bool LastStateNonNegative, double SumOfSquares)
+{
+    /// <summary>
+    /// The bound every intermediate of an admitted update stays under: float's largest value over 16. A rule evaluates
+    /// at most a dozen float operations per element, each within a relative 2⁻²⁴ of its exact value, so a value bounded
+    /// by this in exact arithmetic is finite in float.
+    /// </summary>
+    public const double Limit = float.MaxValue / 16.0;
+
+    /// <summary>Whether every bound is at most <see cref="Limit"/> (false for NaN).</summary>
+    public static bool Below(double a, double b = 0, double c = 0, double d = 0, double e = 0, double f = 0) =>
+        a <= Limit && b <= Limit && c <= Limit && d <= Limit && e <= Limit && f <= Limit;
 }
 
 /// <summary>Gradient descent with coupled decay: θ ← θ(1 − ηλ) − ηg.</summary>
@@ -31,6 +57,12 @@ internal readonly struct GradientDescentRule(float eta, float lambda, float scal
         where TOps : struct, ISimd<TVec>
         where TVec : struct =>
         theta = TOps.Subtract(TOps.Multiply(TOps.Broadcast(1f - (eta * lambda)), theta), TOps.Multiply(TOps.Broadcast(eta), TOps.Multiply(g, TOps.Broadcast(scale))));
+
+    public bool Admits(in UpdateExtent extent)
+    {
+        double gs = (double)extent.Gradient * scale, kept = Math.Abs(1.0 - ((double)eta * lambda)) * extent.Theta;
+        return UpdateExtent.Below(gs, eta * gs, kept, kept + (eta * gs));
+    }
 }
 
 /// <summary>Momentum: g′ = g + λθ; v ← μv + g′; θ ← θ − η(g′ + μv) (Nesterov) or θ ← θ − ηv (classical).</summary>
@@ -49,6 +81,13 @@ internal readonly struct MomentumRule(float eta, float mu, float lambda, bool ne
         s0 = v;
         theta = TOps.Subtract(theta, TOps.Multiply(TOps.Broadcast(eta), step));
     }
+
+    public bool Admits(in UpdateExtent extent)
+    {
+        double gi = ((double)extent.Gradient * scale) + ((double)lambda * extent.Theta);
+        double v = (Math.Abs((double)mu) * extent.State0) + gi, step = nesterov ? gi + (Math.Abs((double)mu) * v) : v;
+        return UpdateExtent.Below(gi, v, step, eta * step, extent.Theta + (eta * step));
+    }
 }
 
 /// <summary>Adagrad: g′ = g + λθ; G ← G + g′²; θ ← θ − η g′ / (√G + ε).</summary>
@@ -65,6 +104,13 @@ internal readonly struct AdagradRule(float eta, float epsilon, float lambda, flo
         TVec sum = TOps.Add(s0, TOps.Multiply(gi, gi));
         s0 = sum;
         theta = TOps.Subtract(theta, TOps.Divide(TOps.Multiply(TOps.Broadcast(eta), gi), TOps.Add(TOps.Sqrt(sum), TOps.Broadcast(epsilon))));
+    }
+
+    // √(G + g′²) + ε ≥ ε when G ≥ 0, so the step is at most η|g′|/ε.
+    public bool Admits(in UpdateExtent extent)
+    {
+        double gi = ((double)extent.Gradient * scale) + ((double)lambda * extent.Theta), step = eta * gi / epsilon;
+        return extent.LastStateNonNegative && UpdateExtent.Below(gi, gi * gi, extent.State0 + (gi * gi), eta * gi, step, extent.Theta + step);
     }
 }
 
@@ -94,6 +140,17 @@ internal readonly struct AdamRule(float alpha, float beta1, float beta2, float e
         TVec update = TOps.Divide(TOps.Multiply(TOps.Broadcast(alpha), TOps.Multiply(m, TOps.Broadcast(_c1))),
             TOps.Add(TOps.Sqrt(TOps.Multiply(v, TOps.Broadcast(_c2))), TOps.Broadcast(epsilon)));
         theta = TOps.Subtract(TOps.Multiply(TOps.Broadcast(shrink), theta), update);
+    }
+
+    // c₁, c₂ ≥ 1 bound m by m̂ and v by v̂; v ≥ 0 when the stored v is (β₂ ∈ [0, 1)), so √v̂ + ε ≥ ε and the step is
+    // at most α|m̂|/ε.
+    public bool Admits(in UpdateExtent extent)
+    {
+        double coupled = decoupled ? 0 : lambda, shrink = Math.Abs(decoupled ? 1.0 - ((double)alpha * lambda) : 1.0);
+        double gi = ((double)extent.Gradient * scale) + (coupled * extent.Theta);
+        double m = ((double)beta1 * extent.State0) + ((1.0 - beta1) * gi), v = ((double)beta2 * extent.State1) + ((1.0 - beta2) * gi * gi);
+        double mHat = m * _c1, step = alpha * mHat / epsilon;
+        return extent.LastStateNonNegative && UpdateExtent.Below(gi * gi, mHat, v * _c2, alpha * mHat, step, (shrink * extent.Theta) + step);
     }
 }
 
@@ -150,6 +207,129 @@ internal static class Updates<TOps, TVec>
         badVector = TOps.Add(ProbeLoop(rule, ref t, ref g, ref a, ref b, n - w), Poison(lastTheta, lastS0, lastS1));
         return !TOps.AnyNonFinite(badVector);
     }
+
+    /// <summary>
+    /// One read of θ, g and the state blocks (each <c>theta.Length</c> long; empty when the rule has fewer): the
+    /// <see cref="UpdateExtent"/> a rule's <see cref="IUpdateRule.Admits"/> needs, and Σg² chunked and rounded exactly as
+    /// <see cref="ElementWise{TOps, TVec}.SumOfSquares"/> sums it, so that the clipping norm costs no pass of its own.
+    /// Magnitudes are maxima of |x|'s bit patterns (NaN above +∞ above every finite value), so the same maximum says
+    /// whether every element is finite.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static UpdateExtent Screen(ReadOnlySpan<float> theta, ReadOnlySpan<float> gradient, ReadOnlySpan<float> state0, ReadOnlySpan<float> state1, int stateBlocks)
+    {
+        int n = theta.Length, w = TOps.Count;
+        Bounds.Require(gradient.Length == n && (stateBlocks < 1 || state0.Length == n) && (stateBlocks < 2 || state1.Length == n));
+        ref float t = ref MemoryMarshal.GetReference(theta);
+        ref float g = ref MemoryMarshal.GetReference(gradient);
+        ref float a = ref MemoryMarshal.GetReference(state0);
+        ref float b = ref MemoryMarshal.GetReference(state1);
+        ref float last = ref stateBlocks >= 2 ? ref b : ref a; // the block whose sign the rules need (G, v)
+        TVec maxT = TOps.Zero, maxG = TOps.Zero, max0 = TOps.Zero, max1 = TOps.Zero, sign = TOps.Zero;
+        int sMaxT = 0, sMaxG = 0, sMax0 = 0, sMax1 = 0, sSign = 0;
+        double total = 0;
+        for (int start = 0; start < n; start += ElementWise<TOps, TVec>.SquaresChunk)
+        {
+            int end = start + Math.Min(ElementWise<TOps, TVec>.SquaresChunk, n - start), k = start;
+            TVec squares0 = TOps.Zero, squares1 = TOps.Zero;
+            for (; k <= end - (2 * w); k += 2 * w)
+            {
+                TVec g0 = TOps.Load(ref Unsafe.Add(ref g, k)), g1 = TOps.Load(ref Unsafe.Add(ref g, k + w));
+                squares0 = TOps.MultiplyAdd(g0, g0, squares0);
+                squares1 = TOps.MultiplyAdd(g1, g1, squares1);
+                maxG = TOps.MaxBits(maxG, TOps.MaxBits(TOps.Abs(g0), TOps.Abs(g1)));
+                maxT = TOps.MaxBits(maxT, TOps.MaxBits(TOps.Abs(TOps.Load(ref Unsafe.Add(ref t, k))), TOps.Abs(TOps.Load(ref Unsafe.Add(ref t, k + w)))));
+                if (stateBlocks >= 1)
+                {
+                    TVec a0 = TOps.Load(ref Unsafe.Add(ref a, k)), a1 = TOps.Load(ref Unsafe.Add(ref a, k + w));
+                    max0 = TOps.MaxBits(max0, TOps.MaxBits(TOps.Abs(a0), TOps.Abs(a1)));
+                    if (stateBlocks == 1)
+                    {
+                        sign = TOps.MinBits(sign, TOps.MinBits(a0, a1));
+                    }
+                }
+
+                if (stateBlocks >= 2)
+                {
+                    TVec b0 = TOps.Load(ref Unsafe.Add(ref b, k)), b1 = TOps.Load(ref Unsafe.Add(ref b, k + w));
+                    max1 = TOps.MaxBits(max1, TOps.MaxBits(TOps.Abs(b0), TOps.Abs(b1)));
+                    sign = TOps.MinBits(sign, TOps.MinBits(b0, b1));
+                }
+            }
+
+            if (k <= end - w)
+            {
+                TVec g0 = TOps.Load(ref Unsafe.Add(ref g, k));
+                squares0 = TOps.MultiplyAdd(g0, g0, squares0);
+                maxG = TOps.MaxBits(maxG, TOps.Abs(g0));
+                maxT = TOps.MaxBits(maxT, TOps.Abs(TOps.Load(ref Unsafe.Add(ref t, k))));
+                if (stateBlocks >= 1)
+                {
+                    max0 = TOps.MaxBits(max0, TOps.Abs(TOps.Load(ref Unsafe.Add(ref a, k))));
+                }
+
+                if (stateBlocks >= 2)
+                {
+                    max1 = TOps.MaxBits(max1, TOps.Abs(TOps.Load(ref Unsafe.Add(ref b, k))));
+                }
+
+                if (stateBlocks >= 1)
+                {
+                    sign = TOps.MinBits(sign, TOps.Load(ref Unsafe.Add(ref last, k)));
+                }
+
+                k += w;
+            }
+
+            double sum = TOps.Sum(TOps.Add(squares0, squares1));
+            for (; k < end; k++)
+            {
+                float gv = Unsafe.Add(ref g, k);
+                sum += gv * (double)gv;
+                sMaxG = Math.Max(sMaxG, MagnitudeBits(gv));
+                sMaxT = Math.Max(sMaxT, MagnitudeBits(Unsafe.Add(ref t, k)));
+                sMax0 = stateBlocks >= 1 ? Math.Max(sMax0, MagnitudeBits(Unsafe.Add(ref a, k))) : 0;
+                sMax1 = stateBlocks >= 2 ? Math.Max(sMax1, MagnitudeBits(Unsafe.Add(ref b, k))) : 0;
+                sSign = stateBlocks >= 1 ? Math.Min(sSign, BitConverter.SingleToInt32Bits(Unsafe.Add(ref last, k))) : 0;
+            }
+
+            if (double.IsInfinity(sum))
+            {
+                sum = 0;
+                for (int j = start; j < end; j++)
+                {
+                    float v = Unsafe.Add(ref g, j);
+                    sum += v * (double)v;
+                }
+            }
+
+            total += sum;
+        }
+
+        // Every lane of the maxima is a magnitude (or NaN): finite lanes compare as floats.
+        TVec all = TOps.MaxBits(TOps.MaxBits(maxT, maxG), TOps.MaxBits(max0, max1));
+        int scalarAll = Math.Max(Math.Max(sMaxT, sMaxG), Math.Max(sMax0, sMax1));
+        if (TOps.AnyNonFinite(all) || scalarAll >= PositiveInfinityBits)
+        {
+            return new UpdateExtent(false, 0f, 0f, 0f, 0f, false, total);
+        }
+
+        // sign's lanes are the smallest bit patterns read as integers: negative exactly when some element has its sign
+        // bit set (−0 included, which only costs the exact probe). CopySign(1, lane) turns each lane into ±1 by that bit.
+        bool nonNegative = TOps.MaxAcross(TOps.Subtract(TOps.Zero, TOps.CopySign(TOps.Broadcast(1f), sign))) < 0f && sSign >= 0;
+        return new UpdateExtent(
+            true,
+            MathF.Max(TOps.MaxAcross(maxT), BitConverter.Int32BitsToSingle(sMaxT)),
+            MathF.Max(TOps.MaxAcross(maxG), BitConverter.Int32BitsToSingle(sMaxG)),
+            MathF.Max(TOps.MaxAcross(max0), BitConverter.Int32BitsToSingle(sMax0)),
+            MathF.Max(TOps.MaxAcross(max1), BitConverter.Int32BitsToSingle(sMax1)),
+            nonNegative,
+            total);
+    }
+
+    private const int PositiveInfinityBits = 0x7F800000;
+
+    private static int MagnitudeBits(float x) => BitConverter.SingleToInt32Bits(x) & int.MaxValue;
 
     /// <summary>The full registers below <paramref name="end"/>, written. A loop of its own, so that the rule's body (and its
     /// broadcast constants) is inlined and hoisted here whatever the caller's inlining budget.</summary>

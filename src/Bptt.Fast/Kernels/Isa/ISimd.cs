@@ -51,6 +51,14 @@ internal interface ISimd<TVec>
     /// <summary>Lane-wise maximum with the hardware's NaN behaviour (callers handle NaN themselves).</summary>
     static abstract TVec Max(TVec a, TVec b);
 
+    /// <summary>Lane-wise maximum of the bit patterns read as signed 32-bit integers. Over magnitudes (sign bit clear) this
+    /// is the float maximum with NaN above +∞ above every finite value, so NaN and ±∞ need no test of their own.</summary>
+    static abstract TVec MaxBits(TVec a, TVec b);
+
+    /// <summary>Lane-wise minimum of the bit patterns read as signed 32-bit integers: negative exactly when some lane
+    /// has its sign bit set (−0 included).</summary>
+    static abstract TVec MinBits(TVec a, TVec b);
+
     /// <summary>|a|.</summary>
     static abstract TVec Abs(TVec a);
 

@@ -43,6 +43,12 @@ internal readonly struct ScalarSimd : ISimd<float>
     public static float Max(float a, float b) => a > b ? a : b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float MaxBits(float a, float b) => BitConverter.Int32BitsToSingle(Math.Max(BitConverter.SingleToInt32Bits(a), BitConverter.SingleToInt32Bits(b)));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float MinBits(float a, float b) => BitConverter.Int32BitsToSingle(Math.Min(BitConverter.SingleToInt32Bits(a), BitConverter.SingleToInt32Bits(b)));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Abs(float a) => MathF.Abs(a);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

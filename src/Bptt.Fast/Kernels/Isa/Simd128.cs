@@ -51,6 +51,12 @@ internal readonly struct Simd128 : ISimd<Vec>
     public static Vec Max(Vec a, Vec b) => VecOps.MaxNative(a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec MaxBits(Vec a, Vec b) => VecOps.Max(a.AsInt32(), b.AsInt32()).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec MinBits(Vec a, Vec b) => VecOps.Min(a.AsInt32(), b.AsInt32()).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vec Abs(Vec a) => VecOps.Abs(a);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

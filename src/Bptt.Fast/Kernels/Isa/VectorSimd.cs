@@ -46,6 +46,12 @@ internal readonly struct VectorSimd : ISimd<Vec>
     public static Vec Max(Vec a, Vec b) => VecOps.MaxNative(a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec MaxBits(Vec a, Vec b) => VecOps.AsVectorSingle(VecOps.Max(VecOps.AsVectorInt32(a), VecOps.AsVectorInt32(b)));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vec MinBits(Vec a, Vec b) => VecOps.AsVectorSingle(VecOps.Min(VecOps.AsVectorInt32(a), VecOps.AsVectorInt32(b)));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vec Abs(Vec a) => VecOps.Abs(a);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
