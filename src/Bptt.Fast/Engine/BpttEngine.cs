@@ -110,11 +110,19 @@ public sealed class BpttEngine
     /// (∂L/∂θ, FinalState, InitialStateGradient, InputGradient, HiddenStates) that overlaps any other argument.</exception>
     /// <exception cref="ArgumentOutOfRangeException">T or B out of [1, max], a length out of [1, T], or a token or target id out of range.</exception>
     /// <exception cref="InvalidOperationException">Another thread is inside a call of this engine.</exception>
+    public float ComputeGradients(RnnParameters parameters, in SequenceBatch<float> batch, RnnParameters gradients, bool accumulate = false) =>
+        ComputeGradientsCore(parameters, in batch, gradients, accumulate, parametersFinite: false);
+
+    /// <summary>
+    /// <see cref="ComputeGradients(RnnParameters, in SequenceBatch{float}, RnnParameters, bool)"/> for a caller that has
+    /// already checked, in this call, that θ is finite (the trainer checks θ once per <c>Train</c> call, and every step it
+    /// applies keeps θ finite): <paramref name="parametersFinite"/> skips the scan of θ, every other check still runs.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public float ComputeGradients(RnnParameters parameters, in SequenceBatch<float> batch, RnnParameters gradients, bool accumulate = false)
+    internal float ComputeGradientsCore(RnnParameters parameters, in SequenceBatch<float> batch, RnnParameters gradients, bool accumulate, bool parametersFinite)
     {
         ModelGuard.ParameterAndGradientBlocks(Shape, parameters, gradients);
-        BatchValidation.ValidateCall<float>(Shape, MaxSteps, MaxBatch, parameters.Values, in batch, gradients.Values);
+        BatchValidation.ValidateCall<float>(Shape, MaxSteps, MaxBatch, parameters.Values, in batch, gradients.Values, parametersFinite);
         _gate.Enter(this);
         try
         {
@@ -134,12 +142,16 @@ public sealed class BpttEngine
     /// <exception cref="ArgumentException">As for <see cref="ComputeGradients"/>.</exception>
     /// <exception cref="ArgumentOutOfRangeException">As for <see cref="ComputeGradients"/>.</exception>
     /// <exception cref="InvalidOperationException">Another thread is inside a call of this engine.</exception>
+    public float Evaluate(RnnParameters parameters, in SequenceBatch<float> batch) => EvaluateCore(parameters, in batch, parametersFinite: false);
+
+    /// <summary><see cref="Evaluate(RnnParameters, in SequenceBatch{float})"/>, skipping the scan of θ when the caller has
+    /// checked it in this call (as <see cref="ComputeGradientsCore"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public float Evaluate(RnnParameters parameters, in SequenceBatch<float> batch)
+    internal float EvaluateCore(RnnParameters parameters, in SequenceBatch<float> batch, bool parametersFinite)
     {
         ArgumentNullException.ThrowIfNull(parameters);
         ModelGuard.SameShape(Shape, parameters.Shape, nameof(parameters));
-        BatchValidation.ValidateCall<float>(Shape, MaxSteps, MaxBatch, parameters.Values, in batch, default);
+        BatchValidation.ValidateCall<float>(Shape, MaxSteps, MaxBatch, parameters.Values, in batch, default, parametersFinite);
         _gate.Enter(this);
         try
         {

@@ -9,15 +9,24 @@ namespace Bptt.Fast.Model;
 internal static class BatchValidation
 {
     /// <summary>
-    /// Everything one engine call checks, in one place and before anything is written: θ (length and finiteness), the
+    /// Everything one engine call checks, in one place and before anything is written: θ (length, and finiteness unless
+    /// <paramref name="parametersFinite"/> says the caller checked it in this call), the
     /// batch against the shape and the capacity, and the aliasing rule over θ, the gradient block (empty for a forward
     /// pass) and every span of the batch.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void ValidateCall<T>(RnnShape shape, int maxSteps, int maxBatch, ReadOnlySpan<T> parameters, in SequenceBatch<T> batch, ReadOnlySpan<T> gradients)
+    public static void ValidateCall<T>(RnnShape shape, int maxSteps, int maxBatch, ReadOnlySpan<T> parameters, in SequenceBatch<T> batch, ReadOnlySpan<T> gradients, bool parametersFinite = false)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        ValidateParameters(parameters, "parameters", shape);
+        if (parametersFinite)
+        {
+            Guard.Length(shape.ParameterCount, parameters.Length, "parameters", $"parameter count of {shape}");
+        }
+        else
+        {
+            ValidateParameters(parameters, "parameters", shape);
+        }
+
         Validate(in batch, shape, maxSteps, maxBatch);
         CheckAliasing(in batch, parameters, gradients);
     }

@@ -283,17 +283,16 @@ public sealed class TruncatedBpttTrainer
         SequenceBatch<float> batch = _isTokens
             ? new SequenceBatch<float>(length, 1, _tokens.AsSpan(0, length), _windowTargets.AsSpan(0, length)) { InitialState = _windowStart, FinalState = _state, HiddenStates = windowStates, DropoutSeed = seed }
             : new SequenceBatch<float>(length, 1, _inputs.AsSpan(0, length * i), _windowTargets.AsSpan(0, length)) { InitialState = _windowStart, FinalState = _state, HiddenStates = windowStates, DropoutSeed = seed };
-        float loss = _engine.ComputeGradients(parameters, batch, _gradients);
+        float loss = _engine.ComputeGradientsCore(parameters, batch, _gradients, accumulate: false, parametersFinite: true); // Train checked θ
         if (_stacked)
         {
             NextHistoryStart(parameters, length, seed); // with θ as in this pass, before the update
         }
 
-        // Clipping by global norm, fused into the update: the optimizer scales g by min(1, clip/‖g‖) as it reads it.
-        double fullNorm = ClipNorm > 0 ? GradientClipping.Norm(_gradients.Values) : 0;
-        norm = (float)fullNorm;
-        float scale = double.IsFinite(fullNorm) && fullNorm > ClipNorm && ClipNorm > 0 ? (float)(ClipNorm / fullNorm) : 1f;
-        applied = _optimizer.Step(parameters, _gradients, loss, scale);
+        // Clipping by global norm, fused into the update: the optimizer's screen pass measures ‖g‖, and the update scales g
+        // by min(1, clip/‖g‖) as it reads it.
+        applied = _optimizer.StepClipped(parameters, _gradients, loss, ClipNorm, out double fullNorm);
+        norm = ClipNorm > 0 ? (float)fullNorm : 0f;
         if (!applied)
         {
             _stateBefore.CopyTo(_state);
@@ -339,11 +338,11 @@ public sealed class TruncatedBpttTrainer
             : new SequenceBatch<float>(drop, 1, _inputs.AsSpan(0, drop * i), targets) { InitialState = _windowStart, FinalState = _historyStart, DropoutSeed = seed };
         if (_prefixGradients is null)
         {
-            _engine.Evaluate(parameters, prefix);
+            _engine.EvaluateCore(parameters, prefix, parametersFinite: true);
         }
         else
         {
-            _engine.ComputeGradients(parameters, prefix, _prefixGradients);
+            _engine.ComputeGradientsCore(parameters, prefix, _prefixGradients, accumulate: false, parametersFinite: true);
         }
     }
 }
