@@ -44,43 +44,76 @@ internal static class GemmCore<TOps, TVec>
             {
                 int nc = Math.Min(nr, n - j0);
                 ref float panel = ref Unsafe.Add(ref block, (nint)j0 * kc);
-                int p = 0;
-                if (transposeB && nc == nr && nr % 8 == 0)
+                if (transposeB)
                 {
-                    // A full panel of Bᵀ: 8×8 tiles of B (8 of its rows, 8 depths) moved transposed.
-                    for (; p <= kc - 8; p += 8)
-                    {
-                        for (int jj = 0; jj < nr; jj += 8)
-                        {
-                            TOps.Transpose8x8(ref Unsafe.Add(ref br, ((nint)(j0 + jj) * ldb) + p0 + p), ldb, ref Unsafe.Add(ref panel, ((nint)p * nr) + jj), nr);
-                        }
-                    }
+                    PackTransposedPanel(ref Unsafe.Add(ref br, ((nint)j0 * ldb) + p0), ldb, kc, nc, ref panel);
+                    continue;
                 }
 
-                for (; p < kc; p++)
+                ref float src = ref Unsafe.Add(ref br, ((nint)p0 * ldb) + j0);
+                for (int p = 0; p < kc; p++)
                 {
+                    ref float row = ref Unsafe.Add(ref src, (nint)p * ldb);
                     ref float dst = ref Unsafe.Add(ref panel, (nint)p * nr);
-                    if (!transposeB && nc == nr)
+                    int j = 0;
+                    for (; j <= nc - TOps.Count; j += TOps.Count)
                     {
-                        ref float src = ref Unsafe.Add(ref br, ((nint)(p0 + p) * ldb) + j0);
-                        TOps.Store(TOps.Load(ref src), ref dst);
-                        TOps.Store(TOps.Load(ref Unsafe.Add(ref src, nr / 2)), ref Unsafe.Add(ref dst, nr / 2));
-                        continue;
+                        TOps.Store(TOps.Load(ref Unsafe.Add(ref row, j)), ref Unsafe.Add(ref dst, j));
                     }
 
-                    for (int j = 0; j < nc; j++)
+                    for (; j < nc; j++)
                     {
-                        Unsafe.Add(ref dst, j) = transposeB
-                            ? Unsafe.Add(ref br, ((nint)(j0 + j) * ldb) + p0 + p)
-                            : Unsafe.Add(ref br, ((nint)(p0 + p) * ldb) + j0 + j);
+                        Unsafe.Add(ref dst, j) = Unsafe.Add(ref row, j);
                     }
 
-                    for (int j = nc; j < nr; j++)
-                    {
-                        Unsafe.Add(ref dst, j) = 0f;
-                    }
+                    ZeroPad(ref dst, nc, nr);
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// One column panel of Bᵀ: panel[p·NR + j] = B[j, p] for the nc ≤ NR rows of B at <paramref name="b"/> (row stride ldb)
+    /// and depths p &lt; kc, zero beyond nc. Groups of eight rows move as 8×8 transposed tiles, eight depths at a time;
+    /// the depths and rows left over move one float at a time.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PackTransposedPanel(ref float b, int ldb, int kc, int nc, ref float panel)
+    {
+        int nr = NR, tiled = nc & ~7, p = 0;
+        for (; p <= kc - 8; p += 8)
+        {
+            for (int jj = 0; jj < tiled; jj += 8)
+            {
+                TOps.Transpose8x8(ref Unsafe.Add(ref b, ((nint)jj * ldb) + p), ldb, ref Unsafe.Add(ref panel, ((nint)p * nr) + jj), nr);
+            }
+        }
+
+        for (int q = 0; q < kc; q++)
+        {
+            ref float dst = ref Unsafe.Add(ref panel, (nint)q * nr);
+            for (int j = q < p ? tiled : 0; j < nc; j++)
+            {
+                Unsafe.Add(ref dst, j) = Unsafe.Add(ref b, ((nint)j * ldb) + q);
+            }
+
+            ZeroPad(ref dst, nc, nr);
+        }
+    }
+
+    /// <summary>Zeroes dst[nc..nr): the padding of a partial panel row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ZeroPad(ref float dst, int nc, int nr)
+    {
+        int j = nc;
+        for (; j <= nr - TOps.Count; j += TOps.Count)
+        {
+            TOps.Store(TOps.Zero, ref Unsafe.Add(ref dst, j));
+        }
+
+        for (; j < nr; j++)
+        {
+            Unsafe.Add(ref dst, j) = 0f;
         }
     }
 
