@@ -580,7 +580,7 @@ internal sealed class FastBptt : IBpttCore
             return;
         }
 
-        _k.PackColumnBlocks(whh, hidden, hidden, _stepBackward);
+        ReadOnlySpan<float> panels = StepBackwardPanels(whh, hidden);
         for (int t = steps - 2; t >= 0; t--)
         {
             for (int b = 0; b < size; b++)
@@ -588,7 +588,7 @@ internal sealed class FastBptt : IBpttCore
                 Span<float> d = delta.Slice(((t * size) + b) * hidden, hidden);
                 if (t < batch.LengthOf(b))
                 {
-                    _k.StepBackward(_stepBackward, hidden, delta.Slice((((t + 1) * size) + b) * hidden, hidden), hAll.Slice(((t * size) + b) * hidden, hidden), d);
+                    _k.StepBackward(panels, hidden, delta.Slice((((t + 1) * size) + b) * hidden, hidden), hAll.Slice(((t * size) + b) * hidden, hidden), d);
                 }
                 else
                 {
@@ -596,6 +596,19 @@ internal sealed class FastBptt : IBpttCore
                 }
             }
         }
+    }
+
+    /// <summary>W_hh in the column-block panels of the fused backward step: W_hh itself when it is a single panel (H at most
+    /// the block width, the layout the pack would copy unchanged), otherwise packed into <see cref="_stepBackward"/>.</summary>
+    private ReadOnlySpan<float> StepBackwardPanels(ReadOnlySpan<float> whh, int hidden)
+    {
+        if (hidden <= _k.ColumnBlockWidth)
+        {
+            return whh;
+        }
+
+        _k.PackColumnBlocks(whh, hidden, hidden, _stepBackward);
+        return _stepBackward;
     }
 
     /// <summary>
@@ -610,13 +623,14 @@ internal sealed class FastBptt : IBpttCore
         ReadOnlySpan<float> hAll = States(l, 1).Slice(block, rows * hidden);
         Span<float> delta = Delta(l, 1, rows);
         bool batched = size >= BatchedRecurrenceMinBatch;
+        ReadOnlySpan<float> panels = default;
         if (batched)
         {
             _k.PackB(false, hidden, hidden, whh, hidden, _packedWhh.Span);
         }
         else
         {
-            _k.PackColumnBlocks(whh, hidden, hidden, _stepBackward);
+            panels = StepBackwardPanels(whh, hidden);
         }
 
         for (int t = 0; t < steps; t++)
@@ -642,7 +656,7 @@ internal sealed class FastBptt : IBpttCore
                 }
                 else if (t > 0 && !batched)
                 {
-                    _k.StepBackward(_stepBackward, hidden, delta.Slice((((t - 1) * size) + b) * hidden, hidden), hBlock.Slice(b * hidden, hidden), d);
+                    _k.StepBackward(panels, hidden, delta.Slice((((t - 1) * size) + b) * hidden, hidden), hBlock.Slice(b * hidden, hidden), d);
                 }
             }
         }

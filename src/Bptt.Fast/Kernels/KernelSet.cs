@@ -90,6 +90,9 @@ internal abstract class KernelSet
         }
     }
 
+    /// <summary>The columns of one panel of <see cref="PackColumnBlocks"/>: an m×n matrix with n at most this is its own packing.</summary>
+    public abstract int ColumnBlockWidth { get; }
+
     /// <summary>Packs A (m×n) into the column-block panels of <see cref="StepForward"/> and <see cref="StepBackward"/>.</summary>
     public abstract void PackColumnBlocks(ReadOnlySpan<float> a, int m, int n, Span<float> packed);
 
@@ -182,6 +185,8 @@ internal sealed class KernelSet<TOps, TVec, TAct> : KernelSet
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Multiply(bool transposeA, int m, int n, int k, ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> packedB, float beta, Span<float> c, int ldc, Span<float> packA) =>
         GemmCore<TOps, TVec>.Multiply(transposeA, m, n, k, a, lda, packedB, beta, c, ldc, packA);
+
+    public override int ColumnBlockWidth => VectorKernels<TOps, TVec>.BlockWidth;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void PackColumnBlocks(ReadOnlySpan<float> a, int m, int n, Span<float> packed) =>
