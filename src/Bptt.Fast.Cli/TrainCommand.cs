@@ -111,7 +111,6 @@ internal sealed class TrainCommand : Command<TrainSettings>
         Optimizer optimizer = CreateOptimizer(optimizerName, shape, RateAt(saved is null ? 0 : (int)saved.StepCount));
         var engine = new BpttEngine(shape, chunk, 1, activation, dropout: dropout);
         var trainer = new TruncatedBpttTrainer(engine, optimizer, chunk, chunk, s.Clip, dropoutSeed: (ulong)s.Seed);
-        float rate = RateAt(saved is null ? 0 : (int)saved.StepCount);
         int start = 0;
         if (saved is not null)
         {
@@ -159,16 +158,7 @@ internal sealed class TrainCommand : Command<TrainSettings>
         void Update(int u)
         {
             clock.Start();
-            if (RateAt(u) != rate)
-            {
-                // The optimizers' rate is fixed: a new one of the new rate takes over the state and the step count, and
-                // a new trainer the carried state (with k1 = k2 nothing else is pending between updates).
-                rate = RateAt(u);
-                optimizer = WithRate(optimizer, optimizerName, shape, rate);
-                var next = new TruncatedBpttTrainer(engine, optimizer, chunk, chunk, s.Clip, dropoutSeed: (ulong)s.Seed);
-                trainer.State.CopyTo(next.State);
-                trainer = next;
-            }
+            optimizer.LearningRate = RateAt(u); // the schedule: the state and the step count carry over
 
             int at = (int)((long)u * chunk % span);
             if (at == 0)
@@ -609,19 +599,6 @@ internal sealed class TrainCommand : Command<TrainSettings>
 
         double piece = Math.Floor(100.0 * u / steps) / 100;
         return (float)(lr * (0.1 + (0.45 * (1 + Math.Cos(Math.PI * piece)))));
-    }
-
-    /// <summary>A new optimizer of the same kind at <paramref name="rate"/>, holding <paramref name="old"/>'s state and step count.</summary>
-    private static Optimizer WithRate(Optimizer old, string name, RnnShape shape, float rate)
-    {
-        Optimizer next = CreateOptimizer(name, shape, rate);
-        for (int k = 0; k < old.State.Count; k++)
-        {
-            old.State[k].Values.CopyTo(next.State[k].Values);
-        }
-
-        next.RestoreStepCount(old.StepCount);
-        return next;
     }
 
     /// <summary>The θ-shaped state blocks of the named optimizer, read from a one-parameter instance.</summary>

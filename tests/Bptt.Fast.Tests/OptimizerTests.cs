@@ -144,6 +144,70 @@ public sealed class OptimizerTests
         }
     }
 
+    /// <summary>A schedule sets the rate between steps: the next step equals the one a new optimizer of that rate, holding
+    /// the same state and step count, takes (what the CLI did before the rate was settable), bit for bit.</summary>
+    [Theory]
+    [MemberData(nameof(Names))]
+    public void SettingTheRateBetweenStepsEqualsANewOptimizerHoldingTheState(string name)
+    {
+        Optimizer scheduled = WithRate(name, 0.05f), plain = WithRate(name, 0.05f);
+        var theta = new RnnParameters(Shape);
+        theta.InitializeGlorot(4);
+        RnnParameters thetaScheduled = theta.Clone(), thetaPlain = theta.Clone();
+        var grad = new RnnParameters(Shape);
+        var random = new SplitMix64(3);
+        for (int step = 0; step < 4; step++)
+        {
+            for (int k = 0; k < grad.Values.Length; k++)
+            {
+                grad.Values[k] = random.NextSingle() - 0.5f;
+            }
+
+            if (step == 3)
+            {
+                scheduled.LearningRate = 0.0123f;
+                Optimizer fresh = WithRate(name, 0.0123f);
+                for (int b = 0; b < plain.State.Count; b++)
+                {
+                    plain.State[b].Values.CopyTo(fresh.State[b].Values);
+                }
+
+                fresh.RestoreStepCount(plain.StepCount);
+                plain = fresh;
+            }
+
+            Assert.True(scheduled.Step(thetaScheduled, grad, 1f));
+            Assert.True(plain.Step(thetaPlain, grad, 1f));
+        }
+
+        Assert.Equal(0.0123f, scheduled.LearningRate);
+        Assert.True(thetaPlain.Values.SequenceEqual(thetaScheduled.Values), name);
+        for (int b = 0; b < plain.State.Count; b++)
+        {
+            Assert.True(plain.State[b].Values.SequenceEqual(scheduled.State[b].Values), $"{name} state {b}");
+        }
+
+        foreach (float bad in new[] { 0f, -1f, float.NaN, float.PositiveInfinity })
+        {
+            var error = Assert.Throws<ArgumentOutOfRangeException>(() => scheduled.LearningRate = bad);
+            Assert.Equal("LearningRate", error.ParamName);
+            Assert.Equal(0.0123f, scheduled.LearningRate); // a refused value changes nothing
+        }
+    }
+
+    private static Optimizer WithRate(string name, float rate) => name switch
+    {
+        "sgd" => new GradientDescent(Shape, rate),
+        "sgd+decay" => new GradientDescent(Shape, rate, weightDecay: 0.01f),
+        "momentum" => new Momentum(Shape, rate, 0.9f),
+        "nesterov" => new Momentum(Shape, rate, 0.9f, nesterov: true),
+        "momentum+decay" => new Momentum(Shape, rate, 0.9f, weightDecay: 0.01f),
+        "adagrad" => new Adagrad(Shape, rate),
+        "adam" => new Adam(Shape, rate),
+        "adam+decay" => new Adam(Shape, rate, weightDecay: 0.01f),
+        _ => new AdamW(Shape, rate),
+    };
+
     [Fact]
     public void BadHyperparametersAreRejected()
     {

@@ -16,6 +16,8 @@ namespace Bptt.Fast.Training;
 public abstract class Optimizer
 {
     private readonly RnnParameters[] _state;
+    private float _learningRate = 1f;
+    private float _stepRate = 1f;
 
     /// <summary>Creates an optimizer for blocks of <paramref name="shape"/> with <paramref name="stateBlocks"/> blocks of state.</summary>
     /// <param name="shape">The network sizes.</param>
@@ -43,6 +45,25 @@ public abstract class Optimizer
     /// <summary>The largest step count an optimizer reaches (2^53, exact in double and far beyond any run): beyond it
     /// <see cref="Step(RnnParameters, RnnParameters, float, float)"/> throws instead of wrapping the counter, and checkpoints holding more are refused.</summary>
     public const long MaxStepCount = 1L << 53;
+
+    /// <summary>
+    /// The learning rate (η, or Adam's α): finite and &gt; 0. It may change between steps, for a schedule: the state and
+    /// the step count carry over, and a step reads the rate once, when it starts.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">A value that is not finite and &gt; 0.</exception>
+    public float LearningRate
+    {
+        get => _learningRate;
+        set
+        {
+            Guard.Positive(value, nameof(LearningRate));
+            _learningRate = value;
+        }
+    }
+
+    /// <summary>The learning rate of the step in progress: <see cref="LearningRate"/> read once as the step starts, so that
+    /// the screen's bounds and the update use the same rate even if another thread sets it meanwhile.</summary>
+    internal float StepRate => _stepRate;
 
     /// <summary>The number of steps applied so far (refused steps do not count).</summary>
     public long StepCount { get; protected set; }
@@ -106,6 +127,7 @@ public abstract class Optimizer
 
     private void CheckStep(RnnParameters parameters, RnnParameters gradients)
     {
+        _stepRate = _learningRate;
         ModelGuard.ParameterAndGradientBlocks(Shape, parameters, gradients);
         if (StepCount >= MaxStepCount)
         {
@@ -158,6 +180,7 @@ public abstract class Optimizer
         long steps = StepCount;
         try
         {
+            _stepRate = _learningRate;
             Update(theta.Values, gradients.Values, 1f, commit: false);
             Update(theta.Values, gradients.Values, 1f, commit: true);
             if (steps < MaxStepCount)
@@ -224,8 +247,6 @@ public abstract class Optimizer
 /// <summary>The seed's rule, plain gradient descent: θ ← θ − η (∂L/∂θ + λθ), with λ = 0 by default.</summary>
 public sealed class GradientDescent : Optimizer
 {
-    private float _learningRate;
-
     /// <summary>Creates the optimizer.</summary>
     /// <param name="shape">The network sizes.</param>
     /// <param name="learningRate">η, finite and &gt; 0.</param>
@@ -233,24 +254,14 @@ public sealed class GradientDescent : Optimizer
     public GradientDescent(RnnShape shape, float learningRate, float weightDecay = 0f)
         : base(shape)
     {
-        LearningRate = learningRate;
+        Guard.Positive(learningRate, nameof(learningRate));
         Guard.NonNegative(weightDecay, nameof(weightDecay));
+        LearningRate = learningRate;
         WeightDecay = weightDecay;
     }
 
     /// <summary>λ.</summary>
     public float WeightDecay { get; }
-
-    /// <summary>η, finite and &gt; 0.</summary>
-    public float LearningRate
-    {
-        get => _learningRate;
-        set
-        {
-            Guard.Positive(value, nameof(LearningRate));
-            _learningRate = value;
-        }
-    }
 
     /// <inheritdoc/>
     protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, float gradientScale, bool commit) =>
@@ -258,5 +269,5 @@ public sealed class GradientDescent : Optimizer
 
     internal override bool Admits(in UpdateExtent extent, float gradientScale) => Rule(gradientScale).Admits(extent);
 
-    private GradientDescentRule Rule(float gradientScale) => new(_learningRate, WeightDecay, gradientScale);
+    private GradientDescentRule Rule(float gradientScale) => new(StepRate, WeightDecay, gradientScale);
 }

@@ -27,9 +27,6 @@ public sealed class Momentum : Optimizer
         WeightDecay = weightDecay;
     }
 
-    /// <summary>η.</summary>
-    public float LearningRate { get; }
-
     /// <summary>μ.</summary>
     public float MomentumFactor { get; }
 
@@ -45,7 +42,7 @@ public sealed class Momentum : Optimizer
 
     internal override bool Admits(in UpdateExtent extent, float gradientScale) => Rule(gradientScale).Admits(extent);
 
-    private MomentumRule Rule(float gradientScale) => new(LearningRate, MomentumFactor, WeightDecay, Nesterov, gradientScale);
+    private MomentumRule Rule(float gradientScale) => new(StepRate, MomentumFactor, WeightDecay, Nesterov, gradientScale);
 }
 
 /// <summary>Adagrad (Duchi, Hazan and Singer 2011): G ← G + g′²; θ ← θ − η g′/(√G + ε), g′ = ∂L/∂θ + λθ. State: G.</summary>
@@ -67,9 +64,6 @@ public sealed class Adagrad : Optimizer
         WeightDecay = weightDecay;
     }
 
-    /// <summary>η.</summary>
-    public float LearningRate { get; }
-
     /// <summary>ε.</summary>
     public float Epsilon { get; }
 
@@ -82,7 +76,7 @@ public sealed class Adagrad : Optimizer
 
     internal override bool Admits(in UpdateExtent extent, float gradientScale) => Rule(gradientScale).Admits(extent);
 
-    private AdagradRule Rule(float gradientScale) => new(LearningRate, Epsilon, WeightDecay, gradientScale);
+    private AdagradRule Rule(float gradientScale) => new(StepRate, Epsilon, WeightDecay, gradientScale);
 }
 
 /// <summary>
@@ -113,9 +107,6 @@ public class Adam : Optimizer
         WeightDecay = weightDecay;
     }
 
-    /// <summary>α.</summary>
-    public float LearningRate { get; }
-
     /// <summary>β₁.</summary>
     public float Beta1 { get; }
 
@@ -139,7 +130,7 @@ public class Adam : Optimizer
 
     internal sealed override bool Admits(in UpdateExtent extent, float gradientScale) => Rule(gradientScale).Admits(extent);
 
-    private AdamRule Rule(float gradientScale) => new(LearningRate, Beta1, Beta2, Epsilon, WeightDecay, DecoupledWeightDecay, StepCount + 1, gradientScale);
+    private AdamRule Rule(float gradientScale) => new(StepRate, Beta1, Beta2, Epsilon, WeightDecay, DecoupledWeightDecay, StepCount + 1, gradientScale);
 }
 
 /// <summary>AdamW (Loshchilov and Hutter 2019): Adam on the plain gradient, and θ ← θ − αλθ decoupled from it.</summary>
