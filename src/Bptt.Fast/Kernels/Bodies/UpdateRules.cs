@@ -15,8 +15,13 @@ internal interface IUpdateRule
     /// <summary>How many state blocks the rule reads and writes: 0, 1 or 2.</summary>
     static abstract int StateBlocks { get; }
 
-    /// <summary>Updates one register of θ and of the state from one register of g.</summary>
-    void Apply<TOps, TVec>(ref TVec theta, TVec g, ref TVec s0, ref TVec s1)
+    /// <summary>The rule's scalar constants, each broadcast into a register once per pass (see <see cref="RuleConstants{TVec}"/>).</summary>
+    RuleConstants<TVec> Broadcast<TOps, TVec>()
+        where TOps : struct, ISimd<TVec>
+        where TVec : struct;
+
+    /// <summary>Updates one register of θ and of the state from one register of g, with the constants of <see cref="Broadcast"/>.</summary>
+    void Apply<TOps, TVec>(in RuleConstants<TVec> k, ref TVec theta, TVec g, ref TVec s0, ref TVec s1)
         where TOps : struct, ISimd<TVec>
         where TVec : struct;
 
@@ -26,6 +31,17 @@ internal interface IUpdateRule
     /// optimizer skip its exact probe; false only means the probe decides.
     /// </summary>
     bool Admits(in UpdateExtent extent);
+}
+
+/// <summary>
+/// An update rule's scalar constants broadcast into registers once per pass. The JIT does not hoist a broadcast out of a
+/// loop, and Adam's loop body is short enough that its eleven broadcasts per register cost about a third of the pass. The
+/// fields are the rule's own, in the order its summary lists them.
+/// </summary>
+internal struct RuleConstants<TVec>
+    where TVec : struct
+{
+    public TVec K0, K1, K2, K3, K4, K5, K6, K7, K8, K9, K10;
 }
 
 /// <summary>
@@ -52,11 +68,17 @@ internal readonly struct GradientDescentRule(float eta, float lambda, float scal
 {
     public static int StateBlocks => 0;
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Apply<TOps, TVec>(ref TVec theta, TVec g, ref TVec s0, ref TVec s1)
+    /// <summary>K0 = 1 − ηλ, K1 = η, K2 = the gradient's scale.</summary>
+    public RuleConstants<TVec> Broadcast<TOps, TVec>()
         where TOps : struct, ISimd<TVec>
         where TVec : struct =>
-        theta = TOps.Subtract(TOps.Multiply(TOps.Broadcast(1f - (eta * lambda)), theta), TOps.Multiply(TOps.Broadcast(eta), TOps.Multiply(g, TOps.Broadcast(scale))));
+        new() { K0 = TOps.Broadcast(1f - (eta * lambda)), K1 = TOps.Broadcast(eta), K2 = TOps.Broadcast(scale) };
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Apply<TOps, TVec>(in RuleConstants<TVec> k, ref TVec theta, TVec g, ref TVec s0, ref TVec s1)
+        where TOps : struct, ISimd<TVec>
+        where TVec : struct =>
+        theta = TOps.Subtract(TOps.Multiply(k.K0, theta), TOps.Multiply(k.K1, TOps.Multiply(g, k.K2)));
 
     public bool Admits(in UpdateExtent extent)
     {
@@ -70,16 +92,22 @@ internal readonly struct MomentumRule(float eta, float mu, float lambda, bool ne
 {
     public static int StateBlocks => 1;
 
+    /// <summary>K0 = the gradient's scale, K1 = λ, K2 = μ, K3 = η.</summary>
+    public RuleConstants<TVec> Broadcast<TOps, TVec>()
+        where TOps : struct, ISimd<TVec>
+        where TVec : struct =>
+        new() { K0 = TOps.Broadcast(scale), K1 = TOps.Broadcast(lambda), K2 = TOps.Broadcast(mu), K3 = TOps.Broadcast(eta) };
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Apply<TOps, TVec>(ref TVec theta, TVec g, ref TVec s0, ref TVec s1)
+    public void Apply<TOps, TVec>(in RuleConstants<TVec> k, ref TVec theta, TVec g, ref TVec s0, ref TVec s1)
         where TOps : struct, ISimd<TVec>
         where TVec : struct
     {
-        TVec gi = TOps.Add(TOps.Multiply(g, TOps.Broadcast(scale)), TOps.Multiply(TOps.Broadcast(lambda), theta));
-        TVec v = TOps.Add(TOps.Multiply(TOps.Broadcast(mu), s0), gi);
-        TVec step = nesterov ? TOps.Add(gi, TOps.Multiply(TOps.Broadcast(mu), v)) : v;
+        TVec gi = TOps.Add(TOps.Multiply(g, k.K0), TOps.Multiply(k.K1, theta));
+        TVec v = TOps.Add(TOps.Multiply(k.K2, s0), gi);
+        TVec step = nesterov ? TOps.Add(gi, TOps.Multiply(k.K2, v)) : v;
         s0 = v;
-        theta = TOps.Subtract(theta, TOps.Multiply(TOps.Broadcast(eta), step));
+        theta = TOps.Subtract(theta, TOps.Multiply(k.K3, step));
     }
 
     public bool Admits(in UpdateExtent extent)
@@ -95,15 +123,21 @@ internal readonly struct AdagradRule(float eta, float epsilon, float lambda, flo
 {
     public static int StateBlocks => 1;
 
+    /// <summary>K0 = the gradient's scale, K1 = λ, K2 = η, K3 = ε.</summary>
+    public RuleConstants<TVec> Broadcast<TOps, TVec>()
+        where TOps : struct, ISimd<TVec>
+        where TVec : struct =>
+        new() { K0 = TOps.Broadcast(scale), K1 = TOps.Broadcast(lambda), K2 = TOps.Broadcast(eta), K3 = TOps.Broadcast(epsilon) };
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Apply<TOps, TVec>(ref TVec theta, TVec g, ref TVec s0, ref TVec s1)
+    public void Apply<TOps, TVec>(in RuleConstants<TVec> k, ref TVec theta, TVec g, ref TVec s0, ref TVec s1)
         where TOps : struct, ISimd<TVec>
         where TVec : struct
     {
-        TVec gi = TOps.Add(TOps.Multiply(g, TOps.Broadcast(scale)), TOps.Multiply(TOps.Broadcast(lambda), theta));
+        TVec gi = TOps.Add(TOps.Multiply(g, k.K0), TOps.Multiply(k.K1, theta));
         TVec sum = TOps.Add(s0, TOps.Multiply(gi, gi));
         s0 = sum;
-        theta = TOps.Subtract(theta, TOps.Divide(TOps.Multiply(TOps.Broadcast(eta), gi), TOps.Add(TOps.Sqrt(sum), TOps.Broadcast(epsilon))));
+        theta = TOps.Subtract(theta, TOps.Divide(TOps.Multiply(k.K2, gi), TOps.Add(TOps.Sqrt(sum), k.K3)));
     }
 
     // √(G + g′²) + ε ≥ ε when G ≥ 0, so the step is at most η|g′|/ε.
@@ -126,20 +160,30 @@ internal readonly struct AdamRule(float alpha, float beta1, float beta2, float e
 
     public static int StateBlocks => 2;
 
+    /// <summary>K0 = the gradient's scale, K1 = the coupled λ (0 for AdamW), K2 = β₁, K3 = 1 − β₁, K4 = β₂, K5 = 1 − β₂,
+    /// K6 = α, K7 = c₁ = 1/(1 − β₁ᵗ), K8 = c₂ = 1/(1 − β₂ᵗ), K9 = ε, K10 = AdamW's shrink 1 − αλ (1 for Adam).</summary>
+    public RuleConstants<TVec> Broadcast<TOps, TVec>()
+        where TOps : struct, ISimd<TVec>
+        where TVec : struct =>
+        new()
+        {
+            K0 = TOps.Broadcast(scale), K1 = TOps.Broadcast(decoupled ? 0f : lambda), K2 = TOps.Broadcast(beta1), K3 = TOps.Broadcast(1f - beta1),
+            K4 = TOps.Broadcast(beta2), K5 = TOps.Broadcast(1f - beta2), K6 = TOps.Broadcast(alpha), K7 = TOps.Broadcast(_c1),
+            K8 = TOps.Broadcast(_c2), K9 = TOps.Broadcast(epsilon), K10 = TOps.Broadcast(decoupled ? 1f - (alpha * lambda) : 1f),
+        };
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Apply<TOps, TVec>(ref TVec theta, TVec g, ref TVec s0, ref TVec s1)
+    public void Apply<TOps, TVec>(in RuleConstants<TVec> k, ref TVec theta, TVec g, ref TVec s0, ref TVec s1)
         where TOps : struct, ISimd<TVec>
         where TVec : struct
     {
-        float coupled = decoupled ? 0f : lambda, shrink = decoupled ? 1f - (alpha * lambda) : 1f;
-        TVec gi = TOps.Add(TOps.Multiply(g, TOps.Broadcast(scale)), TOps.Multiply(TOps.Broadcast(coupled), theta));
-        TVec m = TOps.Add(TOps.Multiply(TOps.Broadcast(beta1), s0), TOps.Multiply(TOps.Broadcast(1f - beta1), gi));
-        TVec v = TOps.Add(TOps.Multiply(TOps.Broadcast(beta2), s1), TOps.Multiply(TOps.Multiply(TOps.Broadcast(1f - beta2), gi), gi));
+        TVec gi = TOps.Add(TOps.Multiply(g, k.K0), TOps.Multiply(k.K1, theta));
+        TVec m = TOps.Add(TOps.Multiply(k.K2, s0), TOps.Multiply(k.K3, gi));
+        TVec v = TOps.Add(TOps.Multiply(k.K4, s1), TOps.Multiply(TOps.Multiply(k.K5, gi), gi));
         s0 = m;
         s1 = v;
-        TVec update = TOps.Divide(TOps.Multiply(TOps.Broadcast(alpha), TOps.Multiply(m, TOps.Broadcast(_c1))),
-            TOps.Add(TOps.Sqrt(TOps.Multiply(v, TOps.Broadcast(_c2))), TOps.Broadcast(epsilon)));
-        theta = TOps.Subtract(TOps.Multiply(TOps.Broadcast(shrink), theta), update);
+        TVec update = TOps.Divide(TOps.Multiply(k.K6, TOps.Multiply(m, k.K7)), TOps.Add(TOps.Sqrt(TOps.Multiply(v, k.K8)), k.K9));
+        theta = TOps.Subtract(TOps.Multiply(k.K10, theta), update);
     }
 
     // c₁, c₂ ≥ 1 bound m by m̂ and v by v̂; v ≥ 0 when the stored v is (β₂ ∈ [0, 1)), so √v̂ + ε ≥ ε and the step is
@@ -175,15 +219,17 @@ internal static class Updates<TOps, TVec>
         ref float b = ref MemoryMarshal.GetReference(state1);
         if (n < w)
         {
+            RuleConstants<float> scalar = rule.Broadcast<ScalarSimd, float>();
             float bad = 0f;
             for (int k = 0; k < n; k++)
             {
-                bad += One<TRule, ScalarSimd, float>(rule, ref t, ref g, ref a, ref b, k, commit);
+                bad += One<TRule, ScalarSimd, float>(rule, in scalar, ref t, ref g, ref a, ref b, k, commit);
             }
 
             return bad == 0f;
         }
 
+        RuleConstants<TVec> constants = rule.Broadcast<TOps, TVec>();
         TVec badVector = TOps.Zero;
         TVec lastTheta = TOps.Load(ref Unsafe.Add(ref t, n - w)), lastS0 = TOps.Zero, lastS1 = TOps.Zero;
         if (TRule.StateBlocks >= 1)
@@ -196,15 +242,15 @@ internal static class Updates<TOps, TVec>
             lastS1 = TOps.Load(ref Unsafe.Add(ref b, n - w));
         }
 
-        rule.Apply<TOps, TVec>(ref lastTheta, TOps.Load(ref Unsafe.Add(ref g, n - w)), ref lastS0, ref lastS1);
+        rule.Apply<TOps, TVec>(in constants, ref lastTheta, TOps.Load(ref Unsafe.Add(ref g, n - w)), ref lastS0, ref lastS1);
         if (commit)
         {
-            CommitLoop(rule, ref t, ref g, ref a, ref b, n - w);
+            CommitLoop(rule, in constants, ref t, ref g, ref a, ref b, n - w);
             Store(ref t, ref a, ref b, n - w, lastTheta, lastS0, lastS1, TRule.StateBlocks);
             return true;
         }
 
-        badVector = TOps.Add(ProbeLoop(rule, ref t, ref g, ref a, ref b, n - w), Poison(lastTheta, lastS0, lastS1));
+        badVector = TOps.Add(ProbeLoop(rule, in constants, ref t, ref g, ref a, ref b, n - w), Poison(lastTheta, lastS0, lastS1));
         return !TOps.AnyNonFinite(badVector);
     }
 
@@ -334,24 +380,26 @@ internal static class Updates<TOps, TVec>
     /// <summary>The full registers below <paramref name="end"/>, written. A loop of its own, so that the rule's body (and its
     /// broadcast constants) is inlined and hoisted here whatever the caller's inlining budget.</summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void CommitLoop<TRule>(TRule rule, ref float t, ref float g, ref float a, ref float b, int end)
+    private static void CommitLoop<TRule>(TRule rule, in RuleConstants<TVec> constants, ref float t, ref float g, ref float a, ref float b, int end)
         where TRule : struct, IUpdateRule
     {
+        RuleConstants<TVec> local = constants; // a copy the loop owns, so that its fields may live in registers
         for (int k = 0; k < end; k += TOps.Count)
         {
-            One<TRule, TOps, TVec>(rule, ref t, ref g, ref a, ref b, k, commit: true);
+            One<TRule, TOps, TVec>(rule, in local, ref t, ref g, ref a, ref b, k, commit: true);
         }
     }
 
     /// <summary>The full registers below <paramref name="end"/>, probed: the sum of their poison (0 when every new value is finite).</summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static TVec ProbeLoop<TRule>(TRule rule, ref float t, ref float g, ref float a, ref float b, int end)
+    private static TVec ProbeLoop<TRule>(TRule rule, in RuleConstants<TVec> constants, ref float t, ref float g, ref float a, ref float b, int end)
         where TRule : struct, IUpdateRule
     {
+        RuleConstants<TVec> local = constants;
         TVec bad = TOps.Zero;
         for (int k = 0; k < end; k += TOps.Count)
         {
-            bad = TOps.Add(bad, One<TRule, TOps, TVec>(rule, ref t, ref g, ref a, ref b, k, commit: false));
+            bad = TOps.Add(bad, One<TRule, TOps, TVec>(rule, in local, ref t, ref g, ref a, ref b, k, commit: false));
         }
 
         return bad;
@@ -359,7 +407,7 @@ internal static class Updates<TOps, TVec>
 
     /// <summary>Applies the rule at element k (one register wide), storing or returning its poison (0 when all finite, else NaN).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static TV One<TRule, TO, TV>(TRule rule, ref float t, ref float g, ref float a, ref float b, int k, bool commit)
+    private static TV One<TRule, TO, TV>(TRule rule, in RuleConstants<TV> constants, ref float t, ref float g, ref float a, ref float b, int k, bool commit)
         where TRule : struct, IUpdateRule
         where TO : struct, ISimd<TV>
         where TV : struct
@@ -375,7 +423,7 @@ internal static class Updates<TOps, TVec>
             s1 = TO.Load(ref Unsafe.Add(ref b, k));
         }
 
-        rule.Apply<TO, TV>(ref theta, TO.Load(ref Unsafe.Add(ref g, k)), ref s0, ref s1);
+        rule.Apply<TO, TV>(in constants, ref theta, TO.Load(ref Unsafe.Add(ref g, k)), ref s0, ref s1);
         if (commit)
         {
             TO.Store(theta, ref Unsafe.Add(ref t, k));
