@@ -192,12 +192,23 @@ internal static class VectorKernels<TOps, TVec>
             }
         }
 
-        // The tail panel: the last n mod bw rows of A as the columns of an m×tail panel.
+        // The tail panel: the last n mod bw rows of A as the columns of an m×tail panel (row stride tail), by 8×8 tiles
+        // where eight rows and eight columns remain, one float at a time for the rest.
         nint tailStart = (nint)blocks * m * bw;
+        ref float tailRows = ref Unsafe.Add(ref ar, (nint)blocks * bw * m);
+        int tiledColumns = tail & ~(Tile - 1), tiledRows = m & ~(Tile - 1);
+        for (int i0 = 0; i0 < tiledRows; i0 += Tile)
+        {
+            for (int c0 = 0; c0 < tiledColumns; c0 += Tile)
+            {
+                TOps.Transpose8x8(ref Unsafe.Add(ref tailRows, ((nint)c0 * m) + i0), m, ref Unsafe.Add(ref pr, tailStart + ((nint)i0 * tail) + c0), tail);
+            }
+        }
+
         for (int c = 0; c < tail; c++)
         {
-            ref float row = ref Unsafe.Add(ref ar, (nint)((blocks * bw) + c) * m);
-            for (int i = 0; i < m; i++)
+            ref float row = ref Unsafe.Add(ref tailRows, (nint)c * m);
+            for (int i = c < tiledColumns ? tiledRows : 0; i < m; i++)
             {
                 Unsafe.Add(ref pr, tailStart + ((nint)i * tail) + c) = Unsafe.Add(ref row, i);
             }
