@@ -123,6 +123,16 @@ public sealed class KernelParityTests
             CheckGemm(isa, ta, !tb, 3, 7, len, 0f, ref random);
         }
 
+        // Few rows times B as stored (the unpacked-B path: m ≤ 24, B not transposed, n a multiple of every ISA's NR), with
+        // a depth past KC, and the rows just above the threshold (packed again).
+        foreach (int m in new[] { 1, 4, 5, 6, 20, 24, 25 })
+        {
+            foreach ((int n, int k) in new[] { (32, 1), (64, 17), (128, 113), (96, 300) })
+            {
+                CheckGemm(isa, m % 2 == 0, false, m, n, k, m % 3 == 0 ? 1f : 0f, ref random);
+            }
+        }
+
         // Past the cache blocks: k > KC = 256, m > MC = 144, and long thin shapes.
         foreach ((int m, int n, int k) in new[] { (150, 33, 300), (7, 1000, 17), (1000, 5, 3), (145, 129, 257), (64, 128, 513) })
         {

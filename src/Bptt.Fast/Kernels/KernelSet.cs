@@ -53,6 +53,10 @@ internal abstract class KernelSet
     /// <summary>Packs op(B), k×n, whole (see <see cref="GemmCore{TOps, TVec}.PackB"/>).</summary>
     public abstract void PackB(bool transposeB, int k, int n, ReadOnlySpan<float> b, int ldb, Span<float> packed);
 
+    /// <summary>C = op(A)·B + βC with B as stored (k×n, row stride ldb, n a multiple of <see cref="MicroColumns"/>): the
+    /// macro-kernel without packing B, for products of few rows (see <see cref="GemmCore{TOps, TVec}.MultiplyUnpackedB"/>).</summary>
+    public abstract void MultiplyUnpackedB(bool transposeA, int m, int n, int k, ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc, Span<float> packA);
+
     /// <summary>C = op(A)·op(B) + βC over a whole packed op(B) (the macro-kernel).</summary>
     public abstract void Multiply(bool transposeA, int m, int n, int k, ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> packedB, float beta, Span<float> c, int ldc, Span<float> packA);
 
@@ -78,12 +82,20 @@ internal abstract class KernelSet
             return;
         }
 
+        // A product of few rows reads each panel of B a few times only: B as stored, unpacked, when it needs no padding.
+        bool unpacked = !transposeB && m <= GemmBlocking.UnpackedBMaxRows && n % MicroColumns == 0;
         for (int j0 = 0; j0 < n; j0 += GemmBlocking.NC)
         {
             int nc = Math.Min(GemmBlocking.NC, n - j0);
             for (int p0 = 0; p0 < k; p0 += GemmBlocking.KC)
             {
                 int kc = Math.Min(GemmBlocking.KC, k - p0);
+                if (unpacked)
+                {
+                    MultiplyUnpackedB(transposeA, m, nc, kc, a.Slice(transposeA ? checked(p0 * lda) : p0), lda, b.Slice(checked((p0 * ldb) + j0)), ldb, p0 == 0 ? beta : 1f, c.Slice(j0), ldc, packA);
+                    continue;
+                }
+
                 PackB(transposeB, kc, nc, b.Slice(transposeB ? checked((j0 * ldb) + p0) : checked((p0 * ldb) + j0)), ldb, packB);
                 Multiply(transposeA, m, nc, kc, a.Slice(transposeA ? checked(p0 * lda) : p0), lda, packB, p0 == 0 ? beta : 1f, c.Slice(j0), ldc, packA);
             }
@@ -187,6 +199,10 @@ internal sealed class KernelSet<TOps, TVec, TAct> : KernelSet
         GemmCore<TOps, TVec>.Multiply(transposeA, m, n, k, a, lda, packedB, beta, c, ldc, packA);
 
     public override int ColumnBlockWidth => VectorKernels<TOps, TVec>.BlockWidth;
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public override void MultiplyUnpackedB(bool transposeA, int m, int n, int k, ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc, Span<float> packA) =>
+        GemmCore<TOps, TVec>.MultiplyUnpackedB(transposeA, m, n, k, a, lda, b, ldb, beta, c, ldc, packA);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void PackColumnBlocks(ReadOnlySpan<float> a, int m, int n, Span<float> packed) =>

@@ -14,6 +14,10 @@ internal static class GemmBlocking
     /// Vector&lt;T&gt;) and leaves AVX-512's 32 registers room to spare.</summary>
     public const int MR = 6;
 
+    /// <summary>Rows of C up to which the GEMM reads op(B) = B as stored instead of packing it: four full row panels,
+    /// so each panel of B is read at most four times (a pack would read and write all of B once).</summary>
+    public const int UnpackedBMaxRows = 4 * MR;
+
     /// <summary>NC, columns of op(B) packed per block (a multiple of every NR).</summary>
     public const int NC = 4096;
 

@@ -128,6 +128,29 @@ internal static class GemmCore<TOps, TVec>
         Bounds.Require(Bounds.Holds(c.Length, m, n, ldc));
         Bounds.Require(k == 0 || m == 0 || n == 0 || (Bounds.Holds(a.Length, transposeA ? k : m, transposeA ? m : k, lda)
             && packedB.Length >= PackedBLength(k, n) && packA.Length >= GemmBlocking.PackALength));
+        Macro(transposeA, m, n, k, a, lda, packedB, ldb: 0, beta, c, ldc, packA);
+    }
+
+    /// <summary>
+    /// The macro-kernel over op(B) = B as stored (k×n, row stride ldb), not packed: each micro-tile reads its NR columns
+    /// of B straight from B's rows. For a product of few rows (m ≤ <see cref="GemmBlocking.UnpackedBMaxRows"/>) the micro-kernels read
+    /// each B panel only a few times, so packing B, a pass over all of it, would cost about as much as the product. n must
+    /// be a multiple of <see cref="NR"/> (no partial panel to pad).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void MultiplyUnpackedB(bool transposeA, int m, int n, int k, ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc, Span<float> packA)
+    {
+        Bounds.Require(Bounds.Holds(c.Length, m, n, ldc) && n % NR == 0 && ldb > 0);
+        Bounds.Require(k == 0 || m == 0 || n == 0 || (Bounds.Holds(a.Length, transposeA ? k : m, transposeA ? m : k, lda)
+            && Bounds.Holds(b.Length, k, n, ldb) && packA.Length >= GemmBlocking.PackALength));
+        Macro(transposeA, m, n, k, a, lda, b, ldb, beta, c, ldc, packA);
+    }
+
+    /// <summary>The macro-kernel over op(B) packed (<paramref name="ldb"/> = 0) or as stored (row stride ldb); the callers proved the bounds.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Macro(bool transposeA, int m, int n, int k, ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc, Span<float> packA)
+    {
+        ReadOnlySpan<float> packedB = b;
         ref float cr = ref MemoryMarshal.GetReference(c);
         if (k == 0)
         {
@@ -153,11 +176,13 @@ internal static class GemmCore<TOps, TVec>
         int kcMax = GemmBlocking.KC, mcMax = GemmBlocking.MC;
         ref float edge = ref Unsafe.Add(ref par, (nint)mcMax * kcMax);
         int nr = NR, nPad = RoundUp(n, nr);
+        bool packed = ldb == 0;
+        nint bStride = packed ? nr : ldb; // floats from one depth of a B panel to the next
         for (int p0 = 0; p0 < k; p0 += kcMax)
         {
             int kc = Math.Min(kcMax, k - p0);
             float betaBlock = p0 == 0 ? beta : 1f;
-            ref float bBlock = ref Unsafe.Add(ref pbr, (nint)p0 * nPad);
+            ref float bBlock = ref Unsafe.Add(ref pbr, packed ? (nint)p0 * nPad : (nint)p0 * ldb);
             for (int i0 = 0; i0 < m; i0 += mcMax)
             {
                 int mc = Math.Min(mcMax, m - i0);
@@ -165,7 +190,7 @@ internal static class GemmCore<TOps, TVec>
                 for (int j0 = 0; j0 < n; j0 += nr)
                 {
                     int nc = Math.Min(nr, n - j0);
-                    ref float bPanel = ref Unsafe.Add(ref bBlock, (nint)j0 * kc);
+                    ref float bPanel = ref Unsafe.Add(ref bBlock, packed ? (nint)j0 * kc : j0);
                     for (int ii = 0; ii < mc; ii += MR)
                     {
                         int mr = Math.Min(MR, mc - ii);
@@ -175,20 +200,20 @@ internal static class GemmCore<TOps, TVec>
                         // instance, which skips the two padding rows' FMAs.
                         if (mr == MR && nc == nr)
                         {
-                            MicroKernel<SixRows>(kc, ref aPanel, ref bPanel, ref cTile, ldc, betaBlock);
+                            MicroKernel<SixRows>(kc, ref aPanel, ref bPanel, bStride, ref cTile, ldc, betaBlock);
                         }
                         else if (mr == 4 && nc == nr)
                         {
-                            MicroKernel<FourRows>(kc, ref aPanel, ref bPanel, ref cTile, ldc, betaBlock);
+                            MicroKernel<FourRows>(kc, ref aPanel, ref bPanel, bStride, ref cTile, ldc, betaBlock);
                         }
                         else if (mr <= 4)
                         {
-                            MicroKernel<FourRows>(kc, ref aPanel, ref bPanel, ref edge, nr, 0f);
+                            MicroKernel<FourRows>(kc, ref aPanel, ref bPanel, bStride, ref edge, nr, 0f);
                             StoreEdge(ref edge, nr, ref cTile, ldc, mr, nc, betaBlock);
                         }
                         else
                         {
-                            MicroKernel<SixRows>(kc, ref aPanel, ref bPanel, ref edge, nr, 0f);
+                            MicroKernel<SixRows>(kc, ref aPanel, ref bPanel, bStride, ref edge, nr, 0f);
                             StoreEdge(ref edge, nr, ref cTile, ldc, mr, nc, betaBlock);
                         }
                     }
@@ -266,13 +291,14 @@ internal static class GemmCore<TOps, TVec>
 
     /// <summary>
     /// The micro-kernel: a full tile C = A panel · B panel + βC over depth kc, of <typeparamref name="TRows"/>.Count rows
-    /// (6, or 4 for a short last panel) and NR columns: up to twelve vector accumulators. One body; the row count is a
+    /// (6, or 4 for a short last panel) and NR columns: up to twelve vector accumulators. B's depths are
+    /// <paramref name="bStride"/> floats apart: NR in a packed panel, the row stride when B is read as stored. One body; the row count is a
     /// type, so each instance compiles to straight-line code without the unused rows. It has no edge case and no stack
     /// buffer, and is compiled fully optimised from its first call, so that every compilation mode (tiered with or
     /// without dynamic PGO, NativeAOT) keeps the accumulators in registers.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void MicroKernel<TRows>(int kc, ref float a, ref float b, ref float c, int ldc, float beta)
+    private static void MicroKernel<TRows>(int kc, ref float a, ref float b, nint bStride, ref float c, int ldc, float beta)
         where TRows : struct, IRowCount
     {
         int w = TOps.Count;
@@ -306,7 +332,7 @@ internal static class GemmCore<TOps, TVec>
             }
 
             a = ref Unsafe.Add(ref a, MR);
-            b = ref Unsafe.Add(ref b, 2 * w);
+            b = ref Unsafe.Add(ref b, bStride);
         }
 
         StoreRow(c00, c01, ref c, beta, w);
