@@ -350,13 +350,22 @@ internal static class GemmCore<TOps, TVec>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void StoreEdge(ref float t, int ld, ref float c, int ldc, int mr, int nc, float beta)
     {
+        TVec bv = TOps.Broadcast(beta);
         for (int i = 0; i < mr; i++)
         {
-            for (int j = 0; j < nc; j++)
+            ref float src = ref Unsafe.Add(ref t, (nint)i * ld);
+            ref float dst = ref Unsafe.Add(ref c, (nint)i * ldc);
+            int j = 0;
+            for (; j <= nc - TOps.Count; j += TOps.Count)
             {
-                ref float dst = ref Unsafe.Add(ref c, ((nint)i * ldc) + j);
-                float v = Unsafe.Add(ref t, (i * ld) + j);
-                dst = beta == 0f ? v : ScalarSimd.MultiplyAdd(beta, dst, v);
+                TVec v = TOps.Load(ref Unsafe.Add(ref src, j));
+                TOps.Store(beta == 0f ? v : TOps.MultiplyAdd(bv, TOps.Load(ref Unsafe.Add(ref dst, j)), v), ref Unsafe.Add(ref dst, j));
+            }
+
+            for (; j < nc; j++)
+            {
+                float v = Unsafe.Add(ref src, j);
+                Unsafe.Add(ref dst, j) = beta == 0f ? v : ScalarSimd.MultiplyAdd(beta, Unsafe.Add(ref dst, j), v);
             }
         }
     }
