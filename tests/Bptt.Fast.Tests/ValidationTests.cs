@@ -144,8 +144,8 @@ public sealed class ValidationTests
         Assert.Equal("maxBatch", Assert.Throws<ArgumentOutOfRangeException>(() => new BpttEngine(Shape, 4, 0)).ParamName);
         Assert.Equal("activation", Assert.Throws<ArgumentOutOfRangeException>(() => new BpttEngine(Shape, 4, 1, (Activation)9)).ParamName);
         Assert.Equal("path", Assert.Throws<ArgumentOutOfRangeException>(() => new BpttEngine(Shape, 4, 1, Activation.Tanh, (KernelPath)9)).ParamName);
-        Assert.Equal("LearningRate", Assert.Throws<ArgumentOutOfRangeException>(() => new GradientDescent(Shape, 0f)).ParamName);
-        Assert.Equal("LearningRate", Assert.Throws<ArgumentOutOfRangeException>(() => new GradientDescent(Shape, float.NaN)).ParamName);
+        Assert.Equal("learningRate", Assert.Throws<ArgumentOutOfRangeException>(() => new GradientDescent(Shape, 0f)).ParamName);
+        Assert.Equal("learningRate", Assert.Throws<ArgumentOutOfRangeException>(() => new GradientDescent(Shape, float.NaN)).ParamName);
     }
 
     [Theory]

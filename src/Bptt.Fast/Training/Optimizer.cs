@@ -115,11 +115,21 @@ public abstract class Optimizer
     /// <param name="norm">‖g‖₂ before clipping (NaN or ∞ when an element is).</param>
     /// <returns>True when the update was applied; false when it was refused.</returns>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // not inlined, so that WarmUp compiles it
-    internal bool StepClipped(RnnParameters parameters, RnnParameters gradients, float loss, float clipNorm, out double norm)
+    internal bool StepClipped(RnnParameters parameters, RnnParameters gradients, float loss, float clipNorm, out double norm) =>
+        StepClipped(parameters, gradients, loss, clipNorm, out norm, default, screened: false);
+
+    /// <summary>
+    /// <see cref="StepClipped(RnnParameters, RnnParameters, float, float, out double)"/> with θ and the state already
+    /// measured by <see cref="ScreenParameters"/> (<paramref name="screened"/>): only g is read before the update. The
+    /// caller guarantees that neither θ nor the state changed since (the trainer measures them as its call starts, and
+    /// between then and its first step only the engine runs, which reads θ).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    internal bool StepClipped(RnnParameters parameters, RnnParameters gradients, float loss, float clipNorm, out double norm, in UpdateExtent parametersExtent, bool screened)
     {
         CheckStep(parameters, gradients);
         Guard.NonNegative(clipNorm, nameof(clipNorm));
-        UpdateExtent extent = Screen(parameters, gradients);
+        UpdateExtent extent = screened ? Combine(parametersExtent, Kernels.Screen(gradients.Values, gradients.Values, default, default, 0)) : Screen(parameters, gradients);
         norm = Math.Sqrt(extent.SumOfSquares);
         float scale = double.IsFinite(norm) && norm > clipNorm && clipNorm > 0 ? (float)(clipNorm / norm) : 1f;
         return float.IsFinite(loss) && Apply(parameters.Values, gradients.Values, scale, extent);
@@ -134,6 +144,21 @@ public abstract class Optimizer
             throw new InvalidOperationException($"The step count has reached its limit: expected at most {MaxStepCount} steps, actual {StepCount}.");
         }
     }
+
+    /// <summary>
+    /// θ's and the state's part of the screen, ahead of the gradient: one pass over θ and the state blocks (θ also stands
+    /// in for g, whose fields are then meaningless; its second read comes from L1). The trainer runs it where it must check
+    /// θ anyway, so the check and the screen share one read of θ. <see cref="UpdateExtent.Finite"/> false means θ or the
+    /// state holds a NaN or ±∞.
+    /// </summary>
+    /// <param name="parameters">θ, of this optimizer's shape (the caller checked).</param>
+    /// <returns>The extent of θ and the state.</returns>
+    internal UpdateExtent ScreenParameters(RnnParameters parameters) =>
+        Kernels.Screen(parameters.Values, parameters.Values, _state.Length >= 1 ? _state[0].Values : default, _state.Length >= 2 ? _state[1].Values : default, _state.Length);
+
+    /// <summary>The extent of θ and the state from <paramref name="parameters"/>, of g from <paramref name="gradient"/>.</summary>
+    private static UpdateExtent Combine(in UpdateExtent parameters, in UpdateExtent gradient) =>
+        new(parameters.Finite && gradient.Finite, parameters.Theta, gradient.Gradient, parameters.State0, parameters.State1, parameters.LastStateNonNegative, gradient.SumOfSquares);
 
     private UpdateExtent Screen(RnnParameters parameters, RnnParameters gradients) =>
         Kernels.Screen(parameters.Values, gradients.Values, _state.Length >= 1 ? _state[0].Values : default, _state.Length >= 2 ? _state[1].Values : default, _state.Length);
@@ -188,6 +213,7 @@ public abstract class Optimizer
                 Step(theta, gradients, 0f);
                 Step(theta, gradients, float.NaN, 1f);
                 StepClipped(theta, gradients, 0f, 1f, out _);
+                StepClipped(theta, gradients, 0f, 1f, out _, ScreenParameters(theta), screened: true);
             }
         }
         finally

@@ -1,4 +1,5 @@
 using Bptt.Fast.Internals;
+using Bptt.Fast.Kernels.Bodies;
 using Bptt.Fast.Model;
 
 namespace Bptt.Fast.Training;
@@ -147,13 +148,13 @@ public sealed class TruncatedBpttTrainer
     {
         ArgumentNullException.ThrowIfNull(parameters);
         ModelGuard.SameShape(_engine.Shape, parameters.Shape, nameof(parameters));
-        BatchValidation.ValidateParameters<float>(parameters.Values, nameof(parameters), _engine.Shape);
+        UpdateExtent screened = CheckParameters(parameters);
         if (_pending == 0)
         {
             return default;
         }
 
-        float loss = TrainWindow(parameters, out bool applied, out float norm);
+        float loss = TrainWindow(parameters, out bool applied, out float norm, screened, fresh: true);
         return new TrainingReport(loss, 0, applied ? 1 : 0, applied ? 0 : 1, norm);
     }
 
@@ -197,7 +198,8 @@ public sealed class TruncatedBpttTrainer
             }
         }
 
-        BatchValidation.ValidateParameters<float>(parameters.Values, nameof(parameters), s);
+        UpdateExtent screened = CheckParameters(parameters);
+        bool fresh = true; // θ and the optimizer's state are as screened until the first update of this call
         if (_count + _pending > 0 && isTokens != _isTokens)
         {
             throw new ArgumentException($"The stream so far holds {(_isTokens ? "token" : "dense")} steps; expected the same kind, actual {(isTokens ? "token" : "dense")} steps (call Reset to start a new stream).", isTokens ? nameof(tokens) : nameof(inputs));
@@ -229,13 +231,29 @@ public sealed class TruncatedBpttTrainer
             at += take;
             if (_pending == k1)
             {
-                loss += TrainWindow(parameters, out bool applied, out norm);
+                loss += TrainWindow(parameters, out bool applied, out norm, screened, fresh);
+                fresh = false;
                 updates += applied ? 1 : 0;
                 refused += applied ? 0 : 1;
             }
         }
 
         return new TrainingReport(loss, n, updates, refused, norm, _pending);
+    }
+
+    /// <summary>
+    /// θ's check (finite, or an <see cref="ArgumentException"/> naming the element) fused with the optimizer's screen of θ
+    /// and its state: one read of θ for both. A non-finite state is not an error here: the step it would poison is refused.
+    /// </summary>
+    private UpdateExtent CheckParameters(RnnParameters parameters)
+    {
+        UpdateExtent extent = _optimizer.ScreenParameters(parameters);
+        if (!extent.Finite)
+        {
+            BatchValidation.ValidateParameters<float>(parameters.Values, nameof(parameters), _engine.Shape); // throws when θ is the culprit
+        }
+
+        return extent;
     }
 
     /// <summary>Drops the oldest history steps so that the history and a block of k1 new steps fit the k2-step window.</summary>
@@ -266,7 +284,7 @@ public sealed class TruncatedBpttTrainer
         new SplitMix64(unchecked(seed + ((ulong)stepCount * 0x9E3779B97F4A7C15UL))).NextUInt64();
 
     /// <summary>BPTT over the window (history, then the pending block) and one optimizer step; the block becomes history.</summary>
-    private float TrainWindow(RnnParameters parameters, out bool applied, out float norm)
+    private float TrainWindow(RnnParameters parameters, out bool applied, out float norm, in UpdateExtent screened, bool fresh)
     {
         int h = _engine.Shape.HiddenSize, i = _engine.Shape.InputSize;
         int old = _count, block = _pending, length = old + block;
@@ -291,7 +309,7 @@ public sealed class TruncatedBpttTrainer
 
         // Clipping by global norm, fused into the update: the optimizer's screen pass measures ‖g‖, and the update scales g
         // by min(1, clip/‖g‖) as it reads it.
-        applied = _optimizer.StepClipped(parameters, _gradients, loss, ClipNorm, out double fullNorm);
+        applied = _optimizer.StepClipped(parameters, _gradients, loss, ClipNorm, out double fullNorm, screened, fresh);
         norm = ClipNorm > 0 ? (float)fullNorm : 0f;
         if (!applied)
         {
