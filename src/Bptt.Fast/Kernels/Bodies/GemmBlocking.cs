@@ -18,6 +18,11 @@ internal static class GemmBlocking
     /// so each panel of B is read at most four times (a pack would read and write all of B once).</summary>
     public const int UnpackedBMaxRows = 4 * MR;
 
+    /// <summary>Rows of C up to which the micro-kernels read op(A) as stored instead of packed: the few rows of a batched
+    /// serving step or a short chunk, whose A panels (at most four) stay in L1 across all column panels, so that packing
+    /// them would only add a pass.</summary>
+    public const int UnpackedMaxRows = 4 * MR;
+
     /// <summary>NC, columns of op(B) packed per block (a multiple of every NR).</summary>
     public const int NC = 4096;
 

@@ -66,7 +66,10 @@ internal static class GemmCore<TOps, TVec>
                         Unsafe.Add(ref dst, j) = Unsafe.Add(ref row, j);
                     }
 
-                    ZeroPad(ref dst, nc, nr);
+                    if (nc < nr)
+                    {
+                        ZeroPad(ref dst, nc, nr);
+                    }
                 }
             }
         }
@@ -89,6 +92,11 @@ internal static class GemmCore<TOps, TVec>
             }
         }
 
+        if (tiled == nr && p == kc)
+        {
+            return; // a full panel, every depth tiled
+        }
+
         for (int q = 0; q < kc; q++)
         {
             ref float dst = ref Unsafe.Add(ref panel, (nint)q * nr);
@@ -97,7 +105,10 @@ internal static class GemmCore<TOps, TVec>
                 Unsafe.Add(ref dst, j) = Unsafe.Add(ref b, ((nint)j * ldb) + q);
             }
 
-            ZeroPad(ref dst, nc, nr);
+            if (nc < nr)
+            {
+                ZeroPad(ref dst, nc, nr);
+            }
         }
     }
 
@@ -178,6 +189,10 @@ internal static class GemmCore<TOps, TVec>
         int nr = NR, nPad = RoundUp(n, nr);
         bool packed = ldb == 0;
         nint bStride = packed ? nr : ldb; // floats from one depth of a B panel to the next
+        // Few rows: the micro-kernels read op(A) as stored (each panel's six rows from their own places), and only a last
+        // panel of other than four or six rows is packed (zero-padded), so that no kernel reads past A.
+        bool unpackedA = m <= GemmBlocking.UnpackedMaxRows;
+        nint aRow = unpackedA ? (transposeA ? 1 : lda) : 1, aDepth = unpackedA ? (transposeA ? lda : 1) : MR;
         for (int p0 = 0; p0 < k; p0 += kcMax)
         {
             int kc = Math.Min(kcMax, k - p0);
@@ -185,8 +200,17 @@ internal static class GemmCore<TOps, TVec>
             ref float bBlock = ref Unsafe.Add(ref pbr, packed ? (nint)p0 * nPad : (nint)p0 * ldb);
             for (int i0 = 0; i0 < m; i0 += mcMax)
             {
-                int mc = Math.Min(mcMax, m - i0);
-                PackA(transposeA, ref ar, lda, i0, p0, mc, kc, ref par);
+                int mc = Math.Min(mcMax, m - i0), lastStart = mc - (mc % MR == 0 ? MR : mc % MR);
+                bool packLast = unpackedA && mc - lastStart != MR && mc - lastStart != 4;
+                if (!unpackedA)
+                {
+                    PackA(transposeA, ref ar, lda, i0, p0, mc, kc, ref par);
+                }
+                else if (packLast)
+                {
+                    PackA(transposeA, ref ar, lda, i0 + lastStart, p0, mc - lastStart, kc, ref par);
+                }
+
                 for (int j0 = 0; j0 < n; j0 += nr)
                 {
                     int nc = Math.Min(nr, n - j0);
@@ -194,26 +218,30 @@ internal static class GemmCore<TOps, TVec>
                     for (int ii = 0; ii < mc; ii += MR)
                     {
                         int mr = Math.Min(MR, mc - ii);
-                        ref float aPanel = ref Unsafe.Add(ref par, (nint)ii * kc);
+                        bool stored = unpackedA && !(packLast && ii == lastStart);
+                        ref float aPanel = ref stored
+                            ? ref Unsafe.Add(ref ar, transposeA ? ((nint)p0 * lda) + i0 + ii : ((nint)(i0 + ii) * lda) + p0)
+                            : ref Unsafe.Add(ref par, unpackedA ? 0 : (nint)ii * kc);
+                        nint rowStride = stored ? aRow : 1, depthStride = stored ? aDepth : MR;
                         ref float cTile = ref Unsafe.Add(ref cr, ((nint)(i0 + ii) * ldc) + j0);
                         // A short last panel (at most four rows, e.g. 16 = 6 + 6 + 4 streams) runs the four-row
                         // instance, which skips the two padding rows' FMAs.
                         if (mr == MR && nc == nr)
                         {
-                            MicroKernel<SixRows>(kc, ref aPanel, ref bPanel, bStride, ref cTile, ldc, betaBlock);
+                            MicroKernel<SixRows>(kc, ref aPanel, rowStride, depthStride, ref bPanel, bStride, ref cTile, ldc, betaBlock);
                         }
                         else if (mr == 4 && nc == nr)
                         {
-                            MicroKernel<FourRows>(kc, ref aPanel, ref bPanel, bStride, ref cTile, ldc, betaBlock);
+                            MicroKernel<FourRows>(kc, ref aPanel, rowStride, depthStride, ref bPanel, bStride, ref cTile, ldc, betaBlock);
                         }
                         else if (mr <= 4)
                         {
-                            MicroKernel<FourRows>(kc, ref aPanel, ref bPanel, bStride, ref edge, nr, 0f);
+                            MicroKernel<FourRows>(kc, ref aPanel, rowStride, depthStride, ref bPanel, bStride, ref edge, nr, 0f);
                             StoreEdge(ref edge, nr, ref cTile, ldc, mr, nc, betaBlock);
                         }
                         else
                         {
-                            MicroKernel<SixRows>(kc, ref aPanel, ref bPanel, bStride, ref edge, nr, 0f);
+                            MicroKernel<SixRows>(kc, ref aPanel, rowStride, depthStride, ref bPanel, bStride, ref edge, nr, 0f);
                             StoreEdge(ref edge, nr, ref cTile, ldc, mr, nc, betaBlock);
                         }
                     }
@@ -291,20 +319,22 @@ internal static class GemmCore<TOps, TVec>
 
     /// <summary>
     /// The micro-kernel: a full tile C = A panel · B panel + βC over depth kc, of <typeparamref name="TRows"/>.Count rows
-    /// (6, or 4 for a short last panel) and NR columns: up to twelve vector accumulators. B's depths are
+    /// (6, or 4 for a short last panel) and NR columns: up to twelve vector accumulators. Row r of A at depth p is
+    /// a[r·aRow + p·aDepth] (aRow = 1, aDepth = MR in a packed panel; the strides of A as stored otherwise); B's depths are
     /// <paramref name="bStride"/> floats apart: NR in a packed panel, the row stride when B is read as stored. One body; the row count is a
     /// type, so each instance compiles to straight-line code without the unused rows. It has no edge case and no stack
     /// buffer, and is compiled fully optimised from its first call, so that every compilation mode (tiered with or
     /// without dynamic PGO, NativeAOT) keeps the accumulators in registers.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void MicroKernel<TRows>(int kc, ref float a, ref float b, nint bStride, ref float c, int ldc, float beta)
+    private static void MicroKernel<TRows>(int kc, ref float a, nint aRow, nint aDepth, ref float b, nint bStride, ref float c, int ldc, float beta)
         where TRows : struct, IRowCount
     {
         int w = TOps.Count;
         bool six = TRows.Count == 6;
         TVec c00 = TOps.Zero, c01 = TOps.Zero, c10 = TOps.Zero, c11 = TOps.Zero, c20 = TOps.Zero, c21 = TOps.Zero;
         TVec c30 = TOps.Zero, c31 = TOps.Zero, c40 = TOps.Zero, c41 = TOps.Zero, c50 = TOps.Zero, c51 = TOps.Zero;
+        nint row2 = 2 * aRow, row3 = 3 * aRow, row4 = 4 * aRow, row5 = 5 * aRow;
         for (int p = 0; p < kc; p++)
         {
             TVec b0 = TOps.Load(ref b);
@@ -312,26 +342,26 @@ internal static class GemmCore<TOps, TVec>
             TVec av = TOps.Broadcast(a);
             c00 = TOps.MultiplyAdd(av, b0, c00);
             c01 = TOps.MultiplyAdd(av, b1, c01);
-            av = TOps.Broadcast(Unsafe.Add(ref a, 1));
+            av = TOps.Broadcast(Unsafe.Add(ref a, aRow));
             c10 = TOps.MultiplyAdd(av, b0, c10);
             c11 = TOps.MultiplyAdd(av, b1, c11);
-            av = TOps.Broadcast(Unsafe.Add(ref a, 2));
+            av = TOps.Broadcast(Unsafe.Add(ref a, row2));
             c20 = TOps.MultiplyAdd(av, b0, c20);
             c21 = TOps.MultiplyAdd(av, b1, c21);
-            av = TOps.Broadcast(Unsafe.Add(ref a, 3));
+            av = TOps.Broadcast(Unsafe.Add(ref a, row3));
             c30 = TOps.MultiplyAdd(av, b0, c30);
             c31 = TOps.MultiplyAdd(av, b1, c31);
             if (six)
             {
-                av = TOps.Broadcast(Unsafe.Add(ref a, 4));
+                av = TOps.Broadcast(Unsafe.Add(ref a, row4));
                 c40 = TOps.MultiplyAdd(av, b0, c40);
                 c41 = TOps.MultiplyAdd(av, b1, c41);
-                av = TOps.Broadcast(Unsafe.Add(ref a, 5));
+                av = TOps.Broadcast(Unsafe.Add(ref a, row5));
                 c50 = TOps.MultiplyAdd(av, b0, c50);
                 c51 = TOps.MultiplyAdd(av, b1, c51);
             }
 
-            a = ref Unsafe.Add(ref a, MR);
+            a = ref Unsafe.Add(ref a, aDepth);
             b = ref Unsafe.Add(ref b, bStride);
         }
 
