@@ -169,6 +169,42 @@ public sealed class NonFiniteTests
         Assert.All(adam.State, block => Assert.Equal(-1, Guard.FirstNonFinite<float>(block.Values)));
     }
 
+    /// <summary>The trainer screens θ and the optimizer's state once, as its call starts: a poisoned state (a NaN, an ∞, or
+    /// a negative v that √ would turn into NaN) refuses the step without an exception, leaving θ, the state and the
+    /// carried hidden state bit-identical; a non-finite θ throws, naming it, and changes nothing either.</summary>
+    [Theory]
+    [InlineData("adam", 0, float.NaN)]
+    [InlineData("adam", 0, float.PositiveInfinity)]
+    [InlineData("adam", 1, -1e-3f)]
+    [InlineData("adam", 1, float.NaN)]
+    [InlineData("momentum", 0, float.NaN)]
+    [InlineData("nesterov", 0, float.NegativeInfinity)]
+    [InlineData("adagrad", 0, -1e-3f)]
+    [InlineData("adagrad", 0, float.NaN)]
+    public void ATrainerWhoseOptimizerStateIsPoisonedRefusesItsStep(string name, int block, float poison)
+    {
+        var engine = new BpttEngine(Shape, 4);
+        Optimizer adam = Make(name, 0.01f);
+        var trainer = new TruncatedBpttTrainer(engine, adam, updateEvery: 4, clipNorm: 1f);
+        RnnParameters theta = Theta(9);
+        Assert.Equal(1, trainer.Train(theta, [0, 1, 2, 0], [1, 2, 0, 1]).Updates);
+        adam.State[block].Values[5] = poison;
+        float[][] before = Snapshot(theta, adam);
+        float[] carried = trainer.State.ToArray();
+        TrainingReport report = trainer.Train(theta, [2, 1, 0, 2], [0, 1, 2, 0]);
+        Assert.Equal(0, report.Updates);
+        Assert.Equal(1, report.Refused);
+        AssertBitIdentical(before, theta, adam);
+        Assert.True(carried.AsSpan().SequenceEqual(trainer.State));
+
+        adam.State[block].Values[5] = 0f;
+        theta.Wxh[2] = float.NaN;
+        before = Snapshot(theta, adam);
+        Assert.Equal("parameters", Assert.Throws<ArgumentException>(() => trainer.Train(theta, [2, 1, 0, 2], [0, 1, 2, 0])).ParamName);
+        AssertBitIdentical(before, theta, adam);
+        Assert.True(carried.AsSpan().SequenceEqual(trainer.State));
+    }
+
     [Fact]
     public void StepCountCannotWrap()
     {
