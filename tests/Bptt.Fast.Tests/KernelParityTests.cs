@@ -125,7 +125,7 @@ public sealed class KernelParityTests
 
         // Few rows times B as stored (the unpacked-B path: m ≤ 24, B not transposed, n a multiple of every ISA's NR), with
         // a depth past KC, and the rows just above the threshold (packed again).
-        foreach (int m in new[] { 1, 4, 5, 6, 20, 24, 25 })
+        foreach (int m in new[] { 1, 4, 5, 6, 8, 9, 13, 16, 17, 20, 24, 25 })
         {
             foreach ((int n, int k) in new[] { (32, 1), (64, 17), (128, 113), (96, 300) })
             {

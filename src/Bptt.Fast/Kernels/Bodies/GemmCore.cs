@@ -193,6 +193,7 @@ internal static class GemmCore<TOps, TVec>
         // panel of other than four or six rows is packed (zero-padded), so that no kernel reads past A.
         bool unpackedA = m <= GemmBlocking.UnpackedMaxRows;
         nint aRow = unpackedA ? (transposeA ? 1 : lda) : 1, aDepth = unpackedA ? (transposeA ? lda : 1) : MR;
+        bool eight = unpackedA && TOps.Count >= 16 && n % nr == 0;
         for (int p0 = 0; p0 < k; p0 += kcMax)
         {
             int kc = Math.Min(kcMax, k - p0);
@@ -200,8 +201,11 @@ internal static class GemmCore<TOps, TVec>
             ref float bBlock = ref Unsafe.Add(ref pbr, packed ? (nint)p0 * nPad : (nint)p0 * ldb);
             for (int i0 = 0; i0 < m; i0 += mcMax)
             {
-                int mc = Math.Min(mcMax, m - i0), lastStart = mc - (mc % MR == 0 ? MR : mc % MR);
-                bool packLast = unpackedA && mc - lastStart != MR && mc - lastStart != 4;
+                // With 32 registers and no partial column panel, whole eight-row panels come first (16 accumulators: a
+                // 16-stream step is two panels, not 6 + 6 + 4); the rows after them take the six-row panels.
+                int mc = Math.Min(mcMax, m - i0), start6 = eight ? mc / 8 * 8 : 0, rest = mc - start6;
+                int lastStart = start6 + rest - (rest % MR == 0 ? MR : rest % MR);
+                bool packLast = unpackedA && rest > 0 && mc - lastStart != MR && mc - lastStart != 4;
                 if (!unpackedA)
                 {
                     PackA(transposeA, ref ar, lda, i0, p0, mc, kc, ref par);
@@ -215,7 +219,13 @@ internal static class GemmCore<TOps, TVec>
                 {
                     int nc = Math.Min(nr, n - j0);
                     ref float bPanel = ref Unsafe.Add(ref bBlock, packed ? (nint)j0 * kc : j0);
-                    for (int ii = 0; ii < mc; ii += MR)
+                    for (int ii = 0; ii < start6; ii += 8)
+                    {
+                        ref float a8 = ref Unsafe.Add(ref ar, transposeA ? ((nint)p0 * lda) + i0 + ii : ((nint)(i0 + ii) * lda) + p0);
+                        MicroKernel8(kc, ref a8, aRow, aDepth, ref bPanel, bStride, ref Unsafe.Add(ref cr, ((nint)(i0 + ii) * ldc) + j0), ldc, betaBlock);
+                    }
+
+                    for (int ii = start6; ii < mc; ii += MR)
                     {
                         int mr = Math.Min(MR, mc - ii);
                         bool stored = unpackedA && !(packLast && ii == lastStart);
@@ -374,6 +384,62 @@ internal static class GemmCore<TOps, TVec>
             StoreRow(c40, c41, ref Unsafe.Add(ref c, 4 * (nint)ldc), beta, w);
             StoreRow(c50, c51, ref Unsafe.Add(ref c, 5 * (nint)ldc), beta, w);
         }
+    }
+
+    /// <summary>
+    /// The eight-row tile for 32-register ISAs, over op(A) as stored (row r at depth p is a[r·aRow + p·aDepth]): C (8×NR)
+    /// = A · B panel + βC, sixteen vector accumulators. Only full tiles: its callers take it for eight rows that exist
+    /// and a full column panel.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void MicroKernel8(int kc, ref float a, nint aRow, nint aDepth, ref float b, nint bStride, ref float c, int ldc, float beta)
+    {
+        int w = TOps.Count;
+        TVec c00 = TOps.Zero, c01 = TOps.Zero, c10 = TOps.Zero, c11 = TOps.Zero, c20 = TOps.Zero, c21 = TOps.Zero, c30 = TOps.Zero, c31 = TOps.Zero;
+        TVec c40 = TOps.Zero, c41 = TOps.Zero, c50 = TOps.Zero, c51 = TOps.Zero, c60 = TOps.Zero, c61 = TOps.Zero, c70 = TOps.Zero, c71 = TOps.Zero;
+        nint row2 = 2 * aRow, row3 = 3 * aRow;
+        ref float a4 = ref Unsafe.Add(ref a, 4 * aRow); // rows 4–7 from a second base, so that three offsets serve both halves
+        for (int p = 0; p < kc; p++)
+        {
+            TVec b0 = TOps.Load(ref b);
+            TVec b1 = TOps.Load(ref Unsafe.Add(ref b, w));
+            TVec av = TOps.Broadcast(a);
+            c00 = TOps.MultiplyAdd(av, b0, c00);
+            c01 = TOps.MultiplyAdd(av, b1, c01);
+            av = TOps.Broadcast(Unsafe.Add(ref a, aRow));
+            c10 = TOps.MultiplyAdd(av, b0, c10);
+            c11 = TOps.MultiplyAdd(av, b1, c11);
+            av = TOps.Broadcast(Unsafe.Add(ref a, row2));
+            c20 = TOps.MultiplyAdd(av, b0, c20);
+            c21 = TOps.MultiplyAdd(av, b1, c21);
+            av = TOps.Broadcast(Unsafe.Add(ref a, row3));
+            c30 = TOps.MultiplyAdd(av, b0, c30);
+            c31 = TOps.MultiplyAdd(av, b1, c31);
+            av = TOps.Broadcast(a4);
+            c40 = TOps.MultiplyAdd(av, b0, c40);
+            c41 = TOps.MultiplyAdd(av, b1, c41);
+            av = TOps.Broadcast(Unsafe.Add(ref a4, aRow));
+            c50 = TOps.MultiplyAdd(av, b0, c50);
+            c51 = TOps.MultiplyAdd(av, b1, c51);
+            av = TOps.Broadcast(Unsafe.Add(ref a4, row2));
+            c60 = TOps.MultiplyAdd(av, b0, c60);
+            c61 = TOps.MultiplyAdd(av, b1, c61);
+            av = TOps.Broadcast(Unsafe.Add(ref a4, row3));
+            c70 = TOps.MultiplyAdd(av, b0, c70);
+            c71 = TOps.MultiplyAdd(av, b1, c71);
+            a = ref Unsafe.Add(ref a, aDepth);
+            a4 = ref Unsafe.Add(ref a4, aDepth);
+            b = ref Unsafe.Add(ref b, bStride);
+        }
+
+        StoreRow(c00, c01, ref c, beta, w);
+        StoreRow(c10, c11, ref Unsafe.Add(ref c, ldc), beta, w);
+        StoreRow(c20, c21, ref Unsafe.Add(ref c, 2 * (nint)ldc), beta, w);
+        StoreRow(c30, c31, ref Unsafe.Add(ref c, 3 * (nint)ldc), beta, w);
+        StoreRow(c40, c41, ref Unsafe.Add(ref c, 4 * (nint)ldc), beta, w);
+        StoreRow(c50, c51, ref Unsafe.Add(ref c, 5 * (nint)ldc), beta, w);
+        StoreRow(c60, c61, ref Unsafe.Add(ref c, 6 * (nint)ldc), beta, w);
+        StoreRow(c70, c71, ref Unsafe.Add(ref c, 7 * (nint)ldc), beta, w);
     }
 
     /// <summary>Copies the valid mr×nc part of the temporary tile (row stride ld) into C, with β.</summary>
