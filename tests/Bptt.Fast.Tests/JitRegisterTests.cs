@@ -26,7 +26,7 @@ public sealed class JitRegisterTests
         {
             var start = new System.Diagnostics.ProcessStartInfo(host, [cli, "check"]) { RedirectStandardOutput = true, RedirectStandardError = true };
             start.Environment["DOTNET_TieredPGO"] = "0";
-            start.Environment["DOTNET_JitDisasm"] = "MicroKernel MicroKernel8";
+            start.Environment["DOTNET_JitDisasm"] = "MicroKernel";
             start.Environment["DOTNET_JitStdOutFile"] = listing;
             start.Environment["BPTT_FAST_ISA"] = isa;
             using (var process = System.Diagnostics.Process.Start(start)!)
@@ -55,7 +55,7 @@ public sealed class JitRegisterTests
                 // One accumulation per accumulator: fused multiply-adds, or (the Vector<T> path, which does not fuse) adds.
                 int accumulations = loop.Count(l => l.Contains("vfmadd", StringComparison.Ordinal));
                 accumulations = accumulations > 0 ? accumulations : loop.Count(l => l.Contains("vaddps", StringComparison.Ordinal));
-                int expected = lines[k].Contains("MicroKernel8", StringComparison.Ordinal) ? 16
+                int expected = lines[k].Contains("EightRows", StringComparison.Ordinal) ? 16
                     : lines[k].Contains("FourRows", StringComparison.Ordinal) ? 8 : 12; // 8, 4 or 6 rows × 2 vectors
                 Assert.True(accumulations == expected, $"expected {expected} accumulations in the loop of {lines[k]}:\n{string.Join('\n', loop)}");
             }

@@ -222,7 +222,7 @@ internal static class GemmCore<TOps, TVec>
                     for (int ii = 0; ii < start6; ii += 8)
                     {
                         ref float a8 = ref Unsafe.Add(ref ar, transposeA ? ((nint)p0 * lda) + i0 + ii : ((nint)(i0 + ii) * lda) + p0);
-                        MicroKernel8(kc, ref a8, aRow, aDepth, ref bPanel, bStride, ref Unsafe.Add(ref cr, ((nint)(i0 + ii) * ldc) + j0), ldc, betaBlock);
+                        MicroKernel<EightRows>(kc, ref a8, aRow, aDepth, ref bPanel, bStride, ref Unsafe.Add(ref cr, ((nint)(i0 + ii) * ldc) + j0), ldc, betaBlock);
                     }
 
                     for (int ii = start6; ii < mc; ii += MR)
@@ -329,7 +329,8 @@ internal static class GemmCore<TOps, TVec>
 
     /// <summary>
     /// The micro-kernel: a full tile C = A panel · B panel + βC over depth kc, of <typeparamref name="TRows"/>.Count rows
-    /// (6, or 4 for a short last panel) and NR columns: up to twelve vector accumulators. Row r of A at depth p is
+    /// (6; 4 for a short last panel; 8, on 32-register ISAs, for op(A) read as stored) and NR columns: up to sixteen vector
+    /// accumulators. Row r of A at depth p is
     /// a[r·aRow + p·aDepth] (aRow = 1, aDepth = MR in a packed panel; the strides of A as stored otherwise); B's depths are
     /// <paramref name="bStride"/> floats apart: NR in a packed panel, the row stride when B is read as stored. One body; the row count is a
     /// type, so each instance compiles to straight-line code without the unused rows. It has no edge case and no stack
@@ -341,10 +342,13 @@ internal static class GemmCore<TOps, TVec>
         where TRows : struct, IRowCount
     {
         int w = TOps.Count;
-        bool six = TRows.Count == 6;
-        TVec c00 = TOps.Zero, c01 = TOps.Zero, c10 = TOps.Zero, c11 = TOps.Zero, c20 = TOps.Zero, c21 = TOps.Zero;
-        TVec c30 = TOps.Zero, c31 = TOps.Zero, c40 = TOps.Zero, c41 = TOps.Zero, c50 = TOps.Zero, c51 = TOps.Zero;
-        nint row2 = 2 * aRow, row3 = 3 * aRow, row4 = 4 * aRow, row5 = 5 * aRow;
+        bool six = TRows.Count >= 6, eight = TRows.Count == 8;
+        TVec c00 = TOps.Zero, c01 = TOps.Zero, c10 = TOps.Zero, c11 = TOps.Zero, c20 = TOps.Zero, c21 = TOps.Zero, c30 = TOps.Zero, c31 = TOps.Zero;
+        TVec c40 = TOps.Zero, c41 = TOps.Zero, c50 = TOps.Zero, c51 = TOps.Zero, c60 = TOps.Zero, c61 = TOps.Zero, c70 = TOps.Zero, c71 = TOps.Zero;
+        nint row2 = 2 * aRow, row3 = 3 * aRow;
+        // Rows 4–7 from a second base, so that three offsets serve both halves; a four-row tile keeps it on row 0, so that
+        // no reference ever points past the rows the tile has (a stored A may end after them).
+        ref float a4 = ref six ? ref Unsafe.Add(ref a, 4 * aRow) : ref a;
         for (int p = 0; p < kc; p++)
         {
             TVec b0 = TOps.Load(ref b);
@@ -363,15 +367,26 @@ internal static class GemmCore<TOps, TVec>
             c31 = TOps.MultiplyAdd(av, b1, c31);
             if (six)
             {
-                av = TOps.Broadcast(Unsafe.Add(ref a, row4));
+                av = TOps.Broadcast(a4);
                 c40 = TOps.MultiplyAdd(av, b0, c40);
                 c41 = TOps.MultiplyAdd(av, b1, c41);
-                av = TOps.Broadcast(Unsafe.Add(ref a, row5));
+                av = TOps.Broadcast(Unsafe.Add(ref a4, aRow));
                 c50 = TOps.MultiplyAdd(av, b0, c50);
                 c51 = TOps.MultiplyAdd(av, b1, c51);
             }
 
+            if (eight)
+            {
+                av = TOps.Broadcast(Unsafe.Add(ref a4, row2));
+                c60 = TOps.MultiplyAdd(av, b0, c60);
+                c61 = TOps.MultiplyAdd(av, b1, c61);
+                av = TOps.Broadcast(Unsafe.Add(ref a4, row3));
+                c70 = TOps.MultiplyAdd(av, b0, c70);
+                c71 = TOps.MultiplyAdd(av, b1, c71);
+            }
+
             a = ref Unsafe.Add(ref a, aDepth);
+            a4 = ref Unsafe.Add(ref a4, aDepth);
             b = ref Unsafe.Add(ref b, bStride);
         }
 
@@ -384,62 +399,12 @@ internal static class GemmCore<TOps, TVec>
             StoreRow(c40, c41, ref Unsafe.Add(ref c, 4 * (nint)ldc), beta, w);
             StoreRow(c50, c51, ref Unsafe.Add(ref c, 5 * (nint)ldc), beta, w);
         }
-    }
 
-    /// <summary>
-    /// The eight-row tile for 32-register ISAs, over op(A) as stored (row r at depth p is a[r·aRow + p·aDepth]): C (8×NR)
-    /// = A · B panel + βC, sixteen vector accumulators. Only full tiles: its callers take it for eight rows that exist
-    /// and a full column panel.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void MicroKernel8(int kc, ref float a, nint aRow, nint aDepth, ref float b, nint bStride, ref float c, int ldc, float beta)
-    {
-        int w = TOps.Count;
-        TVec c00 = TOps.Zero, c01 = TOps.Zero, c10 = TOps.Zero, c11 = TOps.Zero, c20 = TOps.Zero, c21 = TOps.Zero, c30 = TOps.Zero, c31 = TOps.Zero;
-        TVec c40 = TOps.Zero, c41 = TOps.Zero, c50 = TOps.Zero, c51 = TOps.Zero, c60 = TOps.Zero, c61 = TOps.Zero, c70 = TOps.Zero, c71 = TOps.Zero;
-        nint row2 = 2 * aRow, row3 = 3 * aRow;
-        ref float a4 = ref Unsafe.Add(ref a, 4 * aRow); // rows 4–7 from a second base, so that three offsets serve both halves
-        for (int p = 0; p < kc; p++)
+        if (eight)
         {
-            TVec b0 = TOps.Load(ref b);
-            TVec b1 = TOps.Load(ref Unsafe.Add(ref b, w));
-            TVec av = TOps.Broadcast(a);
-            c00 = TOps.MultiplyAdd(av, b0, c00);
-            c01 = TOps.MultiplyAdd(av, b1, c01);
-            av = TOps.Broadcast(Unsafe.Add(ref a, aRow));
-            c10 = TOps.MultiplyAdd(av, b0, c10);
-            c11 = TOps.MultiplyAdd(av, b1, c11);
-            av = TOps.Broadcast(Unsafe.Add(ref a, row2));
-            c20 = TOps.MultiplyAdd(av, b0, c20);
-            c21 = TOps.MultiplyAdd(av, b1, c21);
-            av = TOps.Broadcast(Unsafe.Add(ref a, row3));
-            c30 = TOps.MultiplyAdd(av, b0, c30);
-            c31 = TOps.MultiplyAdd(av, b1, c31);
-            av = TOps.Broadcast(a4);
-            c40 = TOps.MultiplyAdd(av, b0, c40);
-            c41 = TOps.MultiplyAdd(av, b1, c41);
-            av = TOps.Broadcast(Unsafe.Add(ref a4, aRow));
-            c50 = TOps.MultiplyAdd(av, b0, c50);
-            c51 = TOps.MultiplyAdd(av, b1, c51);
-            av = TOps.Broadcast(Unsafe.Add(ref a4, row2));
-            c60 = TOps.MultiplyAdd(av, b0, c60);
-            c61 = TOps.MultiplyAdd(av, b1, c61);
-            av = TOps.Broadcast(Unsafe.Add(ref a4, row3));
-            c70 = TOps.MultiplyAdd(av, b0, c70);
-            c71 = TOps.MultiplyAdd(av, b1, c71);
-            a = ref Unsafe.Add(ref a, aDepth);
-            a4 = ref Unsafe.Add(ref a4, aDepth);
-            b = ref Unsafe.Add(ref b, bStride);
+            StoreRow(c60, c61, ref Unsafe.Add(ref c, 6 * (nint)ldc), beta, w);
+            StoreRow(c70, c71, ref Unsafe.Add(ref c, 7 * (nint)ldc), beta, w);
         }
-
-        StoreRow(c00, c01, ref c, beta, w);
-        StoreRow(c10, c11, ref Unsafe.Add(ref c, ldc), beta, w);
-        StoreRow(c20, c21, ref Unsafe.Add(ref c, 2 * (nint)ldc), beta, w);
-        StoreRow(c30, c31, ref Unsafe.Add(ref c, 3 * (nint)ldc), beta, w);
-        StoreRow(c40, c41, ref Unsafe.Add(ref c, 4 * (nint)ldc), beta, w);
-        StoreRow(c50, c51, ref Unsafe.Add(ref c, 5 * (nint)ldc), beta, w);
-        StoreRow(c60, c61, ref Unsafe.Add(ref c, 6 * (nint)ldc), beta, w);
-        StoreRow(c70, c71, ref Unsafe.Add(ref c, 7 * (nint)ldc), beta, w);
     }
 
     /// <summary>Copies the valid mr×nc part of the temporary tile (row stride ld) into C, with β.</summary>
@@ -494,6 +459,12 @@ internal interface IRowCount
 internal readonly struct SixRows : IRowCount
 {
     public static int Count => GemmBlocking.MR;
+}
+
+/// <summary>Eight rows, for products of few rows read as stored on ISAs with 32 vector registers (16 accumulators).</summary>
+internal readonly struct EightRows : IRowCount
+{
+    public static int Count => 8;
 }
 
 /// <summary>A short last panel: 4 rows (the panel is still packed 6 wide; rows 4 and 5 are padding).</summary>
