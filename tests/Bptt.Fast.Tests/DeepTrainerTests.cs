@@ -12,22 +12,6 @@ namespace Bptt.Fast.Tests;
 /// </summary>
 public sealed class DeepTrainerTests
 {
-    /// <summary>An optimizer that applies nothing (θ stays fixed) and remembers every gradient it was given.</summary>
-    private sealed class Recorder(RnnShape shape) : Optimizer(shape)
-    {
-        public List<float[]> Gradients { get; } = [];
-
-        protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, float gradientScale, bool commit)
-        {
-            if (commit)
-            {
-                Gradients.Add(gradients.ToArray());
-            }
-
-            return true;
-        }
-    }
-
     [Theory]
     [InlineData(2, 3, 7, 0f)]
     [InlineData(3, 4, 4, 0f)]
@@ -40,7 +24,7 @@ public sealed class DeepTrainerTests
         const ulong Seed = 77;
         (int[] tokens, int[] targets) = Stream(shape, N, (ulong)(layers + k1 + k2));
         RnnParameters theta = DeepServingTests.Theta(shape, 5);
-        var recorder = new Recorder(shape);
+        var recorder = new RecordingOptimizer(shape);
         var trainer = new TruncatedBpttTrainer(new BpttEngine(shape, k2, dropout: dropout), recorder, k1, k2, dropoutSeed: Seed);
         Assert.Equal(layers * shape.HiddenSize, trainer.State.Length);
         int half = N / 2;

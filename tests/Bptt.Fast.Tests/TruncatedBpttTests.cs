@@ -10,22 +10,6 @@ public sealed class TruncatedBpttTests
 {
     private static readonly RnnShape Shape = new(6, 10, 6);
 
-    /// <summary>An optimizer that applies nothing and remembers every gradient it was given.</summary>
-    private sealed class Recorder(RnnShape shape) : Optimizer(shape)
-    {
-        public List<float[]> Gradients { get; } = [];
-
-        protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, float gradientScale, bool commit)
-        {
-            if (commit)
-            {
-                Gradients.Add(gradients.ToArray());
-            }
-
-            return true;
-        }
-    }
-
     private static (int[] Tokens, int[] Targets) Stream(int n, ulong seed)
     {
         var random = new SplitMix64(seed);
@@ -84,7 +68,7 @@ public sealed class TruncatedBpttTests
         var full = new RnnParameters(Shape);
         float fullLoss = engine.ComputeGradients(theta, new SequenceBatch<float>(N, 1, tokens, targets), full);
 
-        var recorder = new Recorder(Shape);
+        var recorder = new RecordingOptimizer(Shape);
         var trainer = new TruncatedBpttTrainer(engine, recorder, updateEvery: N, backpropSteps: N);
         TrainingReport report = trainer.Train(theta, tokens, targets);
         Assert.Equal(fullLoss, (float)report.Loss);
@@ -100,7 +84,7 @@ public sealed class TruncatedBpttTests
         var theta = new RnnParameters(Shape);
         theta.InitializeGlorot(9);
         var engine = new BpttEngine(Shape, K2, 1);
-        var recorder = new Recorder(Shape); // applies nothing, so θ stays fixed and every window can be recomputed here
+        var recorder = new RecordingOptimizer(Shape); // applies nothing, so θ stays fixed and every window can be recomputed here
         var trainer = new TruncatedBpttTrainer(engine, recorder, K1, K2);
         TrainingReport report = trainer.Train(theta, tokens, targets);
         Assert.Equal(N / K1, report.Updates);
