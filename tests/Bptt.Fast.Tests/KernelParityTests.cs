@@ -274,6 +274,67 @@ public sealed class KernelParityTests
         }
     }
 
+    /// <summary>
+    /// The packed fused steps (1)–(2) and (12) read their panels first to last or last to first (a recurrence alternates, so
+    /// that each step starts on the panels still in L1): both orders give the same bits, and both match the reference, at
+    /// sizes on both sides of the quarter split (64 rows) and of the block width, with and without a tail panel.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelCases.Isas), MemberType = typeof(KernelCases))]
+    public void PackedStepsGiveTheSameBitsInEitherReadOrder(KernelIsa isa)
+    {
+        var random = new SplitMix64(12);
+        foreach (int h in new[] { 1, 7, 16, 33, 63, 64, 65, 67, 100, 128, 129, 160, 192, 255, 256, 257 })
+        {
+            foreach (Activation f in Enum.GetValues<Activation>())
+            {
+                Kernels.KernelSet k = KernelSets.For(isa, f);
+                double scale = 1.0 / Math.Sqrt(h);
+                var w = new Guarded(h * h, 0, ref random, (float)(2 * scale));
+                var hPrev = new Guarded(h, OffsetFor(h + 1), ref random);
+                var u = new Guarded(h, OffsetFor(h + 2), ref random);
+                double[] wd = w.ToDouble(), ud = u.ToDouble(), expected = new double[h], magnitude = new double[h];
+                ReferenceKernels.RnnStep<double>(wd, hPrev.ToDouble(), ud, expected, f);
+                ReferenceKernels.GemvTransposed<double>(wd.Select(Math.Abs).ToArray(), h, h, hPrev.ToDouble().Select(Math.Abs).ToArray(), magnitude);
+                for (int j = 0; j < h; j++)
+                {
+                    magnitude[j] += Math.Abs(ud[j]);
+                }
+
+                float[] packed = new float[h * h]; // w is the A of y = Aᵀx in both steps (W_hhᵀ forward, W_hh backward)
+                k.PackColumnBlocks(w.Span, h, h, packed);
+                float[] uCopy = u.Span.ToArray();
+                k.StepForward(packed, h, hPrev.Span, u.Span, reverse: false);
+                var reversed = new Guarded(h, OffsetFor(h + 3), ref random);
+                uCopy.CopyTo(reversed.Span);
+                k.StepForward(packed, h, hPrev.Span, reversed.Span, reverse: true);
+                Assert.True(u.Span.SequenceEqual(reversed.Span), $"{isa} StepForward {f} H={h}: the read order changed a bit");
+                KernelCases.AssertClose(u.Span, expected, magnitude, h, $"{isa} StepForward {f} H={h}", absolute: 4e-7);
+                u.AssertGuardsIntact($"{isa} StepForward {f} H={h}");
+                reversed.AssertGuardsIntact($"{isa} StepForward reverse {f} H={h}");
+
+                var deltaNext = new Guarded(h, OffsetFor(h + 4), ref random);
+                var g = new Guarded(h, OffsetFor(h + 5), ref random);
+                double[] hd = u.ToDouble(), gd = g.ToDouble(), expectedD = new double[h], magD = new double[h];
+                ReferenceKernels.RnnStepBackward<double>(wd, deltaNext.ToDouble(), gd, hd, expectedD, f);
+                ReferenceKernels.GemvTransposed<double>(wd.Select(Math.Abs).ToArray(), h, h, deltaNext.ToDouble().Select(Math.Abs).ToArray(), magD);
+                for (int j = 0; j < h; j++)
+                {
+                    magD[j] = (magD[j] + Math.Abs(gd[j])) * Math.Max(1, Math.Abs(ReferenceKernels.FPrime(f, hd[j])));
+                }
+
+                var deltaReversed = new Guarded(h, OffsetFor(h + 6), ref random);
+                g.Span.CopyTo(deltaReversed.Span);
+                k.StepBackward(packed, h, deltaNext.Span, u.Span, g.Span, reverse: false);
+                k.StepBackward(packed, h, deltaNext.Span, u.Span, deltaReversed.Span, reverse: true);
+                Assert.True(g.Span.SequenceEqual(deltaReversed.Span), $"{isa} StepBackward {f} H={h}: the read order changed a bit");
+                KernelCases.AssertClose(g.Span, expectedD, magD, h, $"{isa} StepBackward {f} H={h}");
+                g.AssertGuardsIntact($"{isa} StepBackward {f} H={h}");
+                deltaReversed.AssertGuardsIntact($"{isa} StepBackward reverse {f} H={h}");
+            }
+        }
+    }
+
     [Theory]
     [MemberData(nameof(KernelCases.Isas), MemberType = typeof(KernelCases))]
     public void ActivationsAndTheirDerivatives(KernelIsa isa)

@@ -33,8 +33,8 @@ internal sealed class FastBptt : IBpttCore
     private readonly float[][] _dropX;  // per block above the first layer's (dropout only) [T·B, H]: m ⊙ hₜ of the block below
     private readonly float[][] _dropM;  // per block above the first layer's (dropout only) [T·B, H]: the mask m
     private readonly float[] _e;        // [T, B, O]: vₜ, then eₜ
-    private readonly float[] _stepForward;  // W_hhᵀ packed in column blocks: the fused forward step (1)–(2), batch 1–3
-    private readonly float[] _stepBackward; // W_hh packed in column blocks: the fused backward step (12), batch 1–3
+    private readonly AlignedBuffer _stepForward;  // W_hhᵀ packed in column blocks: the fused forward step (1)–(2), batch 1–3
+    private readonly AlignedBuffer _stepBackward; // W_hh packed in column blocks: the fused backward step (12), batch 1–3
     private readonly float[] _wxhT;     // W_xhᵀ [I, H], for the token gather
     private readonly float[] _dWxhT;    // ∂L/∂W_xhᵀ [I, H], for the token scatter-add
     private readonly float[] _xMasked;  // [T, B, I], dense input with the steps after each length zeroed (ragged batches)
@@ -66,8 +66,8 @@ internal sealed class FastBptt : IBpttCore
         }
 
         _e = new float[plan.Errors];
-        _stepForward = new float[plan.SquareH];
-        _stepBackward = new float[plan.SquareH];
+        _stepForward = new AlignedBuffer(plan.SquareH);
+        _stepBackward = new AlignedBuffer(plan.SquareH);
         _wxhT = new float[plan.InputByHidden];
         _dWxhT = new float[plan.InputByHidden];
         _xMasked = new float[plan.MaskedInputs];
@@ -139,11 +139,13 @@ internal sealed class FastBptt : IBpttCore
             }
         }
 
-        foreach (float[] buffer in new[] { _e, _stepForward, _stepBackward, _wxhT, _dWxhT, _xMasked })
+        foreach (float[] buffer in new[] { _e, _wxhT, _dWxhT, _xMasked })
         {
             Array.Clear(buffer);
         }
 
+        _stepForward.Span.Clear();
+        _stepBackward.Span.Clear();
         _packA.Span.Clear();
         _packB.Span.Clear();
         _packedWhh.Span.Clear();
@@ -307,7 +309,7 @@ internal sealed class FastBptt : IBpttCore
         Span<float> hs = States(l, 0);
         if (size < BatchedRecurrenceMinBatch)
         {
-            _k.PackTransposedColumnBlocks(whh, hidden, hidden, _stepForward);
+            _k.PackTransposedColumnBlocks(whh, hidden, hidden, _stepForward.Span);
             for (int t = 0; t < steps; t++)
             {
                 for (int b = 0; b < size; b++)
@@ -315,7 +317,7 @@ internal sealed class FastBptt : IBpttCore
                     Span<float> h = hs.Slice((((t + 1) * size) + b) * hidden, hidden);
                     if (t < batch.LengthOf(b))
                     {
-                        _k.StepForward(_stepForward, hidden, hs.Slice(((t * size) + b) * hidden, hidden), h);
+                        _k.StepForward(_stepForward.Span, hidden, hs.Slice(((t * size) + b) * hidden, hidden), h, reverse: (((t * size) + b) & 1) != 0); // alternate: start on the panels still in L1
                     }
                     else
                     {
@@ -361,7 +363,7 @@ internal sealed class FastBptt : IBpttCore
         }
         else
         {
-            _k.PackTransposedColumnBlocks(whh, hidden, hidden, _stepForward);
+            _k.PackTransposedColumnBlocks(whh, hidden, hidden, _stepForward.Span);
         }
 
         for (int t = steps - 1; t >= 0; t--)
@@ -381,7 +383,7 @@ internal sealed class FastBptt : IBpttCore
                 {
                     if (!batched)
                     {
-                        _k.StepForward(_stepForward, hidden, hs.Slice((((t + 2) * size) + b) * hidden, hidden), h);
+                        _k.StepForward(_stepForward.Span, hidden, hs.Slice((((t + 2) * size) + b) * hidden, hidden), h, reverse: (((t * size) + b) & 1) != 0);
                     }
                 }
                 else if (t == length && !h0.IsEmpty)
@@ -588,7 +590,7 @@ internal sealed class FastBptt : IBpttCore
                 Span<float> d = delta.Slice(((t * size) + b) * hidden, hidden);
                 if (t < batch.LengthOf(b))
                 {
-                    _k.StepBackward(panels, hidden, delta.Slice((((t + 1) * size) + b) * hidden, hidden), hAll.Slice(((t * size) + b) * hidden, hidden), d);
+                    _k.StepBackward(panels, hidden, delta.Slice((((t + 1) * size) + b) * hidden, hidden), hAll.Slice(((t * size) + b) * hidden, hidden), d, reverse: (((t * size) + b) & 1) != 0);
                 }
                 else
                 {
@@ -607,8 +609,8 @@ internal sealed class FastBptt : IBpttCore
             return whh;
         }
 
-        _k.PackColumnBlocks(whh, hidden, hidden, _stepBackward);
-        return _stepBackward;
+        _k.PackColumnBlocks(whh, hidden, hidden, _stepBackward.Span);
+        return _stepBackward.Span;
     }
 
     /// <summary>
@@ -656,7 +658,7 @@ internal sealed class FastBptt : IBpttCore
                 }
                 else if (t > 0 && !batched)
                 {
-                    _k.StepBackward(panels, hidden, delta.Slice((((t - 1) * size) + b) * hidden, hidden), hBlock.Slice(b * hidden, hidden), d);
+                    _k.StepBackward(panels, hidden, delta.Slice((((t - 1) * size) + b) * hidden, hidden), hBlock.Slice(b * hidden, hidden), d, reverse: (((t * size) + b) & 1) != 0);
                 }
             }
         }

@@ -116,15 +116,17 @@ internal abstract class KernelSet
 
     /// <summary>
     /// The fused recurrent step, equations (1)–(2), in place: h = f(h + W_hh hPrevious), with h holding
-    /// uₜ = W_xh xₜ + b_h on entry and W_hhᵀ packed by <see cref="PackColumnBlocks"/> (n×n).
+    /// uₜ = W_xh xₜ + b_h on entry and W_hhᵀ packed by <see cref="PackColumnBlocks"/> (n×n). <paramref name="reverse"/>
+    /// reads the panels last to first and changes no bit of h: a recurrence alternates it from step to step, so that each
+    /// step starts on the panels still in L1 from the step before.
     /// </summary>
-    public abstract void StepForward(ReadOnlySpan<float> packedWhhT, int n, ReadOnlySpan<float> hPrevious, Span<float> h);
+    public abstract void StepForward(ReadOnlySpan<float> packedWhhT, int n, ReadOnlySpan<float> hPrevious, Span<float> h, bool reverse);
 
     /// <summary>
     /// The fused backward step, equation (12), in place: δ = (δ + W_hhᵀ δNext) ⊙ f′(h), with δ holding Gₜ = W_hyᵀ eₜ on
-    /// entry and W_hh packed by <see cref="PackColumnBlocks"/>.
+    /// entry and W_hh packed by <see cref="PackColumnBlocks"/>; <paramref name="reverse"/> as in <see cref="StepForward"/>.
     /// </summary>
-    public abstract void StepBackward(ReadOnlySpan<float> packedWhh, int n, ReadOnlySpan<float> deltaNext, ReadOnlySpan<float> h, Span<float> delta);
+    public abstract void StepBackward(ReadOnlySpan<float> packedWhh, int n, ReadOnlySpan<float> deltaNext, ReadOnlySpan<float> h, Span<float> delta, bool reverse);
 
     /// <summary>Equations (1)–(2) over unpacked W_hhᵀ: h = f(u + W_hh hPrevious); u may be h.</summary>
     public abstract void RnnStep(ReadOnlySpan<float> whhTransposed, ReadOnlySpan<float> hPrevious, ReadOnlySpan<float> u, Span<float> h);
@@ -210,19 +212,19 @@ internal sealed class KernelSet<TOps, TVec, TAct> : KernelSet
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void PackedProduct(ReadOnlySpan<float> packed, int m, int n, ReadOnlySpan<float> x, ReadOnlySpan<float> addend, Span<float> y) =>
-        VectorKernels<TOps, TVec>.PackedTransposedProduct<IdentityEpilogue>(packed, m, n, x, addend, default, y);
+        VectorKernels<TOps, TVec>.PackedTransposedProduct<IdentityEpilogue>(packed, m, n, x, addend, default, y, reverse: false);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void PackTransposedColumnBlocks(ReadOnlySpan<float> a, int n, int m, Span<float> packed) =>
         VectorKernels<TOps, TVec>.PackTransposedColumnBlocks(a, n, m, packed);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override void StepForward(ReadOnlySpan<float> packedWhhT, int n, ReadOnlySpan<float> hPrevious, Span<float> h) =>
-        VectorKernels<TOps, TVec>.PackedTransposedProduct<ActivationEpilogue<TAct>>(packedWhhT, n, n, hPrevious, h, default, h);
+    public override void StepForward(ReadOnlySpan<float> packedWhhT, int n, ReadOnlySpan<float> hPrevious, Span<float> h, bool reverse) =>
+        VectorKernels<TOps, TVec>.PackedTransposedProduct<ActivationEpilogue<TAct>>(packedWhhT, n, n, hPrevious, h, default, h, reverse);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override void StepBackward(ReadOnlySpan<float> packedWhh, int n, ReadOnlySpan<float> deltaNext, ReadOnlySpan<float> h, Span<float> delta) =>
-        VectorKernels<TOps, TVec>.PackedTransposedProduct<DerivativeEpilogue<TAct>>(packedWhh, n, n, deltaNext, delta, h, delta);
+    public override void StepBackward(ReadOnlySpan<float> packedWhh, int n, ReadOnlySpan<float> deltaNext, ReadOnlySpan<float> h, Span<float> delta, bool reverse) =>
+        VectorKernels<TOps, TVec>.PackedTransposedProduct<DerivativeEpilogue<TAct>>(packedWhh, n, n, deltaNext, delta, h, delta, reverse);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void RnnStep(ReadOnlySpan<float> whhTransposed, ReadOnlySpan<float> hPrevious, ReadOnlySpan<float> u, Span<float> h) =>

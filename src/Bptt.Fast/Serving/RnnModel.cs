@@ -265,7 +265,7 @@ public sealed class RnnModel
             Span<float> u = state.Scratch;
             Bh.CopyTo(u);
             _k.Axpy(1f, _wxhT.AsSpan(token * h, h), u);
-            FusedStep(state.Hidden, u);
+            FusedStep(state.Hidden, u, reverse: false);
             u.CopyTo(state.Hidden);
             Head(state.Hidden, 1, output, kind, default);
         }
@@ -309,7 +309,7 @@ public sealed class RnnModel
             Span<float> u = state.Scratch;
             _k.Gemv(_theta.Wxh, Shape.HiddenSize, Shape.InputSize, input, u);
             _k.Axpy(1f, Bh, u);
-            FusedStep(state.Hidden, u);
+            FusedStep(state.Hidden, u, reverse: false);
             u.CopyTo(state.Hidden);
             Head(state.Hidden, 1, output, kind, default);
         }
@@ -668,7 +668,7 @@ public sealed class RnnModel
             {
                 for (int r = 0; r < b; r++)
                 {
-                    FusedStep(previous.Slice(r * h, h), current.Slice(r * h, h));
+                    FusedStep(previous.Slice(r * h, h), current.Slice(r * h, h), reverse: (((s * b) + r) & 1) != 0); // alternate: start on the panels still in L1
                 }
             }
             else
@@ -690,12 +690,12 @@ public sealed class RnnModel
         }
     }
 
-    /// <summary>(1)–(2) fused for one row, in place: u ← f(u + W_hh hₜ₋₁).</summary>
+    /// <summary>(1)–(2) fused for one row, in place: u ← f(u + W_hh hₜ₋₁); <paramref name="reverse"/> changes the read order, not the result.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void FusedStep(ReadOnlySpan<float> previous, Span<float> u)
+    private void FusedStep(ReadOnlySpan<float> previous, Span<float> u, bool reverse)
     {
         int h = Shape.HiddenSize;
-        _k.StepForward(_stepPacked.Span, h, previous, u); // (1)–(2) fused, in place over u
+        _k.StepForward(_stepPacked.Span, h, previous, u, reverse); // (1)–(2) fused, in place over u
     }
 
     /// <summary>(3)–(4) for <paramref name="rows"/> rows of H: V = H W_hyᵀ + b_y (the packed axpy-form product for one row, a GEMM for more), then softmax per row if asked.</summary>
@@ -748,7 +748,7 @@ public sealed class RnnModel
             _k.Axpy(1f, Bh, u);
         }
 
-        FusedStep(first, u); // (1)–(2) fused, in place over u
+        FusedStep(first, u, reverse: false); // (1)–(2) fused, in place over u
         u.CopyTo(first);
         for (int l = 1; l < Shape.Layers; l++)
         {
@@ -756,7 +756,7 @@ public sealed class RnnModel
             Span<float> own = hidden.Slice(l * h, h);
             // (1) for layer l, one packed pass: u = b_h⁽ˡ⁾ + W_xh⁽ˡ⁾ hₜ⁽ˡ⁻¹⁾, the layer below's new state as its input.
             _k.PackedProduct(w.InputPacked, h, h, hidden.Slice((l - 1) * h, h), _theta.Values.Slice(w.BhOffset, h), u);
-            _k.StepForward(w.StepPacked.Span, h, own, u); // (1)–(2) fused, in place over u
+            _k.StepForward(w.StepPacked.Span, h, own, u, reverse: false); // (1)–(2) fused, in place over u
             u.CopyTo(own);
         }
 
@@ -860,7 +860,7 @@ public sealed class RnnModel
                 {
                     int step = d == 0 ? k : t - 1 - k;
                     ReadOnlySpan<float> previous = k == 0 ? start : hs.Slice((d == 0 ? step - 1 : step + 1) * block, block);
-                    Recur(w, previous, hs.Slice(step * block, block), b, packA);
+                    Recur(w, previous, hs.Slice(step * block, block), b, step, packA);
                 }
             }
 
@@ -886,14 +886,14 @@ public sealed class RnnModel
 
     /// <summary>(1)–(2) for one step of B rows of one block, in place over Uₜ: hₜ = f(Uₜ + W_hh h_prev), the fused step per row below 4 rows, one GEMM over the rows from 4 on.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void Recur(LayerWeights w, ReadOnlySpan<float> previous, Span<float> current, int b, Span<float> packA)
+    private void Recur(LayerWeights w, ReadOnlySpan<float> previous, Span<float> current, int b, int step, Span<float> packA)
     {
         int h = Shape.HiddenSize;
         if (b < BatchedRecurrenceMinBatch)
         {
             for (int r = 0; r < b; r++)
             {
-                _k.StepForward(w.StepPacked.Span, h, previous.Slice(r * h, h), current.Slice(r * h, h)); // (1)–(2) fused
+                _k.StepForward(w.StepPacked.Span, h, previous.Slice(r * h, h), current.Slice(r * h, h), reverse: (((step * b) + r) & 1) != 0); // (1)–(2) fused, read order alternating
             }
         }
         else

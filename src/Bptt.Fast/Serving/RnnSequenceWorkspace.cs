@@ -25,7 +25,7 @@ public sealed class RnnSequenceWorkspace
     /// <summary>The most streams one workspace serves at once.</summary>
     public const int MaxBatchLimit = 1 << 16;
 
-    private readonly float[] _states;
+    private readonly AlignedBuffer _states; // rows of h are read and written by vectors: cache-line aligned
     private readonly AlignedBuffer _packA;
     private SingleCaller _gate;
 
@@ -39,7 +39,7 @@ public sealed class RnnSequenceWorkspace
         // One layer's states per direction, [D, T·B, H]; a stacked model keeps two layers (the one below, read by the
         // input projection of the one being computed), so 2·D·T·B·H.
         long layer = Sizes.Product(Sizes.Product(maxSteps, maxBatch, shape.HiddenSize), shape.Directions);
-        _states = new float[Sizes.ArrayLength(Sizes.Product(layer, shape.Layers > 1 ? 2 : 1), nameof(maxSteps), "sequence state buffer [layers kept · D · T·B, H]")];
+        _states = new AlignedBuffer(Sizes.ArrayLength(Sizes.Product(layer, shape.Layers > 1 ? 2 : 1), nameof(maxSteps), "sequence state buffer [layers kept · D · T·B, H]"));
         _packA = new AlignedBuffer(Kernels.Bodies.GemmBlocking.PackALength);
     }
 
@@ -54,7 +54,7 @@ public sealed class RnnSequenceWorkspace
 
     /// <summary>hₜ of every row, <c>[T, B, H]</c>: first uₜ, then hₜ in place. A stacked or bidirectional model uses it as
     /// one or two layer buffers (the layer below and the layer being computed, alternately), each <c>[D, T, B, H]</c>.</summary>
-    internal Span<float> States => _states;
+    internal Span<float> States => _states.Span;
 
     internal Span<float> PackA => _packA.Span;
 
