@@ -191,7 +191,7 @@ internal static class GemmCore<TOps, TVec>
         nint bStride = packed ? nr : ldb; // floats from one depth of a B panel to the next
         // Few rows: the micro-kernels read op(A) as stored (each panel's six rows from their own places), and only a last
         // panel of other than four or six rows is packed (zero-padded), so that no kernel reads past A.
-        bool unpackedA = m <= GemmBlocking.UnpackedMaxRows;
+        bool unpackedA = m <= GemmBlocking.UnpackedMaxRows(TOps.Count);
         nint aRow = unpackedA ? (transposeA ? 1 : lda) : 1, aDepth = unpackedA ? (transposeA ? lda : 1) : MR;
         bool eight = unpackedA && TOps.Count >= 16 && n % nr == 0;
         for (int p0 = 0; p0 < k; p0 += kcMax)
