@@ -1,5 +1,6 @@
 using Bptt.Fast.Internals;
 using Bptt.Fast.Kernels;
+using Bptt.Fast.Kernels.Bodies;
 using Bptt.Fast.Reference;
 using Xunit;
 
@@ -276,8 +277,9 @@ public sealed class KernelParityTests
 
     /// <summary>
     /// The packed fused steps (1)–(2) and (12) read their panels first to last or last to first (a recurrence alternates, so
-    /// that each step starts on the panels still in L1): both orders give the same bits, and both match the reference, at
-    /// sizes on both sides of the quarter split (64 rows) and of the block width, with and without a tail panel.
+    /// that each step starts on the panels still in cache): both orders give the same bits, and they and the single-call
+    /// order match the reference, at sizes on both sides of the quarter split (64 rows) and of the block width, with and
+    /// without a tail panel.
     /// </summary>
     [Theory]
     [MemberData(nameof(KernelCases.Isas), MemberType = typeof(KernelCases))]
@@ -304,10 +306,15 @@ public sealed class KernelParityTests
                 float[] packed = new float[h * h]; // w is the A of y = Aᵀx in both steps (W_hhᵀ forward, W_hh backward)
                 k.PackColumnBlocks(w.Span, h, h, packed);
                 float[] uCopy = u.Span.ToArray();
-                k.StepForward(packed, h, hPrev.Span, u.Span, reverse: false);
+                k.StepForward(packed, h, hPrev.Span, u.Span, ReadOrder.Forward);
                 var reversed = new Guarded(h, OffsetFor(h + 3), ref random);
                 uCopy.CopyTo(reversed.Span);
-                k.StepForward(packed, h, hPrev.Span, reversed.Span, reverse: true);
+                k.StepForward(packed, h, hPrev.Span, reversed.Span, ReadOrder.Backward);
+                var once = new Guarded(h, OffsetFor(h + 7), ref random);
+                uCopy.CopyTo(once.Span);
+                k.StepForward(packed, h, hPrev.Span, once.Span, ReadOrder.Once);
+                KernelCases.AssertClose(once.Span, expected, magnitude, h, $"{isa} StepForward once {f} H={h}", absolute: 4e-7);
+                once.AssertGuardsIntact($"{isa} StepForward once {f} H={h}");
                 Assert.True(u.Span.SequenceEqual(reversed.Span), $"{isa} StepForward {f} H={h}: the read order changed a bit");
                 KernelCases.AssertClose(u.Span, expected, magnitude, h, $"{isa} StepForward {f} H={h}", absolute: 4e-7);
                 u.AssertGuardsIntact($"{isa} StepForward {f} H={h}");
@@ -324,9 +331,14 @@ public sealed class KernelParityTests
                 }
 
                 var deltaReversed = new Guarded(h, OffsetFor(h + 6), ref random);
+                var deltaOnce = new Guarded(h, OffsetFor(h + 8), ref random);
                 g.Span.CopyTo(deltaReversed.Span);
-                k.StepBackward(packed, h, deltaNext.Span, u.Span, g.Span, reverse: false);
-                k.StepBackward(packed, h, deltaNext.Span, u.Span, deltaReversed.Span, reverse: true);
+                g.Span.CopyTo(deltaOnce.Span);
+                k.StepBackward(packed, h, deltaNext.Span, u.Span, g.Span, ReadOrder.Forward);
+                k.StepBackward(packed, h, deltaNext.Span, u.Span, deltaReversed.Span, ReadOrder.Backward);
+                k.StepBackward(packed, h, deltaNext.Span, u.Span, deltaOnce.Span, ReadOrder.Once);
+                KernelCases.AssertClose(deltaOnce.Span, expectedD, magD, h, $"{isa} StepBackward once {f} H={h}");
+                deltaOnce.AssertGuardsIntact($"{isa} StepBackward once {f} H={h}");
                 Assert.True(g.Span.SequenceEqual(deltaReversed.Span), $"{isa} StepBackward {f} H={h}: the read order changed a bit");
                 KernelCases.AssertClose(g.Span, expectedD, magD, h, $"{isa} StepBackward {f} H={h}");
                 g.AssertGuardsIntact($"{isa} StepBackward {f} H={h}");

@@ -317,7 +317,7 @@ internal sealed class FastBptt : IBpttCore
                     Span<float> h = hs.Slice((((t + 1) * size) + b) * hidden, hidden);
                     if (t < batch.LengthOf(b))
                     {
-                        _k.StepForward(_stepForward.Span, hidden, hs.Slice(((t * size) + b) * hidden, hidden), h, reverse: (((t * size) + b) & 1) != 0); // alternate: start on the panels still in L1
+                        _k.StepForward(_stepForward.Span, hidden, hs.Slice(((t * size) + b) * hidden, hidden), h, ReadOrders.Alternating((t * size) + b)); // alternate: start on the panels still in cache
                     }
                     else
                     {
@@ -383,7 +383,7 @@ internal sealed class FastBptt : IBpttCore
                 {
                     if (!batched)
                     {
-                        _k.StepForward(_stepForward.Span, hidden, hs.Slice((((t + 2) * size) + b) * hidden, hidden), h, reverse: (((t * size) + b) & 1) != 0);
+                        _k.StepForward(_stepForward.Span, hidden, hs.Slice((((t + 2) * size) + b) * hidden, hidden), h, ReadOrders.Alternating((t * size) + b));
                     }
                 }
                 else if (t == length && !h0.IsEmpty)
@@ -590,7 +590,7 @@ internal sealed class FastBptt : IBpttCore
                 Span<float> d = delta.Slice(((t * size) + b) * hidden, hidden);
                 if (t < batch.LengthOf(b))
                 {
-                    _k.StepBackward(panels, hidden, delta.Slice((((t + 1) * size) + b) * hidden, hidden), hAll.Slice(((t * size) + b) * hidden, hidden), d, reverse: (((t * size) + b) & 1) != 0);
+                    _k.StepBackward(panels, hidden, delta.Slice((((t + 1) * size) + b) * hidden, hidden), hAll.Slice(((t * size) + b) * hidden, hidden), d, ReadOrders.Alternating((t * size) + b));
                 }
                 else
                 {
@@ -658,7 +658,7 @@ internal sealed class FastBptt : IBpttCore
                 }
                 else if (t > 0 && !batched)
                 {
-                    _k.StepBackward(panels, hidden, delta.Slice((((t - 1) * size) + b) * hidden, hidden), hBlock.Slice(b * hidden, hidden), d, reverse: (((t * size) + b) & 1) != 0);
+                    _k.StepBackward(panels, hidden, delta.Slice((((t - 1) * size) + b) * hidden, hidden), hBlock.Slice(b * hidden, hidden), d, ReadOrders.Alternating((t * size) + b));
                 }
             }
         }

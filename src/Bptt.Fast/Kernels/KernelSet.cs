@@ -108,25 +108,25 @@ internal abstract class KernelSet
     /// <summary>Packs A (m×n) into the column-block panels of <see cref="StepForward"/> and <see cref="StepBackward"/>.</summary>
     public abstract void PackColumnBlocks(ReadOnlySpan<float> a, int m, int n, Span<float> packed);
 
-    /// <summary>y = addend + Aᵀx over A (m×n) packed by <see cref="PackColumnBlocks"/>: equation (3) for one row, vₜ = b_y + W_hy hₜ, with W_hyᵀ packed.</summary>
-    public abstract void PackedProduct(ReadOnlySpan<float> packed, int m, int n, ReadOnlySpan<float> x, ReadOnlySpan<float> addend, Span<float> y);
+    /// <summary>y = addend + Aᵀx over A (m×n) packed by <see cref="PackColumnBlocks"/>, read in <paramref name="order"/>: equation (3) for one row, vₜ = b_y + W_hy hₜ, with W_hyᵀ packed.</summary>
+    public abstract void PackedProduct(ReadOnlySpan<float> packed, int m, int n, ReadOnlySpan<float> x, ReadOnlySpan<float> addend, Span<float> y, ReadOrder order);
 
     /// <summary>Packs Aᵀ (A n×m row-major) the way <see cref="PackColumnBlocks"/> packs an m×n matrix, without forming Aᵀ.</summary>
     public abstract void PackTransposedColumnBlocks(ReadOnlySpan<float> a, int n, int m, Span<float> packed);
 
     /// <summary>
     /// The fused recurrent step, equations (1)–(2), in place: h = f(h + W_hh hPrevious), with h holding
-    /// uₜ = W_xh xₜ + b_h on entry and W_hhᵀ packed by <see cref="PackColumnBlocks"/> (n×n). <paramref name="reverse"/>
-    /// reads the panels last to first and changes no bit of h: a recurrence alternates it from step to step, so that each
-    /// step starts on the panels still in L1 from the step before.
+    /// uₜ = W_xh xₜ + b_h on entry and W_hhᵀ packed by <see cref="PackColumnBlocks"/> (n×n), read in <paramref name="order"/>:
+    /// a recurrence alternates <see cref="ReadOrder.Forward"/> and <see cref="ReadOrder.Backward"/>, which give the same bits,
+    /// so that each step starts on the panels still in cache from the step before.
     /// </summary>
-    public abstract void StepForward(ReadOnlySpan<float> packedWhhT, int n, ReadOnlySpan<float> hPrevious, Span<float> h, bool reverse);
+    public abstract void StepForward(ReadOnlySpan<float> packedWhhT, int n, ReadOnlySpan<float> hPrevious, Span<float> h, ReadOrder order);
 
     /// <summary>
     /// The fused backward step, equation (12), in place: δ = (δ + W_hhᵀ δNext) ⊙ f′(h), with δ holding Gₜ = W_hyᵀ eₜ on
-    /// entry and W_hh packed by <see cref="PackColumnBlocks"/>; <paramref name="reverse"/> as in <see cref="StepForward"/>.
+    /// entry and W_hh packed by <see cref="PackColumnBlocks"/>, read in <paramref name="order"/> as in <see cref="StepForward"/>.
     /// </summary>
-    public abstract void StepBackward(ReadOnlySpan<float> packedWhh, int n, ReadOnlySpan<float> deltaNext, ReadOnlySpan<float> h, Span<float> delta, bool reverse);
+    public abstract void StepBackward(ReadOnlySpan<float> packedWhh, int n, ReadOnlySpan<float> deltaNext, ReadOnlySpan<float> h, Span<float> delta, ReadOrder order);
 
     /// <summary>Equations (1)–(2) over unpacked W_hhᵀ: h = f(u + W_hh hPrevious); u may be h.</summary>
     public abstract void RnnStep(ReadOnlySpan<float> whhTransposed, ReadOnlySpan<float> hPrevious, ReadOnlySpan<float> u, Span<float> h);
@@ -211,20 +211,20 @@ internal sealed class KernelSet<TOps, TVec, TAct> : KernelSet
         VectorKernels<TOps, TVec>.PackColumnBlocks(a, m, n, packed);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override void PackedProduct(ReadOnlySpan<float> packed, int m, int n, ReadOnlySpan<float> x, ReadOnlySpan<float> addend, Span<float> y) =>
-        VectorKernels<TOps, TVec>.PackedTransposedProduct<IdentityEpilogue>(packed, m, n, x, addend, default, y, reverse: false);
+    public override void PackedProduct(ReadOnlySpan<float> packed, int m, int n, ReadOnlySpan<float> x, ReadOnlySpan<float> addend, Span<float> y, ReadOrder order) =>
+        VectorKernels<TOps, TVec>.PackedTransposedProduct<IdentityEpilogue>(packed, m, n, x, addend, default, y, order);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void PackTransposedColumnBlocks(ReadOnlySpan<float> a, int n, int m, Span<float> packed) =>
         VectorKernels<TOps, TVec>.PackTransposedColumnBlocks(a, n, m, packed);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override void StepForward(ReadOnlySpan<float> packedWhhT, int n, ReadOnlySpan<float> hPrevious, Span<float> h, bool reverse) =>
-        VectorKernels<TOps, TVec>.PackedTransposedProduct<ActivationEpilogue<TAct>>(packedWhhT, n, n, hPrevious, h, default, h, reverse);
+    public override void StepForward(ReadOnlySpan<float> packedWhhT, int n, ReadOnlySpan<float> hPrevious, Span<float> h, ReadOrder order) =>
+        VectorKernels<TOps, TVec>.PackedTransposedProduct<ActivationEpilogue<TAct>>(packedWhhT, n, n, hPrevious, h, default, h, order);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override void StepBackward(ReadOnlySpan<float> packedWhh, int n, ReadOnlySpan<float> deltaNext, ReadOnlySpan<float> h, Span<float> delta, bool reverse) =>
-        VectorKernels<TOps, TVec>.PackedTransposedProduct<DerivativeEpilogue<TAct>>(packedWhh, n, n, deltaNext, delta, h, delta, reverse);
+    public override void StepBackward(ReadOnlySpan<float> packedWhh, int n, ReadOnlySpan<float> deltaNext, ReadOnlySpan<float> h, Span<float> delta, ReadOrder order) =>
+        VectorKernels<TOps, TVec>.PackedTransposedProduct<DerivativeEpilogue<TAct>>(packedWhh, n, n, deltaNext, delta, h, delta, order);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void RnnStep(ReadOnlySpan<float> whhTransposed, ReadOnlySpan<float> hPrevious, ReadOnlySpan<float> u, Span<float> h) =>

@@ -216,15 +216,15 @@ internal static class VectorKernels<TOps, TVec>
     }
 
     /// <summary>
-    /// The same product as <see cref="TransposedProduct{TEpi}"/> over A packed by <see cref="PackColumnBlocks"/>. Blocks of
-    /// at least <see cref="QuarterMinRows"/> rows sum their rows as four quarters (<see cref="ColumnBlockQuarters{TEpi}"/>),
-    /// so the result is the same bit for bit whichever way the panels are read: <paramref name="reverse"/> reads them last
-    /// to first. A recurrence that alternates the direction from one step to the next starts each step on the panels the
-    /// previous step read last, which are still in L1 when the whole matrix is between about one and two L1 sizes (W_hhᵀ at
-    /// H = 128: 64 KiB against a 48 KiB L1 reads at about 1.6× the L2 rate).
+    /// The same product as <see cref="TransposedProduct{TEpi}"/> over A packed by <see cref="PackColumnBlocks"/>, its panels
+    /// read in <paramref name="order"/>. Under <see cref="ReadOrder.Forward"/> and <see cref="ReadOrder.Backward"/> blocks of at
+    /// least <see cref="QuarterMinRows"/> rows sum their rows as four quarters (<see cref="ColumnBlockQuarters{TEpi}"/>), so
+    /// the two orders give the same bits. A recurrence that alternates them from one step to the next starts each step on
+    /// the panels the previous step read last, which are still in cache: in L1 when the matrix is between about one and two
+    /// L1 sizes (W_hhᵀ at H = 128 is 64 KiB against a 48 KiB L1), in L2 when it is about the L2's size (H = 512, 1 MiB).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void PackedTransposedProduct<TEpi>(ReadOnlySpan<float> packed, int m, int n, ReadOnlySpan<float> x, ReadOnlySpan<float> addend, ReadOnlySpan<float> aux, Span<float> y, bool reverse)
+    public static void PackedTransposedProduct<TEpi>(ReadOnlySpan<float> packed, int m, int n, ReadOnlySpan<float> x, ReadOnlySpan<float> addend, ReadOnlySpan<float> aux, Span<float> y, ReadOrder order)
         where TEpi : struct, IEpilogue
     {
         Bounds.Require(m >= 0 && n >= 0 && packed.Length >= (long)m * n && x.Length >= m && y.Length >= n);
@@ -232,6 +232,7 @@ internal static class VectorKernels<TOps, TVec>
         ref float pr = ref MemoryMarshal.GetReference(packed);
         int bw = BlockWidth, blocks = n / bw, tail = n - (blocks * bw);
         ref float tailPanel = ref Unsafe.Add(ref pr, (nint)blocks * m * bw);
+        bool reverse = order == ReadOrder.Backward, quarters = order != ReadOrder.Once && m >= QuarterMinRows;
         if (reverse)
         {
             ColumnTail<TEpi>(ref tailPanel, tail, m, tail, x, addend, aux, y, blocks * bw);
@@ -241,7 +242,7 @@ internal static class VectorKernels<TOps, TVec>
         {
             int b = reverse ? blocks - 1 - k : k;
             ref float panel = ref Unsafe.Add(ref pr, (nint)b * m * bw);
-            if (m >= QuarterMinRows)
+            if (quarters)
             {
                 ColumnBlockQuarters<TEpi>(ref panel, m, x, addend, aux, y, b * bw, reverse);
             }
@@ -257,7 +258,7 @@ internal static class VectorKernels<TOps, TVec>
         }
     }
 
-    /// <summary>Panels of at least this many rows are summed by quarters (<see cref="ColumnBlockQuarters{TEpi}"/>); smaller ones fit L1 whole.</summary>
+    /// <summary>Panels of at least this many rows are summed by quarters when the order may alternate (<see cref="ColumnBlockQuarters{TEpi}"/>); smaller ones fit L1 whole.</summary>
     public const int QuarterMinRows = 64;
 
     /// <summary>
