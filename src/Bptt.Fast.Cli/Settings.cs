@@ -188,7 +188,7 @@ internal sealed class TrainSettings : BpttSettings
     public string? Optimizer { get; init; }
 
     [CommandOption("--schedule <NAME>")]
-    [Description("Learning rate over the run: cosine (from --lr down to a tenth of it at the end; the default for a text) or constant (the grammar's default).")]
+    [Description("Learning rate over the run: cosine (from --lr down to a tenth of it at the end; the default) or constant.")]
     [OneOf("constant", "cosine")]
     public string? Schedule { get; init; }
 

@@ -43,8 +43,12 @@ internal sealed class TrainCommand : Command<TrainSettings>
     /// <summary>The default hidden size for the grammar corpus.</summary>
     public const int GrammarHidden = 64;
 
-    /// <summary>The default learning-rate schedule for a text; the grammar's is constant.</summary>
-    public const string DefaultTextSchedule = "cosine";
+    /// <summary>
+    /// The default learning-rate schedule, for a text and for the grammar. On the grammar at a constant 0.005 the last
+    /// updates undid part of the run (held-out 0.430 nats/symbol at update 7,200, 0.522 at 8,000, 1.31× the optimum);
+    /// decaying to a tenth it ends at 0.403, 1.01× the optimum.
+    /// </summary>
+    public const string DefaultSchedule = "cosine";
 
     /// <summary>The default held-out fraction of a text.</summary>
     public const float DefaultValidation = 0.1f;
@@ -89,7 +93,7 @@ internal sealed class TrainCommand : Command<TrainSettings>
         string checkpoint = outputs.CheckpointPath;
         CheckpointInfo? saved = s.Resume ? InputFiles.ReadCheckpointInfo(checkpoint, "--resume") : null;
         int hidden = s.Hidden ?? saved?.Shape.HiddenSize ?? (textPath is null ? GrammarHidden : TextHidden);
-        string schedule = s.Schedule ?? (textPath is null ? "constant" : DefaultTextSchedule);
+        string schedule = s.Schedule ?? DefaultSchedule;
         float lr = s.Lr ?? (textPath is null ? GrammarLearningRate : TextLearningRateFor(hidden, schedule));
         string optimizerName = s.Optimizer ?? (saved is null ? "adam" : OptimizerOption(saved, checkpoint));
         Activation activation = saved?.Activation ?? Activation.Tanh;

@@ -249,7 +249,7 @@ public sealed partial class CliTextTests : CliHarness
         Assert.Equal(64, TrainCommand.GrammarHidden);
         Assert.Equal(128, TrainCommand.TextHidden);
         Assert.Equal(0.1f, TrainCommand.DefaultValidation);
-        Assert.Equal("cosine", TrainCommand.DefaultTextSchedule);
+        Assert.Equal("cosine", TrainCommand.DefaultSchedule);
         Assert.Equal(0.002f, TrainCommand.TextLearningRateFor(16, "cosine"));
         Assert.Equal(0.002f, TrainCommand.TextLearningRateFor(128, "cosine"));
         Assert.Equal(0.001f, TrainCommand.TextLearningRateFor(256, "cosine"));
