@@ -2,12 +2,13 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using BenchmarkDotNet.Attributes;
+using Bptt.Fast.Kernels.Isa;
 
 namespace Bptt.Fast.Bench;
 
 /// <summary>
 /// The read rates that bound the serving rows, in the order those rows read their weights: one thread sums cache-line
-/// aligned buffers with the widest vectors it has, 16 KiB at a time, each call reading every buffer once. "a+b" reads a
+/// aligned buffers with the widest vectors it has (through the library's ISA structs), 16 KiB at a time, each call reading every buffer once. "a+b" reads a
 /// KiB, then b KiB, as a single step at H = 512 reads W_hhᵀ (1024 KiB) and then W_hyᵀ (256 KiB): the head needs hₜ, so it
 /// cannot come first. <see cref="Alternating"/> reads every buffer last to first on every other call, as the recurrence
 /// reads W_hh. GB/s = bytes / Mean. Not in the default run: <c>--filter '*StreamRead*'</c>.
@@ -75,41 +76,31 @@ public class StreamRead : IDisposable
     }
 
     /// <summary>Σ of <paramref name="chunks"/> × 16 KiB of floats at <paramref name="start"/> (Setup allocated exactly that many, 4 KiB aligned).</summary>
+    private static float Sum(nint start, long chunks, bool reverse) =>
+        Vector512.IsHardwareAccelerated ? Sum<Simd512, Vector512<float>>(start, chunks, reverse)
+        : Vector256.IsHardwareAccelerated ? Sum<Simd256, Vector256<float>>(start, chunks, reverse)
+        : Sum<Simd128, Vector128<float>>(start, chunks, reverse);
+
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static unsafe float Sum(nint start, long chunks, bool reverse)
+    private static unsafe float Sum<TOps, TVec>(nint start, long chunks, bool reverse)
+        where TOps : struct, ISimd<TVec>
+        where TVec : struct
     {
-        float* a = (float*)start;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            Vector512<float> s0 = default, s1 = default, s2 = default, s3 = default;
-            for (long c = 0; c < chunks; c++)
-            {
-                float* p = a + ((reverse ? chunks - 1 - c : c) * ChunkFloats);
-                for (int i = 0; i < ChunkFloats; i += 64)
-                {
-                    s0 += Vector512.Load(p + i);
-                    s1 += Vector512.Load(p + i + 16);
-                    s2 += Vector512.Load(p + i + 32);
-                    s3 += Vector512.Load(p + i + 48);
-                }
-            }
-
-            return Vector512.Sum((s0 + s1) + (s2 + s3));
-        }
-
-        Vector256<float> t0 = default, t1 = default, t2 = default, t3 = default;
+        ref float a = ref Unsafe.AsRef<float>((void*)start);
+        int w = TOps.Count;
+        TVec s0 = TOps.Zero, s1 = TOps.Zero, s2 = TOps.Zero, s3 = TOps.Zero;
         for (long c = 0; c < chunks; c++)
         {
-            float* p = a + ((reverse ? chunks - 1 - c : c) * ChunkFloats);
-            for (int i = 0; i < ChunkFloats; i += 32)
+            ref float p = ref Unsafe.Add(ref a, (nint)((reverse ? chunks - 1 - c : c) * ChunkFloats));
+            for (int i = 0; i < ChunkFloats; i += 4 * w)
             {
-                t0 += Vector256.Load(p + i);
-                t1 += Vector256.Load(p + i + 8);
-                t2 += Vector256.Load(p + i + 16);
-                t3 += Vector256.Load(p + i + 24);
+                s0 = TOps.Add(s0, TOps.Load(ref Unsafe.Add(ref p, i)));
+                s1 = TOps.Add(s1, TOps.Load(ref Unsafe.Add(ref p, i + w)));
+                s2 = TOps.Add(s2, TOps.Load(ref Unsafe.Add(ref p, i + (2 * w))));
+                s3 = TOps.Add(s3, TOps.Load(ref Unsafe.Add(ref p, i + (3 * w))));
             }
         }
 
-        return Vector256.Sum((t0 + t1) + (t2 + t3));
+        return TOps.Sum(TOps.Add(TOps.Add(s0, s1), TOps.Add(s2, s3)));
     }
 }

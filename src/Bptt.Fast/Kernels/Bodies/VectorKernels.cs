@@ -265,7 +265,10 @@ internal static class VectorKernels<TOps, TVec>
     /// One packed block of eight vectors of output columns (rows <see cref="BlockWidth"/> apart), its m rows summed as four
     /// quarters qₖ = rows ⌊k·m/4⌋ .. ⌊(k+1)·m/4⌋ − 1, each into its own registers from zero, then combined in one fixed
     /// order, ((q₀ + q₁) + (q₂ + q₃)) + addend, so that <paramref name="reverse"/> (quarters read 3, 2, 1, 0) changes
-    /// which rows come from L1, never a bit of the result.
+    /// which rows come from L1, never a bit of the result. Preconditions (<see cref="PackedTransposedProduct{TEpi}"/>'s
+    /// <see cref="Bounds.Require"/>): <paramref name="panel"/> holds m rows of <see cref="BlockWidth"/> floats, x at least m,
+    /// and y, a non-empty addend and a used aux at least col + <see cref="BlockWidth"/>. The partial sums live in a
+    /// stack buffer of 4·8·W + 16 floats (about 2 KiB at W = 16), of which 4·8·W from the first cache-line boundary are used.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     [SkipLocalsInit]
@@ -273,7 +276,7 @@ internal static class VectorKernels<TOps, TVec>
         where TEpi : struct, IEpilogue
     {
         int bw = BlockWidth;
-        Span<float> raw = stackalloc float[(4 * 8 * W) + 16]; // W ≤ 16 floats: at most 2 KiB, the four quarters' raw sums, and a cache line to align them
+        Span<float> raw = stackalloc float[(4 * 8 * W) + 16]; // the four quarters' raw sums, and a cache line's slack to align them
         int skip;
         unsafe
         {
