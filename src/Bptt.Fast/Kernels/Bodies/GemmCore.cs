@@ -31,6 +31,9 @@ internal static class GemmCore<TOps, TVec>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackB(bool transposeB, int k, int n, ReadOnlySpan<float> b, int ldb, Span<float> packed)
     {
+        // Every read is B[r, c] with r < (transposeB ? n : k) and c < (transposeB ? k : n), at r·ldb + c ≤ (rows − 1)·ldb + cols − 1
+        // < b.Length (Holds, in long); offsets are formed in nint. Every write lies in block p0 (p0·nPad), panel j0 (j0·kc),
+        // depth p < kc, column < NR: below p0·nPad + kc·nPad ≤ k·nPad = PackedBLength.
         Bounds.Require(Bounds.Holds(b.Length, transposeB ? n : k, transposeB ? k : n, ldb));
         Bounds.Require(packed.Length >= PackedBLength(k, n));
         ref float br = ref MemoryMarshal.GetReference(b);
@@ -78,7 +81,9 @@ internal static class GemmCore<TOps, TVec>
     /// <summary>
     /// One column panel of Bᵀ: panel[p·NR + j] = B[j, p] for the nc ≤ NR rows of B at <paramref name="b"/> (row stride ldb)
     /// and depths p &lt; kc, zero beyond nc. Groups of eight rows move as 8×8 transposed tiles, eight depths at a time;
-    /// the depths and rows left over move one float at a time.
+    /// the depths and rows left over move one float at a time. Preconditions (<see cref="PackB"/>'s checks): rows j &lt; nc and
+    /// depths p &lt; kc of B lie at b + j·ldb + p; the panel holds kc·NR floats. A tile reads rows jj..jj+7 &lt; tiled ≤ nc and
+    /// depths p..p+7 &lt; kc, and writes panel rows p..p+7, columns jj..jj+7 &lt; NR.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void PackTransposedPanel(ref float b, int ldb, int kc, int nc, ref float panel)

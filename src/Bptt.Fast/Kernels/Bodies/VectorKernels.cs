@@ -270,7 +270,7 @@ internal static class VectorKernels<TOps, TVec>
     /// and y, a non-empty addend and a used aux at least col + <see cref="BlockWidth"/>. The partial sums live in a
     /// stack buffer of 4·8·W + 16 floats (about 2 KiB at W = 16), of which 4·8·W from the first cache-line boundary are used.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // never inlined (it has a stackalloc): compiled fully optimised from its first call
     [SkipLocalsInit]
     private static void ColumnBlockQuarters<TEpi>(ref float panel, int m, ReadOnlySpan<float> x, ReadOnlySpan<float> addend, ReadOnlySpan<float> aux, Span<float> y, int col, bool reverse)
         where TEpi : struct, IEpilogue
