@@ -61,6 +61,17 @@ public sealed class Problem<T>
         {
             Lengths[0] = spec.Steps; // at least one full-length sequence
         }
+
+        // Steps past a sequence's length are never read: their token ids are garbage, outside [0, I) where the engine would
+        // fault or throw if it gathered them.
+        int[] garbage = [-1, -7, s.InputSize, int.MaxValue, int.MinValue];
+        for (int k = 0; k < Tokens.Length && Lengths.Length > 0; k++)
+        {
+            if (k / spec.Batch >= Lengths[k % spec.Batch])
+            {
+                Tokens[k] = garbage[k % garbage.Length];
+            }
+        }
     }
 
     public ProblemSpec Spec { get; }

@@ -38,6 +38,8 @@ internal sealed class FastBptt : IBpttCore
     private readonly float[] _wxhT;     // W_xhᵀ [I, H], for the token gather
     private readonly float[] _dWxhT;    // ∂L/∂W_xhᵀ [I, H], for the token scatter-add
     private readonly float[] _xMasked;  // [T, B, I], dense input with the steps after each length zeroed (ragged batches)
+    private readonly int[] _gatherColumns; // the short-call token gather and scatter of (1) and (14): each valid row's token
+    private readonly int[] _gatherOffsets; // and the offset r·H of its row
     private readonly AlignedBuffer _packA;
     private readonly AlignedBuffer _packB;
     private readonly AlignedBuffer _packedWhh;  // op(B) = W_hh, batched backward steps
@@ -71,6 +73,8 @@ internal sealed class FastBptt : IBpttCore
         _wxhT = new float[plan.InputByHidden];
         _dWxhT = new float[plan.InputByHidden];
         _xMasked = new float[plan.MaskedInputs];
+        _gatherColumns = new int[plan.GatherList];
+        _gatherOffsets = new int[plan.GatherList];
         _packA = new AlignedBuffer(GemmBlocking.PackALength);
         _packB = new AlignedBuffer(plan.PackB);
         _packedWhh = new AlignedBuffer(plan.PackedWhh);
@@ -96,11 +100,11 @@ internal sealed class FastBptt : IBpttCore
 
     /// <summary>The floats of every buffer of an engine, each computed in 64 bits and proven to fit one array; States,
     /// Deltas and DropoutBuffers count per block.</summary>
-    internal readonly record struct WorkspacePlan(int Blocks, int States, int Deltas, int DropoutBuffers, int Errors, int SquareH, int InputByHidden, int MaskedInputs, int PackB, int PackedWhh)
+    internal readonly record struct WorkspacePlan(int Blocks, int States, int Deltas, int DropoutBuffers, int Errors, int SquareH, int InputByHidden, int MaskedInputs, int GatherList, int PackB, int PackedWhh)
     {
         /// <summary>The whole workspace in bytes.</summary>
         public long Bytes => 4L * ((Blocks * ((long)States + Deltas)) + (2L * DropoutBuffers * Deltas) + Errors + (2L * SquareH) + (2L * InputByHidden)
-            + MaskedInputs + GemmBlocking.PackALength + PackB + (2L * PackedWhh));
+            + MaskedInputs + (2L * GatherList) + GemmBlocking.PackALength + PackB + (2L * PackedWhh));
     }
 
     /// <summary>
@@ -123,6 +127,7 @@ internal sealed class FastBptt : IBpttCore
             SquareH: Sizes.ArrayLength(Sizes.Product(h, h), P, "W_hh copy [H, H]"),
             InputByHidden: Sizes.ArrayLength(Sizes.Product(i, h), P, "W_xhᵀ copy [I, H]"),
             MaskedInputs: Sizes.ArrayLength(Sizes.Product(rows, i), P, "masked input buffer [T·B, I]"),
+            GatherList: (int)Math.Min(rows, i), // used only while T·B < I
             PackB: Sizes.ArrayLength(kernels.PackBBlockLength(Math.Max(Math.Max(h, o), i)), P, "B packing block"),
             PackedWhh: Sizes.ArrayLength(batched ? kernels.PackedBLength(h, h) : 0, P, "packed W_hh"));
     }
@@ -249,13 +254,8 @@ internal sealed class FastBptt : IBpttCore
         else if (batch.IsTokenInput && rows < inputs)
         {
             // Fewer rows than tokens (short chunks, large vocabularies): gather the columns of W_xh where they are.
-            for (int r = 0; r < rows; r++)
-            {
-                if (IsValid(in batch, r))
-                {
-                    Layout.AddColumn(wxh, hidden, inputs, batch.Tokens[r], hAll.Slice(r * hidden, hidden));
-                }
-            }
+            int count = GatherList(in batch, rows, hidden);
+            Layout.AddColumns(wxh, hidden, inputs, _gatherColumns.AsSpan(0, count), _gatherOffsets.AsSpan(0, count), hAll);
         }
         else if (batch.IsTokenInput)
         {
@@ -718,13 +718,8 @@ internal sealed class FastBptt : IBpttCore
                 dWxh.Clear();
             }
 
-            for (int r = 0; r < rows; r++)
-            {
-                if (IsValid(in batch, r))
-                {
-                    Layout.AddToColumn(dWxh, hidden, inputs, batch.Tokens[r], delta.Slice(r * hidden, hidden));
-                }
-            }
+            int count = GatherList(in batch, rows, hidden);
+            Layout.AddToColumns(dWxh, hidden, inputs, _gatherColumns.AsSpan(0, count), _gatherOffsets.AsSpan(0, count), delta);
 
             return;
         }
@@ -831,5 +826,23 @@ internal sealed class FastBptt : IBpttCore
     }
 
     /// <summary>Whether row r = t·B + b is a step within its sequence's length.</summary>
+    /// <summary>The valid rows of a token batch with fewer rows than tokens (rows &lt; I, so at most I of them): each one's token and
+    /// its offset r·H, in ascending r, for <see cref="Layout.AddColumns"/> and <see cref="Layout.AddToColumns"/>.</summary>
+    private int GatherList(in SequenceBatch<float> batch, int rows, int hidden)
+    {
+        int count = 0;
+        for (int r = 0; r < rows; r++)
+        {
+            if (IsValid(in batch, r))
+            {
+                _gatherColumns[count] = batch.Tokens[r];
+                _gatherOffsets[count] = r * hidden;
+                count++;
+            }
+        }
+
+        return count;
+    }
+
     private static bool IsValid(in SequenceBatch<float> batch, int r) => batch.Lengths.IsEmpty || (r / batch.BatchSize) < batch.Lengths[r % batch.BatchSize];
 }
