@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using Bptt.Fast.Kernels;
 using Bptt.Fast.Serving;
 using Bptt.Fast.Training;
 using Spectre.Console;
@@ -354,23 +355,11 @@ internal sealed class TrainCommand : Command<TrainSettings>
         return total / predictions;
     }
 
-    /// <summary>−ln softmax(v)[target], from the logits, in double.</summary>
-    private static double NegativeLogLikelihood(ReadOnlySpan<float> logits, int target)
-    {
-        float max = float.NegativeInfinity;
-        foreach (float v in logits)
-        {
-            max = Math.Max(max, v);
-        }
-
-        double sum = 0;
-        foreach (float v in logits)
-        {
-            sum += Math.Exp(v - max);
-        }
-
-        return Math.Log(sum) - (logits[target] - max);
-    }
+    /// <summary>
+    /// −ln softmax(v)[target] = ln Σ e^(v−max) − (v_target − max), from the logits, on the library's vectorised softmax (its
+    /// float terms are summed in double by the caller). The row is overwritten with softmax(v) − onehot.
+    /// </summary>
+    private static double NegativeLogLikelihood(Span<float> logits, int target) => FastKernels.SoftmaxCrossEntropy(logits, target, logits);
 
     /// <summary>
     /// An estimate of the memory a run needs, in bytes: θ, its gradient, the optimizer state and the checkpoint's bytes
