@@ -1,6 +1,7 @@
 using System.Numerics;
 using Bptt.Fast.Internals;
 using Bptt.Fast.Kernels;
+using Bptt.Fast.Kernels.Bodies;
 using Bptt.Fast.Reference;
 using FsCheck.Fluent;
 using Xunit;
@@ -180,6 +181,63 @@ public sealed class SizeOverflowTests
         Assert.Throws<InvalidOperationException>(() => KernelSets.For(isa, Activation.Tanh).PackB(false, K, N, b, N, packed));
         Assert.Throws<InvalidOperationException>(() => KernelSets.For(isa, Activation.Tanh).Multiply(false, M, N, K, a, K, packed, 0f, c, N, packA));
         Assert.Throws<InvalidOperationException>(() => KernelSets.For(isa, Activation.Tanh).Multiply(false, M, N, K, a, K, new float[(int)KernelSets.For(isa, Activation.Tanh).PackedBLength(K, N)], 0f, c, N, packA.AsSpan(1)));
+    }
+
+    [Fact]
+    public void TokenGatherAndScatterCheckEveryColumnAndOffsetBeforeTouchingMemory()
+    {
+        // The short-call gather and scatter of (1) and (14) read and write through unchecked references: every listed
+        // column must lie in [0, cols) and every offset leave room for a whole row, or nothing is read or written.
+        const int Rows = 5, Cols = 7;
+        float[] a = new float[Rows * Cols];
+        for (int k = 0; k < a.Length; k++)
+        {
+            a[k] = k + 1;
+        }
+
+        int[] columns = [3, 0, 6, 3], offsets = [0, Rows, 2 * Rows, 3 * Rows];
+        float[] y = new float[4 * Rows];
+        Layout.AddColumns(a, Rows, Cols, columns, offsets, y);
+        for (int q = 0; q < columns.Length; q++)
+        {
+            for (int i = 0; i < Rows; i++)
+            {
+                Assert.Equal(a[(i * Cols) + columns[q]], y[offsets[q] + i]);
+            }
+        }
+
+        float[] g = new float[Rows * Cols];
+        Layout.AddToColumns(g, Rows, Cols, columns, offsets, y);
+        for (int i = 0; i < Rows; i++)
+        {
+            Assert.Equal(2 * a[(i * Cols) + 3], g[(i * Cols) + 3]); // column 3 is listed twice: both rows summed
+            Assert.Equal(a[i * Cols], g[i * Cols]);
+            Assert.Equal(0f, g[(i * Cols) + 1]);
+        }
+
+        (int[] Columns, int[] Offsets, int Length)[] bad =
+        [
+            ([Cols], [0], Rows),                   // a column one past the last
+            ([-1], [0], Rows),                     // a negative column
+            ([int.MinValue], [0], Rows),           // a column that wraps negative offsets
+            ([0], [-1], Rows),                     // a negative offset
+            ([0], [1], Rows),                      // a row that runs one past the vector
+            ([0], [int.MaxValue], Rows),           // an offset whose end wraps past int.MaxValue
+            ([0, 1], [0], Rows),                   // lists of different lengths
+        ];
+        foreach ((int[] cols, int[] offs, int length) in bad)
+        {
+            float[] target = new float[length + 8], matrix = new float[Rows * Cols];
+            target.AsSpan().Fill(-3f);
+            matrix.AsSpan().Fill(-3f);
+            Assert.Throws<InvalidOperationException>(() => Layout.AddColumns(a, Rows, Cols, cols, offs, target.AsSpan(0, length)));
+            Assert.Throws<InvalidOperationException>(() => Layout.AddToColumns(matrix, Rows, Cols, cols, offs, target.AsSpan(0, length)));
+            Assert.All(target, v => Assert.Equal(-3f, v));
+            Assert.All(matrix, v => Assert.Equal(-3f, v));
+        }
+
+        // A matrix shorter than rows × cols.
+        Assert.Throws<InvalidOperationException>(() => Layout.AddColumns(a.AsSpan(0, a.Length - 1), Rows, Cols, [0], [0], new float[Rows]));
     }
 
     [Fact]

@@ -31,7 +31,7 @@ internal static class Layout
     /// <summary>
     /// y[offsets[q] + i] += A[i, columns[q]] for every i &lt; rows and every q: the token gather of (1) for a whole call, W_xh
     /// (A, rows×cols row-major) read row by row, so that each of its cache lines is read once per call rather than once per
-    /// token. Each y element is written once, so the order of q does not matter.
+    /// token. An element of y that several q reach (overlapping offsets; the engine never lists a row twice) sums them in ascending q.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void AddColumns(ReadOnlySpan<float> a, int rows, int cols, ReadOnlySpan<int> columns, ReadOnlySpan<int> offsets, Span<float> y)
