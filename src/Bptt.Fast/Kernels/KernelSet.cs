@@ -41,6 +41,9 @@ internal abstract class KernelSet
     /// <summary>v = αv.</summary>
     public abstract void Scale(float alpha, Span<float> v);
 
+    /// <summary>d = x + y (d may be x or y); callers have checked the lengths.</summary>
+    public abstract void Add(ReadOnlySpan<float> x, ReadOnlySpan<float> y, Span<float> d);
+
     /// <summary>y[j] = Σᵣ A[r, j] (+ y[j] when accumulating): the bias gradients (8) and (15).</summary>
     public abstract void ColumnSums(ReadOnlySpan<float> a, int rows, int cols, Span<float> y, bool accumulate);
 
@@ -181,6 +184,9 @@ internal sealed class KernelSet<TOps, TVec, TAct> : KernelSet
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Scale(float alpha, Span<float> v) => ElementWise<TOps, TVec>.Scale(alpha, v);
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public override void Add(ReadOnlySpan<float> x, ReadOnlySpan<float> y, Span<float> d) => ElementWise<TOps, TVec>.Add(x, y, d);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void ColumnSums(ReadOnlySpan<float> a, int rows, int cols, Span<float> y, bool accumulate) =>

@@ -269,8 +269,7 @@ public sealed class RnnModel
 
             int h = Shape.HiddenSize;
             Span<float> u = state.Scratch;
-            Bh.CopyTo(u);
-            _k.Axpy(1f, _wxhT.AsSpan(token * h, h), u);
+            _k.Add(Bh, _wxhT.AsSpan(token * h, h), u); // (1): b_h + column `token` of W_xh
             ReadOrder order = StepOrder();
             FusedStep(state.Hidden, u, order);
             u.CopyTo(state.Hidden);
@@ -370,15 +369,12 @@ public sealed class RnnModel
             Span<float> u = states.Scratch;
             for (int r = 0; r < b; r++)
             {
-                Span<float> row = u.Slice(r * h, h);
-                Bh.CopyTo(row);
-                _k.Axpy(1f, _wxhT.AsSpan(tokens[r] * h, h), row);
+                _k.Add(Bh, _wxhT.AsSpan(tokens[r] * h, h), u.Slice(r * h, h)); // (1): b_h + column `token` of W_xh
             }
 
-            // (1)–(2): U += H₋₁ W_hhᵀ, then h = f(U); the new states replace the old.
+            // (1)–(2): U += H₋₁ W_hhᵀ, then h = f(U) written over the old states (the product has read them).
             _k.Multiply(false, b, h, h, states.Hidden, h, _whhTPackedGemm.Span, 1f, u, h, states.PackA);
-            _k.Activate(u, u);
-            u.CopyTo(states.Hidden);
+            _k.Activate(u, states.Hidden);
             Head(states.Hidden, b, outputs, kind, states.PackA, ReadOrder.Once);
         }
         finally
@@ -826,10 +822,9 @@ public sealed class RnnModel
                 _k.Multiply(false, b, h, h, hidden.Slice((l - 1) * block, block), h, w.InputGemm[0].Span, 1f, u, h, packA);
             }
 
-            // (1)–(2): U += H₋₁ W_hhᵀ, then h = f(U); the new states replace the old.
+            // (1)–(2): U += H₋₁ W_hhᵀ, then h = f(U) written over the old states (the product has read them).
             _k.Multiply(false, b, h, h, own, h, w.WhhGemm.Span, 1f, u, h, packA);
-            _k.Activate(u, u);
-            u.CopyTo(own);
+            _k.Activate(u, own);
         }
 
         Head(hidden.Slice((Shape.Layers - 1) * block, block), b, outputs, kind, packA, ReadOrder.Once);

@@ -65,6 +65,10 @@ internal static class ElementWise<TOps, TVec>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Scale(float alpha, Span<float> v) => Zip(new ScaleOp(alpha), v, v, v);
 
+    /// <summary>d = x + y: the token case of (1), u = b_h + column `token` of W_xh, in one pass.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Add(ReadOnlySpan<float> x, ReadOnlySpan<float> y, Span<float> d) => Zip(default(AddOp), x, y, d);
+
     /// <summary>y = epilogue(x, aux): the activation (2) or the ⊙ f′ of (12) on their own.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Map<TEpi>(ReadOnlySpan<float> x, ReadOnlySpan<float> aux, Span<float> y)
@@ -171,6 +175,15 @@ internal static class ElementWise<TOps, TVec>
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public float InvokeScalar(float x, float y) => MathF.FusedMultiplyAdd(alpha, x, y);
+    }
+
+    private readonly struct AddOp : IZipOp<TVec>
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public TVec Invoke(TVec x, TVec y) => TOps.Add(x, y);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public float InvokeScalar(float x, float y) => x + y;
     }
 
     private readonly struct ScaleOp(float alpha) : IZipOp<TVec>
