@@ -354,7 +354,11 @@ internal static class GemmCore<TOps, TVec>
         // Rows 4–7 from a second base, so that three offsets serve both halves; a four-row tile keeps it on row 0, so that
         // no reference ever points past the rows the tile has (a stored A may end after them).
         ref float a4 = ref six ? ref Unsafe.Add(ref a, 4 * aRow) : ref a;
-        for (int p = 0; p < kc; p++)
+        // The body runs before the first test: kc ≥ 1 because Macro returns before any tile when k = 0 and takes
+        // kc = min(KC, k − p0) with p0 < k (a check here would cost a spilled register in this loop; JitRegisterTests).
+        // The references advance only between depths, never past the last one, so that none of them points beyond the
+        // panels even when A or B ends right after them.
+        for (int p = 0; ;)
         {
             TVec b0 = TOps.Load(ref b);
             TVec b1 = TOps.Load(ref Unsafe.Add(ref b, w));
@@ -388,6 +392,11 @@ internal static class GemmCore<TOps, TVec>
                 av = TOps.Broadcast(Unsafe.Add(ref a4, row3));
                 c70 = TOps.MultiplyAdd(av, b0, c70);
                 c71 = TOps.MultiplyAdd(av, b1, c71);
+            }
+
+            if (++p == kc)
+            {
+                break;
             }
 
             a = ref Unsafe.Add(ref a, aDepth);
