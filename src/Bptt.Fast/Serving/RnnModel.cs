@@ -763,8 +763,7 @@ public sealed class RnnModel
         Span<float> first = hidden[..h];
         if (input.IsEmpty)
         {
-            Bh.CopyTo(u); // (1): u = b_h + column `token` of W_xh
-            _k.Axpy(1f, _wxhT.AsSpan(token * h, h), u);
+            _k.Add(Bh, _wxhT.AsSpan(token * h, h), u); // (1): u = b_h + column `token` of W_xh
         }
         else
         {
@@ -804,20 +803,20 @@ public sealed class RnnModel
             LayerWeights w = _blocks[l];
             ReadOnlySpan<float> bh = _theta.Values.Slice(w.BhOffset, h);
             Span<float> own = hidden.Slice(l * block, block);
-            for (int r = 0; r < b; r++)
-            {
-                bh.CopyTo(u.Slice(r * h, h));
-            }
-
             if (l == 0)
             {
                 for (int r = 0; r < b; r++)
                 {
-                    _k.Axpy(1f, w.WxhT.AsSpan(tokens[r] * h, h), u.Slice(r * h, h)); // (1): b_h + column `token` of W_xh
+                    _k.Add(bh, w.WxhT.AsSpan(tokens[r] * h, h), u.Slice(r * h, h)); // (1): b_h + column `token` of W_xh
                 }
             }
             else
             {
+                for (int r = 0; r < b; r++)
+                {
+                    bh.CopyTo(u.Slice(r * h, h));
+                }
+
                 // (1): U += H⁽ˡ⁻¹⁾ W_xh⁽ˡ⁾ᵀ over the B new states of the layer below.
                 _k.Multiply(false, b, h, h, hidden.Slice((l - 1) * block, block), h, w.InputGemm[0].Span, 1f, u, h, packA);
             }
