@@ -77,12 +77,13 @@ internal interface ISimd<TVec>
     /// <summary>Per lane: mask ? a : b.</summary>
     static abstract TVec Select(TVec mask, TVec a, TVec b);
 
-    /// <summary>Rounds to the nearest integer: ties to even in the 128/256/512-bit structs, up in the scalar and
-    /// <c>Vector&lt;T&gt;</c> structs (exp's range reduction is exact either way).</summary>
-    static abstract TVec Round(TVec a);
-
-    /// <summary>2ⁿ for lanes holding integers n in [−126, 127], built from the exponent bits.</summary>
-    static abstract TVec Pow2(TVec n);
+    /// <summary>
+    /// 2ⁿ from j = S + n, S = 1.5·2²³ + 127 (<see cref="Functions.SimdMath{TOps, TVec}.Shifter"/>), n an integer in [−126, 127]:
+    /// j's bit pattern shifted left by 23, so that its low nine bits, 127 + n, land in the exponent field. Adding S to a
+    /// float below 2²² rounds it to an integer in the low bits (the shifter trick), so a caller gets n as j − S and 2ⁿ from
+    /// this one shift, with no rounding or conversion instruction.
+    /// </summary>
+    static abstract TVec Pow2FromShifted(TVec j);
 
     /// <summary>Whether any lane is NaN or ±∞.</summary>
     static abstract bool AnyNonFinite(TVec a);

@@ -67,10 +67,7 @@ internal readonly struct ScalarSimd : ISimd<float>
     public static float Select(float mask, float a, float b) => BitConverter.SingleToInt32Bits(mask) != 0 ? a : b;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Round(float a) => MathF.Floor(a + 0.5f);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Pow2(float n) => BitConverter.Int32BitsToSingle(((int)n + 127) << 23);
+    public static float Pow2FromShifted(float j) => BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(j) << 23);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool AnyNonFinite(float a) => !float.IsFinite(a);

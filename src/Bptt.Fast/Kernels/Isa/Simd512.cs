@@ -75,10 +75,7 @@ internal readonly struct Simd512 : ISimd<Vec>
     public static Vec Select(Vec mask, Vec a, Vec b) => VecOps.ConditionalSelect(mask, a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec Round(Vec a) => VecOps.Round(a);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec Pow2(Vec n) => VecOps.ShiftLeft(VecOps.ConvertToInt32(n) + VecOps.Create(127), 23).AsSingle();
+    public static Vec Pow2FromShifted(Vec j) => VecOps.ShiftLeft(j.AsInt32(), 23).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool AnyNonFinite(Vec a) => !VecOps.LessThanAll(VecOps.Abs(a), VecOps.Create(float.PositiveInfinity));

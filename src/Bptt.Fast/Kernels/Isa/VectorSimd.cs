@@ -70,10 +70,7 @@ internal readonly struct VectorSimd : ISimd<Vec>
     public static Vec Select(Vec mask, Vec a, Vec b) => VecOps.ConditionalSelect(mask, a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec Round(Vec a) => VecOps.Floor(a + new Vec(0.5f));
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vec Pow2(Vec n) => VecOps.AsVectorSingle(VecOps.ShiftLeft(VecOps.ConvertToInt32(n) + new Vector<int>(127), 23));
+    public static Vec Pow2FromShifted(Vec j) => VecOps.AsVectorSingle(VecOps.ShiftLeft(VecOps.AsVectorInt32(j), 23));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool AnyNonFinite(Vec a) => !VecOps.LessThanAll(VecOps.Abs(a), new Vec(float.PositiveInfinity));
