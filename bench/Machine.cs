@@ -69,8 +69,15 @@ public static class Machine
         return Slug(Caches);
     }
 
-    private static string Slug(string text)
+    /// <summary>Lower-case letters and digits joined by single dashes, trademark marks dropped.</summary>
+    public static string Slug(string text)
     {
+        // Trademark marks carry no information: "Intel(R) Xeon(R) Processor" becomes "intel-xeon-processor".
+        foreach (string mark in (string[])["(R)", "(r)", "(TM)", "(tm)", "®", "™"])
+        {
+            text = text.Replace(mark, string.Empty, StringComparison.Ordinal);
+        }
+
         string slug = new string(text.Select(c => char.IsLetterOrDigit(c) ? char.ToLowerInvariant(c) : '-').ToArray()).Trim('-');
         while (slug.Contains("--", StringComparison.Ordinal))
         {

@@ -18,6 +18,13 @@ public sealed class BenchSmokeTests
     }
 
     [Theory]
+    [InlineData("Intel(R) Xeon(R) Processor", "intel-xeon-processor")]
+    [InlineData("Intel(R) Core(TM) i7-8700K CPU @ 3.70GHz", "intel-core-i7-8700k-cpu-3-70ghz")]
+    [InlineData("AMD EPYC 7B13 64-Core Processor", "amd-epyc-7b13-64-core-processor")]
+    [InlineData("(R)", "unknown")]
+    public void ResultFolderNamesDropTrademarkMarks(string model, string slug) => Assert.Equal(slug, Machine.Slug(model));
+
+    [Theory]
     [MemberData(nameof(PathNames))]
     public void EveryBenchmarkBodyRunsOnce(string pathName)
     {
