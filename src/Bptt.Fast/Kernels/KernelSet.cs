@@ -125,6 +125,10 @@ internal abstract class KernelSet
     /// </summary>
     public abstract void StepForward(ReadOnlySpan<float> packedWhhT, int n, ReadOnlySpan<float> hPrevious, Span<float> h, ReadOrder order);
 
+    /// <summary>The fused recurrent step, equations (1)–(2), with uₜ apart from h: h = f(u + W_hh hPrevious), u read-only (a
+    /// token's row b_h + W_xh xₜ of the model's table) and h written; otherwise as <see cref="StepForward"/>.</summary>
+    public abstract void StepForwardFrom(ReadOnlySpan<float> packedWhhT, int n, ReadOnlySpan<float> hPrevious, ReadOnlySpan<float> u, Span<float> h, ReadOrder order);
+
     /// <summary>
     /// The fused backward step, equation (12), in place: δ = (δ + W_hhᵀ δNext) ⊙ f′(h), with δ holding Gₜ = W_hyᵀ eₜ on
     /// entry and W_hh packed by <see cref="PackColumnBlocks"/>, read in <paramref name="order"/> as in <see cref="StepForward"/>.
@@ -139,6 +143,9 @@ internal abstract class KernelSet
 
     /// <summary>Equation (2) element-wise: h = f(u); u may be h.</summary>
     public abstract void Activate(ReadOnlySpan<float> u, Span<float> h);
+
+    /// <summary>Equations (1)–(2) after the product: h = f(u + addend) element-wise (u = a row of H₋₁ W_hhᵀ, addend = b_h + W_xh xₜ); h may be u.</summary>
+    public abstract void ActivateSum(ReadOnlySpan<float> u, ReadOnlySpan<float> addend, Span<float> h);
 
     /// <summary>The ⊙ f′ of (12) on its own: δ = g ⊙ f′(u), f′ from h = f(u); g may be δ.</summary>
     public abstract void ActivationBackward(ReadOnlySpan<float> g, ReadOnlySpan<float> h, Span<float> delta);
@@ -229,6 +236,10 @@ internal sealed class KernelSet<TOps, TVec, TAct> : KernelSet
         VectorKernels<TOps, TVec>.PackedTransposedProduct<ActivationEpilogue<TAct>>(packedWhhT, n, n, hPrevious, h, default, h, order);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public override void StepForwardFrom(ReadOnlySpan<float> packedWhhT, int n, ReadOnlySpan<float> hPrevious, ReadOnlySpan<float> u, Span<float> h, ReadOrder order) =>
+        VectorKernels<TOps, TVec>.PackedTransposedProduct<ActivationEpilogue<TAct>>(packedWhhT, n, n, hPrevious, u, default, h, order);
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void StepBackward(ReadOnlySpan<float> packedWhh, int n, ReadOnlySpan<float> deltaNext, ReadOnlySpan<float> h, Span<float> delta, ReadOrder order) =>
         VectorKernels<TOps, TVec>.PackedTransposedProduct<DerivativeEpilogue<TAct>>(packedWhh, n, n, deltaNext, delta, h, delta, order);
 
@@ -242,6 +253,9 @@ internal sealed class KernelSet<TOps, TVec, TAct> : KernelSet
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Activate(ReadOnlySpan<float> u, Span<float> h) => ElementWise<TOps, TVec>.Map<ActivationEpilogue<TAct>>(u, default, h);
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public override void ActivateSum(ReadOnlySpan<float> u, ReadOnlySpan<float> addend, Span<float> h) => ElementWise<TOps, TVec>.Map<BiasedActivationEpilogue<TAct>>(u, addend, h);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void ActivationBackward(ReadOnlySpan<float> g, ReadOnlySpan<float> h, Span<float> delta) =>

@@ -33,7 +33,7 @@ public sealed class RnnModel
     private const int BatchedRecurrenceMinBatch = 4;
 
     private readonly RnnParameters _theta; // a private copy: W_xh, b_h, W_hy and b_y are read from it, and exporters read θ
-    private readonly float[] _wxhT;     // [I, H]: column `token` of W_xh is row `token` here
+    private readonly float[] _tokenRows; // [I, H]: row `token` is b_h + column `token` of W_xh, uₜ of (1) before W_hh hₜ₋₁
     private readonly int _bhOffset, _byOffset; // where b_h (first block) and b_y lie in θ, computed once: a step slices θ directly
     private readonly AlignedBuffer _stepPacked; // W_hhᵀ in column-block panels (single stream), cache-line aligned: a step streams it whole
     private readonly AlignedBuffer _headPacked; // W_hyᵀ in column-block panels (one output row), cache-line aligned
@@ -76,9 +76,8 @@ public sealed class RnnModel
         Activation = activation;
         _k = KernelSets.For(isa, activation);
         _theta = parameters.Clone();
-        _wxhT = new float[i * h];
-        Layout.Transpose(_theta.Wxh, h, i, _wxhT);
         _bhOffset = s.BhOffset;
+        _tokenRows = BuildTokenRows(_k, _theta.Wxh, Bh, h, i);
         _byOffset = s.ByOffset;
         _stepPacked = new AlignedBuffer((long)h * h);
         _k.PackTransposedColumnBlocks(_theta.Whh, h, h, _stepPacked.Span);
@@ -120,10 +119,28 @@ public sealed class RnnModel
             for (int d = 0; d < s.Directions; d++)
             {
                 _blocks[(l * s.Directions) + d] = l == 0 && d == 0
-                    ? new LayerWeights(s.BhOffset, _wxhT, [], _stepPacked, [_wxhTPackedGemm], _whhTPackedGemm)
+                    ? new LayerWeights(s.BhOffset, _tokenRows, [], _stepPacked, [_wxhTPackedGemm], _whhTPackedGemm)
                     : LayerWeights.Pack(_k, _theta, l, d);
             }
         }
+    }
+
+    /// <summary>
+    /// The token table of equation (1): row t is b_h + W_xh[:, t], the pre-activation a token contributes before
+    /// W_hh hₜ₋₁, added once here with the same kernel a step would use (so every path sees the bits it would have
+    /// computed per call), and gathered by row. <paramref name="wxh"/> is H×I, <paramref name="bh"/> H floats.
+    /// </summary>
+    private static float[] BuildTokenRows(KernelSet k, ReadOnlySpan<float> wxh, ReadOnlySpan<float> bh, int h, int i)
+    {
+        var rows = new float[Sizes.ArrayLength(Sizes.Product(i, h), nameof(h), "token table")];
+        Layout.Transpose(wxh, h, i, rows);
+        for (int t = 0; t < i; t++)
+        {
+            Span<float> row = rows.AsSpan(t * h, h);
+            k.Add(bh, row, row);
+        }
+
+        return rows;
     }
 
     /// <summary>
@@ -131,12 +148,12 @@ public sealed class RnnModel
     /// equation (1) in the forms its inputs need, W_hh⁽ˡ'ᵈ⁾ for (1)–(2), and where b_h⁽ˡ'ᵈ⁾ lies in θ.
     /// </summary>
     /// <param name="BhOffset">Offset of b_h⁽ˡ'ᵈ⁾ in θ.</param>
-    /// <param name="WxhT">First layer: W_xhᵀ <c>[I, H]</c>, a token's column of W_xh as a row (the gather of (1)); empty above.</param>
+    /// <param name="TokenRows">First layer: <c>[I, H]</c>, row t = b_h⁽⁰'ᵈ⁾ + W_xh⁽⁰'ᵈ⁾[:, t] (the gather of (1), see <see cref="BuildTokenRows"/>); empty above.</param>
     /// <param name="InputPacked">Layers above the first of a one-direction model: W_xhᵀ in column-block panels, (1) for one row; else empty.</param>
     /// <param name="StepPacked">W_hhᵀ in column-block panels: (1)–(2) fused for one row.</param>
     /// <param name="InputGemm">op(B) of (1) over many rows: W_xhᵀ (first layer), or per direction d′ below, W_xh[:, d′·H .. (d′+1)·H]ᵀ.</param>
     /// <param name="WhhGemm">op(B) = W_hhᵀ: (1)–(2) over many rows.</param>
-    private sealed record LayerWeights(int BhOffset, float[] WxhT, float[] InputPacked, AlignedBuffer StepPacked, AlignedBuffer[] InputGemm, AlignedBuffer WhhGemm)
+    private sealed record LayerWeights(int BhOffset, float[] TokenRows, float[] InputPacked, AlignedBuffer StepPacked, AlignedBuffer[] InputGemm, AlignedBuffer WhhGemm)
     {
         /// <summary>Packs block (l, d) of θ.</summary>
         public static LayerWeights Pack(KernelSet k, RnnParameters theta, int layer, int direction)
@@ -144,11 +161,11 @@ public sealed class RnnModel
             RnnShape s = theta.Shape;
             int h = s.HiddenSize, inputs = s.LayerInputSize(layer), below = layer == 0 ? 1 : s.Directions;
             ReadOnlySpan<float> wxh = theta.LayerWxh(layer, direction), whh = theta.LayerWhh(layer, direction);
-            float[] wxhT = [], inputPacked = [];
+            int bhOffset = theta.Block(layer, direction).BhOffset;
+            float[] tokenRows = [], inputPacked = [];
             if (layer == 0)
             {
-                wxhT = new float[inputs * h];
-                Layout.Transpose(wxh, h, inputs, wxhT);
+                tokenRows = BuildTokenRows(k, wxh, theta.Values.Slice(bhOffset, h), h, inputs);
             }
             else if (s.Directions == 1)
             {
@@ -168,7 +185,7 @@ public sealed class RnnModel
 
             var whhGemm = new AlignedBuffer(k.PackedBLength(h, h));
             k.PackB(true, h, h, whh, h, whhGemm.Span);
-            return new LayerWeights(theta.Block(layer, direction).BhOffset, wxhT, inputPacked, stepPacked, inputGemm, whhGemm);
+            return new LayerWeights(bhOffset, tokenRows, inputPacked, stepPacked, inputGemm, whhGemm);
         }
     }
 
@@ -269,9 +286,8 @@ public sealed class RnnModel
 
             int h = Shape.HiddenSize;
             Span<float> u = state.Scratch;
-            _k.Add(Bh, _wxhT.AsSpan(token * h, h), u); // (1): b_h + column `token` of W_xh
             ReadOrder order = StepOrder();
-            FusedStep(state.Hidden, u, order);
+            _k.StepForwardFrom(_stepPacked.Span, h, state.Hidden, _tokenRows.AsSpan(token * h, h), u, order); // (1)–(2): f(b_h + W_xh[:, token] + W_hh hₜ₋₁)
             u.CopyTo(state.Hidden);
             Head(state.Hidden, 1, output, kind, default, order);
         }
@@ -367,14 +383,7 @@ public sealed class RnnModel
             }
 
             Span<float> u = states.Scratch;
-            for (int r = 0; r < b; r++)
-            {
-                _k.Add(Bh, _wxhT.AsSpan(tokens[r] * h, h), u.Slice(r * h, h)); // (1): b_h + column `token` of W_xh
-            }
-
-            // (1)–(2): U += H₋₁ W_hhᵀ, then h = f(U) written over the old states (the product has read them).
-            _k.Multiply(false, b, h, h, states.Hidden, h, _whhTPackedGemm.Span, 1f, u, h, states.PackA);
-            _k.Activate(u, states.Hidden);
+            TokenStep(_tokenRows, tokens, states.Hidden, u, _whhTPackedGemm.Span, states.PackA);
             Head(states.Hidden, b, outputs, kind, states.PackA, ReadOrder.Once);
         }
         finally
@@ -647,20 +656,20 @@ public sealed class RnnModel
         int h = Shape.HiddenSize, block = b * h, rows = t * b;
         Span<float> hs = workspace.States[..(rows * h)];
         Span<float> packA = workspace.PackA;
-        for (int r = 0; r < rows; r++)
-        {
-            Bh.CopyTo(hs.Slice(r * h, h));
-        }
-
         if (inputs.IsEmpty)
         {
             for (int r = 0; r < rows; r++)
             {
-                _k.Axpy(1f, _wxhT.AsSpan(tokens[r] * h, h), hs.Slice(r * h, h));
+                _tokenRows.AsSpan(tokens[r] * h, h).CopyTo(hs.Slice(r * h, h)); // (1) hoisted: b_h + column `token` of W_xh
             }
         }
         else
         {
+            for (int r = 0; r < rows; r++)
+            {
+                Bh.CopyTo(hs.Slice(r * h, h));
+            }
+
             _k.Multiply(false, rows, h, Shape.InputSize, inputs, Shape.InputSize, _wxhTPackedGemm.Span, 1f, hs, h, packA);
         }
 
@@ -722,6 +731,22 @@ public sealed class RnnModel
         _k.StepForward(_stepPacked.Span, h, previous, u, order); // (1)–(2) fused, in place over u
     }
 
+    /// <summary>
+    /// (1)–(2) for B token streams of one block: U = H₋₁ W_hhᵀ (one GEMM over the rows, β = 0), then each row
+    /// h = f(U + b_h + W_xh[:, token]) from the block's token table, written over the old states (the product has read them
+    /// all). The same sums, in the same order, as a product over rows prefilled with the token rows when H ≤ KC.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void TokenStep(float[] tokenRows, ReadOnlySpan<int> tokens, Span<float> hidden, Span<float> u, ReadOnlySpan<float> whhGemm, Span<float> packA)
+    {
+        int b = tokens.Length, h = Shape.HiddenSize;
+        _k.Multiply(false, b, h, h, hidden, h, whhGemm, 0f, u, h, packA);
+        for (int r = 0; r < b; r++)
+        {
+            _k.ActivateSum(u.Slice(r * h, h), tokenRows.AsSpan(tokens[r] * h, h), hidden.Slice(r * h, h));
+        }
+    }
+
     /// <summary>(3)–(4) for <paramref name="rows"/> rows of H: V = H W_hyᵀ + b_y (the packed axpy-form product for one row, a GEMM for more), then softmax per row if asked.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Head(ReadOnlySpan<float> hidden, int rows, Span<float> outputs, StepOutput kind, Span<float> packA, ReadOrder order)
@@ -763,15 +788,15 @@ public sealed class RnnModel
         Span<float> first = hidden[..h];
         if (input.IsEmpty)
         {
-            _k.Add(Bh, _wxhT.AsSpan(token * h, h), u); // (1): u = b_h + column `token` of W_xh
+            _k.StepForwardFrom(_stepPacked.Span, h, first, _tokenRows.AsSpan(token * h, h), u, ReadOrder.Once); // (1)–(2): f(b_h + W_xh[:, token] + W_hh hₜ₋₁)
         }
         else
         {
             _k.Gemv(_theta.Wxh, h, Shape.InputSize, input, u); // (1): u = W_xh xₜ + b_h
             _k.Axpy(1f, Bh, u);
+            FusedStep(first, u, ReadOrder.Once); // (1)–(2) fused, in place over u
         }
 
-        FusedStep(first, u, ReadOrder.Once); // (1)–(2) fused, in place over u
         u.CopyTo(first);
         for (int l = 1; l < Shape.Layers; l++)
         {
@@ -805,21 +830,17 @@ public sealed class RnnModel
             Span<float> own = hidden.Slice(l * block, block);
             if (l == 0)
             {
-                for (int r = 0; r < b; r++)
-                {
-                    _k.Add(bh, w.WxhT.AsSpan(tokens[r] * h, h), u.Slice(r * h, h)); // (1): b_h + column `token` of W_xh
-                }
+                TokenStep(w.TokenRows, tokens, own, u, w.WhhGemm.Span, packA);
+                continue;
             }
-            else
-            {
-                for (int r = 0; r < b; r++)
-                {
-                    bh.CopyTo(u.Slice(r * h, h));
-                }
 
-                // (1): U += H⁽ˡ⁻¹⁾ W_xh⁽ˡ⁾ᵀ over the B new states of the layer below.
-                _k.Multiply(false, b, h, h, hidden.Slice((l - 1) * block, block), h, w.InputGemm[0].Span, 1f, u, h, packA);
+            for (int r = 0; r < b; r++)
+            {
+                bh.CopyTo(u.Slice(r * h, h));
             }
+
+            // (1): U += H⁽ˡ⁻¹⁾ W_xh⁽ˡ⁾ᵀ over the B new states of the layer below.
+            _k.Multiply(false, b, h, h, hidden.Slice((l - 1) * block, block), h, w.InputGemm[0].Span, 1f, u, h, packA);
 
             // (1)–(2): U += H₋₁ W_hhᵀ, then h = f(U) written over the old states (the product has read them).
             _k.Multiply(false, b, h, h, own, h, w.WhhGemm.Span, 1f, u, h, packA);
@@ -851,17 +872,17 @@ public sealed class RnnModel
                 LayerWeights w = _blocks[(l * dirs) + d];
                 Span<float> hs = current.Slice(d * length, length);
                 ReadOnlySpan<float> bh = _theta.Values.Slice(w.BhOffset, h);
-                for (int r = 0; r < rows; r++)
+                for (int r = 0; r < rows && !(l == 0 && inputs.IsEmpty); r++)
                 {
                     bh.CopyTo(hs.Slice(r * h, h));
                 }
 
-                // (1) hoisted over all T·B rows: U = X W_xhᵀ + b_h.
+                // (1) hoisted over all T·B rows: U = X W_xhᵀ + b_h (for tokens, the rows of the block's token table).
                 if (l == 0 && inputs.IsEmpty)
                 {
                     for (int r = 0; r < rows; r++)
                     {
-                        _k.Axpy(1f, w.WxhT.AsSpan(tokens[r] * h, h), hs.Slice(r * h, h));
+                        w.TokenRows.AsSpan(tokens[r] * h, h).CopyTo(hs.Slice(r * h, h));
                     }
                 }
                 else if (l == 0)

@@ -38,6 +38,19 @@ internal readonly struct ActivationEpilogue<TAct> : IEpilogue
         where TVec : struct => SimdMath<TOps, TVec>.Apply<TAct>(acc);
 }
 
+/// <summary>hₜ = f(acc + aux), equations (1)–(2) after a product: acc = W_hh hₜ₋₁ (a GEMM row), aux = b_h + W_xh xₜ (a token's
+/// row of the model's table), added in that order, as a product with β = 1 over the prefilled row would add them.</summary>
+internal readonly struct BiasedActivationEpilogue<TAct> : IEpilogue
+    where TAct : struct, IActivationKind
+{
+    public static bool UsesAux => true;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TVec Apply<TOps, TVec>(TVec acc, TVec aux)
+        where TOps : struct, ISimd<TVec>
+        where TVec : struct => SimdMath<TOps, TVec>.Apply<TAct>(TOps.Add(acc, aux));
+}
+
 /// <summary>δₜ = acc ⊙ f′(uₜ), with f′ taken from aux = hₜ, equation (12).</summary>
 internal readonly struct DerivativeEpilogue<TAct> : IEpilogue
     where TAct : struct, IActivationKind
