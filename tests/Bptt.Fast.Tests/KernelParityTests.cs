@@ -253,6 +253,68 @@ public sealed class KernelParityTests
         }
     }
 
+    /// <summary>
+    /// The served token step's two kernels against the forms they replace, bit for bit: StepForwardFrom (uₜ read from its
+    /// own span, h written apart) against the in-place StepForward over a copy of uₜ, in every read order; ActivateSum,
+    /// f(u + addend), against Add then Activate. Nothing outside h is written, and u and the addend are left as they were.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelCases.Isas), MemberType = typeof(KernelCases))]
+    public void TokenStepKernelsEqualTheFormsTheyReplaceBitForBit(KernelIsa isa)
+    {
+        var random = new SplitMix64(21);
+        foreach (Activation f in Enum.GetValues<Activation>())
+        {
+            KernelSet k = KernelSets.For(isa, f);
+            foreach (int h in (int[])[1, 7, 16, 17, 63, 64, 65, 127, 128, 129, 200, 257])
+            {
+                var w = new Guarded(h * h, OffsetFor(h), ref random, (float)(2 / Math.Sqrt(h)));
+                var packed = new float[h * h];
+                k.PackTransposedColumnBlocks(w.Span, h, h, packed);
+                var hPrev = new Guarded(h, OffsetFor(h + 1), ref random);
+                var u = new Guarded(h, OffsetFor(h + 2), ref random);
+                float[] uBefore = u.Span.ToArray();
+                foreach (ReadOrder order in Enum.GetValues<ReadOrder>())
+                {
+                    float[] expected = u.Span.ToArray();
+                    k.StepForward(packed, h, hPrev.Span, expected, order);
+                    var hOut = new Guarded(h, OffsetFor(h + 3), ref random);
+                    k.StepForwardFrom(packed, h, hPrev.Span, u.Span, hOut.Span, order);
+                    AssertSameBits(expected, hOut.Span, $"{isa} {f} StepForwardFrom H={h} {order}");
+                    hOut.AssertGuardsIntact($"{isa} {f} StepForwardFrom H={h} {order}");
+                    AssertSameBits(uBefore, u.Span, $"{isa} {f} StepForwardFrom H={h} {order}: u changed");
+                }
+            }
+
+            foreach (int n in KernelCases.Lengths)
+            {
+                var u = new Guarded(n, OffsetFor(n), ref random, 4f);
+                var addend = new Guarded(n, OffsetFor(n + 1), ref random, 4f);
+                float[] uBefore = u.Span.ToArray(), addendBefore = addend.Span.ToArray();
+                float[] expected = new float[n];
+                k.Add(u.Span, addend.Span, expected);
+                k.Activate(expected, expected);
+                var hOut = new Guarded(n, OffsetFor(n + 2), ref random);
+                k.ActivateSum(u.Span, addend.Span, hOut.Span);
+                AssertSameBits(expected, hOut.Span, $"{isa} {f} ActivateSum n={n}");
+                hOut.AssertGuardsIntact($"{isa} {f} ActivateSum n={n}");
+                AssertSameBits(uBefore, u.Span, $"{isa} {f} ActivateSum n={n}: u changed");
+                AssertSameBits(addendBefore, addend.Span, $"{isa} {f} ActivateSum n={n}: addend changed");
+                k.ActivateSum(u.Span, addend.Span, u.Span); // in place over u, as the batched step runs it over U
+                AssertSameBits(expected, u.Span, $"{isa} {f} ActivateSum in place n={n}");
+            }
+        }
+
+        static void AssertSameBits(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, string what)
+        {
+            Assert.Equal(expected.Length, actual.Length);
+            for (int i = 0; i < expected.Length; i++)
+            {
+                Assert.True(BitConverter.SingleToInt32Bits(expected[i]) == BitConverter.SingleToInt32Bits(actual[i]), $"{what} [{i}]: {actual[i]:R} vs {expected[i]:R}");
+            }
+        }
+    }
+
     [Theory]
     [MemberData(nameof(KernelCases.Isas), MemberType = typeof(KernelCases))]
     public void FusedRecurrentStepsForwardAndBackward(KernelIsa isa)

@@ -126,7 +126,7 @@ internal abstract class KernelSet
     public abstract void StepForward(ReadOnlySpan<float> packedWhhT, int n, ReadOnlySpan<float> hPrevious, Span<float> h, ReadOrder order);
 
     /// <summary>The fused recurrent step, equations (1)–(2), with uₜ apart from h: h = f(u + W_hh hPrevious), u read-only (a
-    /// token's row b_h + W_xh xₜ of the model's table) and h written; otherwise as <see cref="StepForward"/>.</summary>
+    /// token's row b_h + W_xh xₜ of the model's table, n floats, never h) and h written; otherwise as <see cref="StepForward"/>.</summary>
     public abstract void StepForwardFrom(ReadOnlySpan<float> packedWhhT, int n, ReadOnlySpan<float> hPrevious, ReadOnlySpan<float> u, Span<float> h, ReadOrder order);
 
     /// <summary>
@@ -236,8 +236,11 @@ internal sealed class KernelSet<TOps, TVec, TAct> : KernelSet
         VectorKernels<TOps, TVec>.PackedTransposedProduct<ActivationEpilogue<TAct>>(packedWhhT, n, n, hPrevious, h, default, h, order);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override void StepForwardFrom(ReadOnlySpan<float> packedWhhT, int n, ReadOnlySpan<float> hPrevious, ReadOnlySpan<float> u, Span<float> h, ReadOrder order) =>
+    public override void StepForwardFrom(ReadOnlySpan<float> packedWhhT, int n, ReadOnlySpan<float> hPrevious, ReadOnlySpan<float> u, Span<float> h, ReadOrder order)
+    {
+        Internals.Bounds.Require(u.Length >= n); // the product treats an empty addend as none: uₜ must be there
         VectorKernels<TOps, TVec>.PackedTransposedProduct<ActivationEpilogue<TAct>>(packedWhhT, n, n, hPrevious, u, default, h, order);
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void StepBackward(ReadOnlySpan<float> packedWhh, int n, ReadOnlySpan<float> deltaNext, ReadOnlySpan<float> h, Span<float> delta, ReadOrder order) =>

@@ -812,9 +812,10 @@ public sealed class RnnModel
     }
 
     /// <summary>
-    /// One step of B streams of a stacked one-direction model over <c>[L, B, H]</c>: per layer, U = b_h + X W_xhᵀ (the
-    /// token gather for the first layer, a GEMM over the B new states of the layer below above it), U += H₋₁ W_hhᵀ and
-    /// H = f(U), equations (1)–(2); then (3)–(4) on the top layer's B rows.
+    /// One step of B streams of a stacked one-direction model over <c>[L, B, H]</c>, equations (1)–(2) per layer: for the
+    /// first, U = H₋₁ W_hhᵀ and H = f(U + b_h + W_xh[:, token]) from the token table (<see cref="TokenStep"/>); above it,
+    /// U = b_h + X W_xhᵀ (a GEMM over the B new states of the layer below), U += H₋₁ W_hhᵀ and H = f(U); then (3)–(4) on
+    /// the top layer's B rows.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void StackedStepBatch(ReadOnlySpan<int> tokens, RnnStateBatch states, Span<float> outputs, StepOutput kind)

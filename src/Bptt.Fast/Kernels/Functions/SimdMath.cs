@@ -14,10 +14,12 @@ namespace Bptt.Fast.Kernels.Functions;
 /// [−87, 88], so the result never overflows: exp(88) ≈ 1.65e38, exp(−87) ≈ 1.6e−38.
 /// tanh: tanh|x| = −y / (2 + y) with y = expm1(−2t), t = min(|x|, 9) (from about 9.02 on, tanh rounds to 1 in float), and
 /// the sign of x. expm1 takes the same reduction: y = 2ⁿ·expm1(r) + (2ⁿ − 1), with expm1(r) = r + r²·q(r) from its
-/// Taylor series to r⁷ (truncation below 1.6e−8 relative for |r| ≤ ln2/2) and 2ⁿ − 1 exact for n in [−26, 0]. For
+/// Taylor series to r⁷ (truncation below 1.6e−8 relative for |r| ≤ ln2/2) and 2ⁿ − 1 exact for n in [−24, 0] (n = −25
+/// and −26, |x| above about 8.49, round it to −1, so tanh returns 1 where 0.99999994 is nearest: one ulp). For
 /// small |x| (n = 0) y is expm1(r) itself, so tanh keeps its relative precision near 0 without a second polynomial; one
 /// path serves every x, with one division and no selects.
-/// sigmoid: 1/(1 + e^{−x}). NaN in gives NaN out for all three (min(9, NaN) is NaN, operand order chosen for it).
+/// sigmoid: 1/(1 + e^{−x}). NaN in gives NaN out for all three: exp selects it back; tanh takes min(9, |x|) with |x|
+/// second, which <see cref="ISimd{TVec}.Min"/> returns when either is NaN, and NaN then flows through every operation.
 /// Measured over a dense sweep (ExtremesTests.ApproximationsMeetTheirStatedErrorOverADenseSweep): exp has relative error below 3e−7 on [−87, 88];
 /// tanh and sigmoid have absolute error below 3e−7 everywhere, and tanh relative error below 5e−7 (every float in
 /// [2⁻³⁰, 9.5]: 1.5e−7 absolute, 1.8e−7 relative with FMA).
@@ -53,7 +55,7 @@ internal static class SimdMath<TOps, TVec>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static TVec Tanh(TVec x)
     {
-        TVec t = TOps.Min(TOps.Broadcast(9f), TOps.Abs(x)); // NaN stays NaN (the second operand is returned on NaN)
+        TVec t = TOps.Min(TOps.Broadcast(9f), TOps.Abs(x)); // NaN stays NaN: Min returns its second operand or NaN when one is NaN
         TVec z = TOps.Multiply(t, TOps.Broadcast(-2f));     // exact
         TVec j = TOps.MultiplyAdd(z, TOps.Broadcast(1.44269504088896341f), TOps.Broadcast(Shifter));
         TVec n = TOps.Subtract(j, TOps.Broadcast(Shifter)); // round(z·log₂e), in [−26, 0]

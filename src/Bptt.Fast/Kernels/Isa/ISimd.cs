@@ -45,10 +45,13 @@ internal interface ISimd<TVec>
     /// <summary>√a.</summary>
     static abstract TVec Sqrt(TVec a);
 
-    /// <summary>Lane-wise minimum with the hardware's NaN behaviour (callers handle NaN themselves).</summary>
+    /// <summary>Lane-wise minimum with the hardware's NaN behaviour: where either lane is NaN the result is
+    /// <paramref name="b"/> (x64's <c>minps</c>, the scalar <c>a &lt; b ? a : b</c>) or NaN (arm64's <c>fmin</c>), so a NaN in
+    /// <paramref name="b"/> always survives; callers that need more handle NaN themselves.</summary>
     static abstract TVec Min(TVec a, TVec b);
 
-    /// <summary>Lane-wise maximum with the hardware's NaN behaviour (callers handle NaN themselves).</summary>
+    /// <summary>Lane-wise maximum with the hardware's NaN behaviour, as <see cref="Min"/>: where either lane is NaN the
+    /// result is <paramref name="b"/> or NaN.</summary>
     static abstract TVec Max(TVec a, TVec b);
 
     /// <summary>Lane-wise maximum of the bit patterns read as signed 32-bit integers. Over magnitudes (sign bit clear) this
