@@ -490,6 +490,54 @@ public sealed class KernelParityTests
         }
     }
 
+    /// <summary>
+    /// The serving head's Softmax and the training loss's SoftmaxCrossEntropy must be one function: yₜ bit for bit equal to
+    /// eₜ = yₜ − ŷₜ away from the target, at every length 1..70 and 127–257 on every ISA (register bodies and scalar tails),
+    /// in place and out of place, with guards; and a row holding NaN or ±∞ anywhere, in a register or in the tail, is NaN
+    /// throughout (before, ±∞ in a tail or in a row shorter than a register was taken as a finite maximum).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(KernelCases.Isas), MemberType = typeof(KernelCases))]
+    public void SoftmaxGivesTheBitsOfTheLossKernelAndNaNForAnyNonFiniteLogit(KernelIsa isa)
+    {
+        var random = new SplitMix64(22);
+        KernelSet k = KernelSets.For(isa, Activation.Tanh);
+        foreach (int n in KernelCases.Lengths.Where(n => n > 0 && n < 1000))
+        {
+            for (int variant = 0; variant < 3; variant++)
+            {
+                var v = new Guarded(n, OffsetFor(n), ref random, 12f);
+                if (variant == 1)
+                {
+                    v.Span[random.NextInt32(n)] = float.NaN;
+                }
+                else if (variant == 2)
+                {
+                    v.Span[random.NextInt32(n)] = random.NextInt32(2) == 0 ? float.PositiveInfinity : float.NegativeInfinity;
+                }
+
+                int target = random.NextInt32(n);
+                var error = new float[n];
+                k.SoftmaxCrossEntropy(v.Span, target, error, writeError: true);
+                var y = new Guarded(n, OffsetFor(n + 1), ref random);
+                k.Softmax(v.Span, y.Span);
+                y.AssertGuardsIntact($"{isa} Softmax n={n}");
+                float[] inPlace = v.Span.ToArray();
+                k.Softmax(inPlace, inPlace);
+                for (int i = 0; i < n; i++)
+                {
+                    Assert.True(BitConverter.SingleToInt32Bits(y.Span[i]) == BitConverter.SingleToInt32Bits(inPlace[i]), $"{isa} n={n} [{i}] in place {inPlace[i]:R} vs {y.Span[i]:R}");
+                    if (i != target)
+                    {
+                        Assert.True(BitConverter.SingleToInt32Bits(y.Span[i]) == BitConverter.SingleToInt32Bits(error[i]), $"{isa} n={n} variant {variant} [{i}]: {y.Span[i]:R} vs the loss kernel's {error[i]:R}");
+                    }
+                }
+
+                Assert.True(variant == 0 ? y.Span.ToArray().All(float.IsFinite) : y.Span.ToArray().All(float.IsNaN), $"{isa} n={n} variant {variant}");
+            }
+        }
+    }
+
     [Theory]
     [MemberData(nameof(KernelCases.Isas), MemberType = typeof(KernelCases))]
     public void ColumnSumsAndFirstNonFinite(KernelIsa isa)

@@ -541,7 +541,8 @@ internal static class VectorKernels<TOps, TVec>
         return sum;
     }
 
-    /// <summary>The largest element of n ≥ 1 (NaN if any element is NaN).</summary>
+    /// <summary>The largest element of n ≥ 1, or NaN if any element is NaN or ±∞ wherever it sits (a register or the
+    /// scalar tail), so that a softmax row with a non-finite logit is NaN throughout on every path.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float MaxOf(ref float v, int n)
     {
@@ -570,7 +571,7 @@ internal static class VectorKernels<TOps, TVec>
         for (; k < n; k++)
         {
             float x = Unsafe.Add(ref v, k);
-            nan |= float.IsNaN(x);
+            nan |= !float.IsFinite(x); // as the registers above: x·0 is NaN for NaN and ±∞
             max = x > max ? x : max;
         }
 
