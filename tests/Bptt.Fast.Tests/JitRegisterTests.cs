@@ -68,6 +68,50 @@ public sealed class JitRegisterTests
         }
     }
 
+    /// <summary>
+    /// The vector math (exp, tanh, sigmoid and the ISA structs' operations) must be inlined into the kernels that use it. A
+    /// call left out of line is compiled on its own under tiering, tier 0 first and tier 1 only after 30 calls and a delay,
+    /// with its vector arguments passed through memory: a softmax that called four exps out of line cost a served step
+    /// about 1 µs until tier 1 arrived. A child process runs the CLI's check (training and the loss kernels through the
+    /// fast path) with the JIT's summary of every method it compiled; no method of SimdMath and no ISA-struct operation may
+    /// be among them (the structs' Count, read once by cold setup code, is the one exception).
+    /// </summary>
+    [Fact]
+    public void VectorMathIsInlinedIntoTheKernelsThatUseIt()
+    {
+        string? host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH")
+            ?? Path.GetFullPath(Path.Combine(System.Runtime.InteropServices.RuntimeEnvironment.GetRuntimeDirectory(), "..", "..", "..", OperatingSystem.IsWindows() ? "dotnet.exe" : "dotnet"));
+        string cli = Path.Combine(AppContext.BaseDirectory, "bptt.dll");
+        Assert.SkipWhen(!File.Exists(host) || !File.Exists(cli), "no dotnet host to start a child process with (e.g. the self-contained arm64 run)");
+        string summary = Path.Combine(Path.GetTempPath(), $"bptt-jit-summary-{Guid.NewGuid():N}.txt");
+        try
+        {
+            var start = new System.Diagnostics.ProcessStartInfo(host, [cli, "check"]) { RedirectStandardOutput = true, RedirectStandardError = true };
+            start.Environment["DOTNET_TieredPGO"] = "0";
+            start.Environment["DOTNET_JitDisasmSummary"] = "1";
+            start.Environment["DOTNET_JitStdOutFile"] = summary;
+            using (var process = System.Diagnostics.Process.Start(start)!)
+            {
+                process.StandardOutput.ReadToEnd();
+                process.StandardError.ReadToEnd();
+                Assert.True(process.WaitForExit(120_000), "the child process did not finish");
+                Assert.Equal(0, process.ExitCode);
+            }
+
+            string[] compiled = File.ReadAllLines(summary).Where(l => l.Contains("JIT compiled", StringComparison.Ordinal)).ToArray();
+            Assert.Contains(compiled, l => l.Contains("ElementWise", StringComparison.Ordinal)); // the summary lists the kernels
+            string[] outOfLine = compiled.Where(l =>
+                l.Contains("Kernels.Functions.SimdMath", StringComparison.Ordinal)
+                || (System.Text.RegularExpressions.Regex.IsMatch(l, @"Kernels\.Isa\.(Simd512|Simd256|Simd128|VectorSimd|ScalarSimd|Lanes):")
+                    && !l.Contains(":get_Count()", StringComparison.Ordinal))).ToArray();
+            Assert.True(outOfLine.Length == 0, "compiled on their own, so called out of line:\n" + string.Join('\n', outOfLine));
+        }
+        finally
+        {
+            File.Delete(summary);
+        }
+    }
+
     /// <summary>The instructions between the target of the last backward conditional jump and that jump.</summary>
     private static string[] InnerLoop(string[] body)
     {
