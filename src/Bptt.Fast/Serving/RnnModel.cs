@@ -873,11 +873,6 @@ public sealed class RnnModel
                 LayerWeights w = _blocks[(l * dirs) + d];
                 Span<float> hs = current.Slice(d * length, length);
                 ReadOnlySpan<float> bh = _theta.Values.Slice(w.BhOffset, h);
-                for (int r = 0; r < rows && !(l == 0 && inputs.IsEmpty); r++)
-                {
-                    bh.CopyTo(hs.Slice(r * h, h));
-                }
-
                 // (1) hoisted over all T·B rows: U = X W_xhᵀ + b_h (for tokens, the rows of the block's token table).
                 if (l == 0 && inputs.IsEmpty)
                 {
@@ -886,15 +881,23 @@ public sealed class RnnModel
                         w.TokenRows.AsSpan(tokens[r] * h, h).CopyTo(hs.Slice(r * h, h));
                     }
                 }
-                else if (l == 0)
-                {
-                    _k.Multiply(false, rows, h, i, inputs, i, w.InputGemm[0].Span, 1f, hs, h, packA);
-                }
                 else
                 {
-                    for (int from = 0; from < dirs; from++)
+                    for (int r = 0; r < rows; r++)
                     {
-                        _k.Multiply(false, rows, h, h, below.Slice(from * length, length), h, w.InputGemm[from].Span, 1f, hs, h, packA);
+                        bh.CopyTo(hs.Slice(r * h, h));
+                    }
+
+                    if (l == 0)
+                    {
+                        _k.Multiply(false, rows, h, i, inputs, i, w.InputGemm[0].Span, 1f, hs, h, packA);
+                    }
+                    else
+                    {
+                        for (int from = 0; from < dirs; from++)
+                        {
+                            _k.Multiply(false, rows, h, h, below.Slice(from * length, length), h, w.InputGemm[from].Span, 1f, hs, h, packA);
+                        }
                     }
                 }
 
