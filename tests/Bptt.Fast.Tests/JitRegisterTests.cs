@@ -64,11 +64,110 @@ public sealed class JitRegisterTests
     }
 
     /// <summary>
+    /// Fully optimised code never calls tiered code. The serving and training entry points and the kernels are compiled
+    /// fully optimised at their first call (<c>MethodImplOptions.AggressiveOptimization</c>), so that a service's first
+    /// requests run at steady-state speed, and so that speed never waits on tiering or dynamic PGO. A helper that such a
+    /// method calls out of line, and that is not marked itself, runs tier-0 code (no inlining, no register allocation of
+    /// spans) for its first 30 calls, and is promoted only after a delay that every other tier-0 compilation pushes back:
+    /// <c>RnnModel.StepBatch</c> once called eight such helpers, and a bench process's first iterations ran up to 57%
+    /// slower than its last. A child process runs the CLI with the JIT's disassembly of every method it compiles; every
+    /// method of the library that a fully optimised method of the library calls (directly, or through a virtual or
+    /// interface call, matched by name and signature) must itself have been compiled fully optimised, never at tier 0.
+    /// The CLI covers every serving entry point (<c>check</c> runs each of them against the reference 32 times), the
+    /// training step with each optimizer, dropout and clipping (<c>train</c>), and sampling.
+    /// </summary>
+    [Theory]
+    [InlineData("check")]
+    [InlineData("train --steps 40 --layers 2 --dropout 0.2 --clip 1 --chunk 10|sample --checkpoint bptt-model.ckpt --length 80")]
+    [InlineData("train --steps 40 --optimizer momentum")]
+    [InlineData("train --steps 40 --optimizer adagrad")]
+    [InlineData("train --steps 40 --optimizer sgd")]
+    [InlineData("train --steps 40 --optimizer adamw")]
+    public void FullyOptimizedCodeNeverCallsTieredCode(string commands)
+    {
+        string work = Directory.CreateTempSubdirectory("bptt-jit-").FullName; // train writes its checkpoint here, and sample reads it
+        string[] lines;
+        try
+        {
+            lines = commands.Split('|').SelectMany(c => JitOutputOf(c.Split(' '), work, ("DOTNET_JitDisasm", "*"))).ToArray();
+        }
+        finally
+        {
+            Directory.Delete(work, recursive: true);
+        }
+
+        var tiers = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
+        var calls = new List<(string Caller, string Callee, bool Indirect)>();
+        string? caller = null;
+        foreach (string line in lines)
+        {
+            const string Header = "; Assembly listing for method ";
+            if (line.StartsWith(Header, StringComparison.Ordinal))
+            {
+                string rest = line[Header.Length..];
+                int open = rest.LastIndexOf(" (", StringComparison.Ordinal);
+                string method = Signature(rest[..open]), tier = rest[(open + 2)..].TrimEnd(')');
+                (tiers.TryGetValue(method, out HashSet<string>? set) ? set : tiers[method] = []).Add(tier);
+                caller = tier == "FullOpts" && method.StartsWith("Bptt.Fast", StringComparison.Ordinal) ? method : null;
+                continue;
+            }
+
+            int call = line.IndexOf("call ", StringComparison.Ordinal);
+            if (caller is null || call < 0)
+            {
+                continue;
+            }
+
+            string operand = line[(call + 5)..].Trim();
+            var indirect = System.Text.RegularExpressions.Regex.Match(operand, @"^\[?[a-z0-9]+(\+0x[0-9A-F]+)?\]");
+            string callee = Signature(operand[indirect.Length..]);
+            if (callee.StartsWith("Bptt.Fast", StringComparison.Ordinal))
+            {
+                calls.Add((caller, callee, indirect.Success));
+            }
+        }
+
+        Assert.Contains(tiers, t => t.Key.StartsWith("Bptt.Fast.Kernels.KernelSet`3", StringComparison.Ordinal) && t.Value.Contains("FullOpts")); // the listing covers the kernels
+        Assert.Contains(tiers, t => t.Key.StartsWith("Bptt.Fast.", StringComparison.Ordinal) && t.Value.Contains("Tier0")); // and tiered setup code, so tiering was on
+        var tiered = new SortedSet<string>(StringComparer.Ordinal);
+        foreach ((string from, string callee, bool indirect) in calls)
+        {
+            // A virtual or interface call reaches whichever override ran: every compiled method of the same name and signature.
+            string name = callee[(callee.IndexOf(':', StringComparison.Ordinal) + 1)..];
+            foreach ((string method, HashSet<string> compiled) in tiers)
+            {
+                bool target = method == callee || (indirect && method.StartsWith("Bptt.Fast", StringComparison.Ordinal) && method.EndsWith(":" + name, StringComparison.Ordinal));
+                if (target && compiled.Any(t => t != "FullOpts"))
+                {
+                    tiered.Add($"{method} [{string.Join(", ", compiled)}], called from {from}");
+                }
+            }
+        }
+
+        Assert.True(tiered.Count == 0, "fully optimised code calls these tiered methods:\n" + string.Join('\n', tiered));
+    }
+
+    /// <summary>Type:Method(parameters) of a JIT listing header or call operand, without brackets or the return type.</summary>
+    private static string Signature(string text)
+    {
+        text = text.Trim().TrimStart('[');
+        int close = text.IndexOf(')', StringComparison.Ordinal);
+        return close < 0 ? text.TrimEnd(']') : text[..(close + 1)];
+    }
+
+    /// <summary>
     /// Runs the CLI's check (training and the loss kernels through the fast path) in a child process with dynamic PGO off,
     /// the given environment and the JIT's output written to a file, and returns that output; skips where no dotnet host
     /// can start a child (the self-contained arm64 run).
     /// </summary>
-    private static string[] JitOutputOfCheck(params (string Name, string Value)[] environment)
+    private static string[] JitOutputOfCheck(params (string Name, string Value)[] environment) => JitOutputOf(["check"], Path.GetTempPath(), environment);
+
+    /// <summary>
+    /// Runs the CLI with <paramref name="arguments"/> in a child process, in <paramref name="workDirectory"/>, with dynamic PGO
+    /// off, the given environment and the JIT's output written to a file, and returns that output; skips where no dotnet
+    /// host can start a child (the self-contained arm64 run).
+    /// </summary>
+    private static string[] JitOutputOf(string[] arguments, string workDirectory, params (string Name, string Value)[] environment)
     {
         string? host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH")
             ?? Path.GetFullPath(Path.Combine(System.Runtime.InteropServices.RuntimeEnvironment.GetRuntimeDirectory(), "..", "..", "..", OperatingSystem.IsWindows() ? "dotnet.exe" : "dotnet"));
@@ -77,7 +176,7 @@ public sealed class JitRegisterTests
         string output = Path.Combine(Path.GetTempPath(), $"bptt-jit-{Guid.NewGuid():N}.txt");
         try
         {
-            var start = new System.Diagnostics.ProcessStartInfo(host, [cli, "check"]) { RedirectStandardOutput = true, RedirectStandardError = true };
+            var start = new System.Diagnostics.ProcessStartInfo(host, [cli, .. arguments]) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = workDirectory };
             start.Environment["DOTNET_TieredPGO"] = "0";
             start.Environment["DOTNET_JitStdOutFile"] = output;
             foreach ((string name, string value) in environment)

@@ -110,6 +110,7 @@ public sealed class BpttEngine
     /// (∂L/∂θ, FinalState, InitialStateGradient, InputGradient, HiddenStates) that overlaps any other argument.</exception>
     /// <exception cref="ArgumentOutOfRangeException">T or B out of [1, max], a length out of [1, T], or a token or target id out of range.</exception>
     /// <exception cref="InvalidOperationException">Another thread is inside a call of this engine.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public float ComputeGradients(RnnParameters parameters, in SequenceBatch<float> batch, RnnParameters gradients, bool accumulate = false) =>
         ComputeGradientsCore(parameters, in batch, gradients, accumulate, parametersFinite: false);
 
@@ -142,6 +143,7 @@ public sealed class BpttEngine
     /// <exception cref="ArgumentException">As for <see cref="ComputeGradients"/>.</exception>
     /// <exception cref="ArgumentOutOfRangeException">As for <see cref="ComputeGradients"/>.</exception>
     /// <exception cref="InvalidOperationException">Another thread is inside a call of this engine.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public float Evaluate(RnnParameters parameters, in SequenceBatch<float> batch) => EvaluateCore(parameters, in batch, parametersFinite: false);
 
     /// <summary><see cref="Evaluate(RnnParameters, in SequenceBatch{float})"/>, skipping the scan of θ when the caller has

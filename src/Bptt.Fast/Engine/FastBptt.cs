@@ -132,6 +132,7 @@ internal sealed class FastBptt : IBpttCore
             PackedWhh: Sizes.ArrayLength(batched ? kernels.PackedBLength(h, h) : 0, P, "packed W_hh"));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public float Evaluate(ReadOnlySpan<float> theta, in SequenceBatch<float> batch) => Forward(theta, in batch, training: false);
 
     public void TouchWorkspace()
@@ -157,6 +158,7 @@ internal sealed class FastBptt : IBpttCore
         _packedWhhT.Span.Clear();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public float ComputeGradients(ReadOnlySpan<float> theta, in SequenceBatch<float> batch, Span<float> gradients, bool accumulate)
     {
         float loss = Forward(theta, in batch, training: true);
@@ -164,6 +166,7 @@ internal sealed class FastBptt : IBpttCore
         return loss;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private float Forward(ReadOnlySpan<float> theta, in SequenceBatch<float> batch, bool training)
     {
         _dropping = training && Dropout > 0f && Shape.Layers > 1;
@@ -194,6 +197,7 @@ internal sealed class FastBptt : IBpttCore
         return loss;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Backward(ReadOnlySpan<float> theta, in SequenceBatch<float> batch, Span<float> grad, bool accumulate)
     {
         OutputGradients(in batch, grad, accumulate);
@@ -276,6 +280,7 @@ internal sealed class FastBptt : IBpttCore
     }
 
     /// <summary>h₀ of the block into its slot: slot 0 (forward); slot T_b + 1 of each sequence (reverse), the slot T + 1 zeroed first.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void InitialStates(in SequenceBatch<float> batch, int l, int d)
     {
         int hidden = Shape.HiddenSize, size = batch.BatchSize, steps = batch.Steps;
@@ -399,6 +404,7 @@ internal sealed class FastBptt : IBpttCore
     }
 
     /// <summary>Inverted dropout between layer l and l + 1 on a training pass: X⁽ˡ⁺¹'ᵈ⁾ = m ⊙ H⁽ˡ'ᵈ⁾, the mask drawn from the batch's seed.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void DropoutForward(in SequenceBatch<float> batch, int l)
     {
         int hidden = Shape.HiddenSize, size = batch.BatchSize, rows = batch.Steps * size;
@@ -602,6 +608,7 @@ internal sealed class FastBptt : IBpttCore
 
     /// <summary>W_hh in the column-block panels of the fused backward step: W_hh itself when it is a single panel (H at most
     /// the block width, the layout the pack would copy unchanged), otherwise packed into <see cref="_stepBackward"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ReadOnlySpan<float> StepBackwardPanels(ReadOnlySpan<float> whh, int hidden)
     {
         if (hidden <= _k.ColumnBlockWidth)
@@ -796,12 +803,15 @@ internal sealed class FastBptt : IBpttCore
     }
 
     /// <summary>The slots 0..T+1 of block (l, d).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private Span<float> States(int l, int d) => _hs[(l * Shape.Directions) + d];
 
     /// <summary>Gₜ, then δₜ, of block (l, d): <c>[T·B, H]</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private Span<float> Delta(int l, int d, int rows) => _delta[(l * Shape.Directions) + d].AsSpan(0, rows * Shape.HiddenSize);
 
     /// <summary>hₜ of the top layer's direction d, slots 1..T: <c>[T·B, H]</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ReadOnlySpan<float> TopStates(in SequenceBatch<float> batch, int d)
     {
         int hidden = Shape.HiddenSize, size = batch.BatchSize;
@@ -810,6 +820,7 @@ internal sealed class FastBptt : IBpttCore
 
     /// <summary>The part of layer l's input (l ≥ 1) that comes from direction <paramref name="below"/> of layer l − 1: its masked copy
     /// (dropout) or its states, <c>[T·B, H]</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ReadOnlySpan<float> LayerInput(in SequenceBatch<float> batch, int l, int below)
     {
         int hidden = Shape.HiddenSize, size = batch.BatchSize, rows = batch.Steps * size;
@@ -819,6 +830,7 @@ internal sealed class FastBptt : IBpttCore
     }
 
     /// <summary>h₀ of block (l, d), <c>[B, H]</c>, or empty (zeros).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ReadOnlySpan<float> InitialState(in SequenceBatch<float> batch, int l, int d)
     {
         int block = batch.BatchSize * Shape.HiddenSize;
@@ -828,6 +840,7 @@ internal sealed class FastBptt : IBpttCore
     /// <summary>Whether row r = t·B + b is a step within its sequence's length.</summary>
     /// <summary>The valid rows of a token batch with fewer rows than tokens (rows &lt; I, so at most I of them): each one's token and
     /// its offset r·H, in ascending r, for <see cref="Layout.AddColumns"/> and <see cref="Layout.AddToColumns"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private int GatherList(in SequenceBatch<float> batch, int rows, int hidden)
     {
         int count = 0;
@@ -844,5 +857,6 @@ internal sealed class FastBptt : IBpttCore
         return count;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool IsValid(in SequenceBatch<float> batch, int r) => batch.Lengths.IsEmpty || (r / batch.BatchSize) < batch.Lengths[r % batch.BatchSize];
 }

@@ -174,6 +174,7 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
         GC.SuppressFinalize(this);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private float Run(RnnParameters parameters, in SequenceBatch<float> batch, RnnParameters gradients, bool accumulate)
     {
         int active = Math.Min(_workers.Length, batch.BatchSize);
@@ -289,6 +290,7 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
             _thread.Start();
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Signal() => _start.Release();
 
         /// <summary>Asks the thread to end without waiting (safe from a finalizer).</summary>
@@ -305,6 +307,7 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
             _start.Dispose();
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run()
         {
             try
@@ -323,6 +326,7 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
         }
 
         /// <summary>Copies this worker's part of the batch outputs into the caller's spans (calling thread, after success).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Scatter()
         {
             BatchPointers p = _job.Batch;
@@ -365,6 +369,7 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
             }
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Loop()
         {
             Interlocked.Increment(ref s_liveThreads);
@@ -388,6 +393,7 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
         }
 
         /// <summary>Gathers this worker's sequences and runs the validated fast BPTT into private buffers only.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Compute()
         {
             BatchPointers p = _job.Batch;

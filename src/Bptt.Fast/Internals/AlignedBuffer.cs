@@ -24,7 +24,11 @@ internal sealed class AlignedBuffer
         }
     }
 
-    public int Length { get; }
+    public int Length { [MethodImpl(MethodImplOptions.AggressiveInlining)] get; }
 
-    public Span<float> Span => _array.AsSpan(_offset, Length);
+    public Span<float> Span
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => _array.AsSpan(_offset, Length);
+    }
 }

@@ -24,6 +24,7 @@ internal static class Bounds
     }
 
     /// <summary>A span of <paramref name="length"/> elements holds a matrix of rows×cols with row stride ld (64-bit arithmetic).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool Holds(int length, int rows, int cols, int ld) =>
         rows >= 0 && cols >= 0 && ld >= cols && (rows == 0 || cols == 0 || length >= (((long)rows - 1) * ld) + cols);
 

@@ -130,6 +130,7 @@ internal ref struct LengthMessage
 {
     private DefaultInterpolatedStringHandler _inner;
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public LengthMessage(int literalLength, int formattedCount, long expected, long actual, out bool shouldAppend)
     {
         shouldAppend = expected != actual;
@@ -149,6 +150,7 @@ internal ref struct OptionalLengthMessage
 {
     private DefaultInterpolatedStringHandler _inner;
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public OptionalLengthMessage(int literalLength, int formattedCount, long expected, long actual, out bool shouldAppend)
     {
         shouldAppend = actual != 0 && expected != actual;

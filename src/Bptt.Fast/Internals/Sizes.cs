@@ -1,3 +1,6 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Runtime.CompilerServices;
+
 namespace Bptt.Fast.Internals;
 
 /// <summary>
@@ -8,15 +11,21 @@ namespace Bptt.Fast.Internals;
 internal static class Sizes
 {
     /// <summary>a·b for non-negative a and b, or <see cref="long.MaxValue"/> when the product does not fit (saturating).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static long Product(long a, long b)
     {
         if (a < 0 || b < 0)
         {
-            throw new ArgumentOutOfRangeException(a < 0 ? nameof(a) : nameof(b), $"Expected sizes >= 0, actual {a} and {b}.");
+            Negative(a, b);
         }
 
         return a != 0 && b > long.MaxValue / a ? long.MaxValue : a * b;
     }
+
+    [DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void Negative(long a, long b) =>
+        throw new ArgumentOutOfRangeException(a < 0 ? nameof(a) : nameof(b), $"Expected sizes >= 0, actual {a} and {b}.");
 
     /// <summary>a·b·c for non-negative sizes, saturating at <see cref="long.MaxValue"/>.</summary>
     public static long Product(long a, long b, long c) => Product(Product(a, b), c);
@@ -25,6 +34,7 @@ internal static class Sizes
     public static long Sum(long a, long b) => a > long.MaxValue - b ? long.MaxValue : a + b;
 
     /// <summary>The smallest multiple of <paramref name="multiple"/> that is ≥ <paramref name="value"/>, in 64 bits.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static long RoundUp(long value, long multiple) => (value + multiple - 1) / multiple * multiple;
 
     /// <summary>

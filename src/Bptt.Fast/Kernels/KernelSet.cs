@@ -23,9 +23,11 @@ internal abstract class KernelSet
     public abstract int MicroColumns { get; }
 
     /// <summary>Floats that packing the whole op(B) of k×n needs (a B packed once and reused), in 64 bits.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public long PackedBLength(int k, int n) => Internals.Sizes.Product(k, Internals.Sizes.RoundUp(n, MicroColumns));
 
     /// <summary>Floats of the B block buffer <see cref="Gemm"/> needs when op(B) has at most <paramref name="maxColumns"/> columns.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public long PackBBlockLength(int maxColumns) =>
         Internals.Sizes.Product(GemmBlocking.KC, Math.Min(GemmBlocking.NC, Internals.Sizes.RoundUp(Math.Max(maxColumns, 1), MicroColumns)));
 
@@ -68,6 +70,7 @@ internal abstract class KernelSet
     /// packed into <paramref name="packB"/> (at least <see cref="PackBBlockLength"/>(n) floats) and multiplied, β applying
     /// to the first depth block only, so the buffer never depends on k.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Gemm(bool transposeA, bool transposeB, int m, int n, int k, ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc, Span<float> packA, Span<float> packB)
     {
         Internals.Bounds.Require(Internals.Bounds.Holds(a.Length, transposeA ? k : m, transposeA ? m : k, lda));
@@ -172,11 +175,19 @@ internal sealed class KernelSet<TOps, TVec, TAct> : KernelSet
 {
     public KernelSet(KernelIsa isa) => Isa = isa;
 
-    public override KernelIsa Isa { get; }
+    public override KernelIsa Isa { [MethodImpl(MethodImplOptions.AggressiveOptimization)] get; }
 
-    public override Activation Activation => TAct.Kind;
+    public override Activation Activation
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        get => TAct.Kind;
+    }
 
-    public override int MicroColumns => GemmCore<TOps, TVec>.NR;
+    public override int MicroColumns
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        get => GemmCore<TOps, TVec>.NR;
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Gemv(ReadOnlySpan<float> a, int m, int n, ReadOnlySpan<float> x, Span<float> y) =>
@@ -213,7 +224,11 @@ internal sealed class KernelSet<TOps, TVec, TAct> : KernelSet
     public override void Multiply(bool transposeA, int m, int n, int k, ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> packedB, float beta, Span<float> c, int ldc, Span<float> packA) =>
         GemmCore<TOps, TVec>.Multiply(transposeA, m, n, k, a, lda, packedB, beta, c, ldc, packA);
 
-    public override int ColumnBlockWidth => VectorKernels<TOps, TVec>.BlockWidth;
+    public override int ColumnBlockWidth
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        get => VectorKernels<TOps, TVec>.BlockWidth;
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void MultiplyUnpackedB(bool transposeA, int m, int n, int k, ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc, Span<float> packA) =>

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Bptt.Fast.Model;
 
 /// <summary>
@@ -18,6 +20,7 @@ internal static class DropoutMask
     }
 
     /// <summary>The key of one row (l, d, t, b); <see cref="Keep"/> draws the units of the row from it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ulong RowKey(ulong seed, int layer, int direction, int step, int sequence)
     {
         ulong key = Mix(seed ^ 0x6A09E667F3BCC909UL);
@@ -27,10 +30,12 @@ internal static class DropoutMask
     }
 
     /// <summary>Whether unit <paramref name="unit"/> of the row is kept: a 24-bit uniform draw u ≥ p.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool Keep(ulong rowKey, int unit, float rate) =>
         (Mix(rowKey + (((ulong)(uint)unit + 1) * 0x9E3779B97F4A7C15UL)) >> 40) * (1f / (1 << 24)) >= rate;
 
     /// <summary>Writes the mask of one row, 0 or 1 / (1 − p) per unit.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void FillRow(ulong rowKey, float rate, Span<float> mask)
     {
         float scale = 1f / (1f - rate);
@@ -40,6 +45,7 @@ internal static class DropoutMask
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ulong Mix(ulong z)
     {
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;

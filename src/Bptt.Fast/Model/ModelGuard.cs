@@ -1,16 +1,24 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Runtime.CompilerServices;
 
 namespace Bptt.Fast.Model;
 
 /// <summary>Argument checks that know the model's types: shapes and parameter blocks.</summary>
 internal static class ModelGuard
 {
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void SameShape(RnnShape expected, RnnShape actual, string paramName)
     {
         if (expected != actual)
         {
-            throw new ArgumentException($"Shape mismatch: expected {expected}, actual {actual}.", paramName);
+            ShapeMismatch(expected, actual, paramName);
         }
     }
+
+    [DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ShapeMismatch(RnnShape expected, RnnShape actual, string paramName) =>
+        throw new ArgumentException($"Shape mismatch: expected {expected}, actual {actual}.", paramName);
 
     /// <summary>Refuses a stacked or bidirectional shape where a component supports the one-layer network only.</summary>
     /// <param name="shape">The shape to check.</param>
@@ -26,6 +34,7 @@ internal static class ModelGuard
     }
 
     /// <summary>θ and ∂L/∂θ: both given, both of <paramref name="shape"/>, and two different blocks.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ParameterAndGradientBlocks(RnnShape shape, RnnParameters parameters, RnnParameters gradients)
     {
         ArgumentNullException.ThrowIfNull(parameters);

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Bptt.Fast.Internals;
 using Bptt.Fast.Model;
 
@@ -34,19 +35,39 @@ public sealed class RnnParameters
     public Span<float> Values => _values;
 
     /// <summary>W_xh of the first layer's forward direction, H×I row-major: element (i, j) is at <c>i*I + j</c>.</summary>
-    public Span<float> Wxh => _values.AsSpan(Shape.WxhOffset, Shape.HiddenSize * Shape.InputSize);
+    public Span<float> Wxh
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => _values.AsSpan(Shape.WxhOffset, Shape.HiddenSize * Shape.InputSize);
+    }
 
     /// <summary>W_hh of the first layer's forward direction, H×H row-major.</summary>
-    public Span<float> Whh => _values.AsSpan(Shape.WhhOffset, Shape.HiddenSize * Shape.HiddenSize);
+    public Span<float> Whh
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => _values.AsSpan(Shape.WhhOffset, Shape.HiddenSize * Shape.HiddenSize);
+    }
 
     /// <summary>b_h of the first layer's forward direction, length H.</summary>
-    public Span<float> Bh => _values.AsSpan(Shape.BhOffset, Shape.HiddenSize);
+    public Span<float> Bh
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => _values.AsSpan(Shape.BhOffset, Shape.HiddenSize);
+    }
 
     /// <summary>W_hy, O×D·H row-major (O×H for one direction).</summary>
-    public Span<float> Why => _values.AsSpan(Shape.WhyOffset, Shape.OutputSize * Shape.LayerOutputSize);
+    public Span<float> Why
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => _values.AsSpan(Shape.WhyOffset, Shape.OutputSize * Shape.LayerOutputSize);
+    }
 
     /// <summary>b_y, length O.</summary>
-    public Span<float> By => _values.AsSpan(Shape.ByOffset, Shape.OutputSize);
+    public Span<float> By
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => _values.AsSpan(Shape.ByOffset, Shape.OutputSize);
+    }
 
     /// <summary>W_xh⁽ˡ'ᵈ⁾ of one layer and direction, H×Iₗ row-major.</summary>
     /// <param name="layer">The layer, in [0, L).</param>
@@ -82,6 +103,7 @@ public sealed class RnnParameters
     /// <param name="layer">The layer, in [0, L).</param>
     /// <param name="direction">0 forward, 1 reverse.</param>
     /// <returns>The block's offsets.</returns>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public RnnLayerBlock Block(int layer, int direction) => Shape.Block(layer, direction);
 
     /// <summary>Sets every element to zero.</summary>

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Bptt.Fast;
 
 /// <summary>
@@ -64,6 +66,7 @@ public readonly record struct RnnShape(int InputSize, int HiddenSize, int Output
     /// <param name="direction">0 for forward in time, 1 for the reverse direction (bidirectional shapes only).</param>
     /// <returns>The offsets and sizes of W_xh⁽ˡ'ᵈ⁾, W_hh⁽ˡ'ᵈ⁾ and b_h⁽ˡ'ᵈ⁾.</returns>
     /// <exception cref="ArgumentOutOfRangeException">The layer or the direction is out of range.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public RnnLayerBlock Block(int layer, int direction)
     {
         if ((uint)layer >= (uint)Layers)
@@ -81,6 +84,7 @@ public readonly record struct RnnShape(int InputSize, int HiddenSize, int Output
     }
 
     /// <summary>The offset of block (layer, direction); (L, 0) is the end of the recurrent blocks, where the head starts.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int BlockOffset(int layer, int direction)
     {
         long h = HiddenSize;

@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 
 namespace Bptt.Fast;
 
@@ -26,6 +27,7 @@ public readonly ref struct SequenceBatch<T>
     /// <param name="batchSize">B, the number of sequences (at least 1).</param>
     /// <param name="inputs">xₜ for every step and sequence, <c>[T, B, I]</c>.</param>
     /// <param name="targets">The class id of every step and sequence, <c>[T, B]</c>.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public SequenceBatch(int steps, int batchSize, ReadOnlySpan<T> inputs, ReadOnlySpan<int> targets)
     {
         Steps = steps;
@@ -39,6 +41,7 @@ public readonly ref struct SequenceBatch<T>
     /// <param name="batchSize">B, the number of sequences (at least 1).</param>
     /// <param name="tokens">The input token id of every step and sequence, <c>[T, B]</c>, each in [0, I).</param>
     /// <param name="targets">The class id of every step and sequence, <c>[T, B]</c>.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public SequenceBatch(int steps, int batchSize, ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets)
     {
         Steps = steps;

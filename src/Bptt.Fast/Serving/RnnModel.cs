@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using Bptt.Fast.Internals;
 using Bptt.Fast.Kernels;
@@ -193,10 +194,18 @@ public sealed class RnnModel
     public RnnShape Shape { get; }
 
     /// <summary>b_h of the first layer's forward direction, a view of θ.</summary>
-    private ReadOnlySpan<float> Bh => _theta.Values.Slice(_bhOffset, Shape.HiddenSize);
+    private ReadOnlySpan<float> Bh
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => _theta.Values.Slice(_bhOffset, Shape.HiddenSize);
+    }
 
     /// <summary>b_y, a view of θ.</summary>
-    private ReadOnlySpan<float> By => _theta.Values.Slice(_byOffset, Shape.OutputSize);
+    private ReadOnlySpan<float> By
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => _theta.Values.Slice(_byOffset, Shape.OutputSize);
+    }
 
     /// <summary>f.</summary>
     public Activation Activation { get; }
@@ -414,6 +423,7 @@ public sealed class RnnModel
     /// holds (<c>workspace</c>); an output of the wrong length; outputs that overlap the state or the tokens.</exception>
     /// <exception cref="ArgumentOutOfRangeException">A token outside [0, I), or an undefined <paramref name="kind"/> or <paramref name="steps"/>.</exception>
     /// <exception cref="InvalidOperationException">Another thread is using the same state or workspace.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void RunSequence(ReadOnlySpan<int> tokens, RnnState state, RnnSequenceWorkspace workspace, Span<float> outputs, StepOutput kind = StepOutput.Probabilities, SequenceOutput steps = SequenceOutput.EveryStep)
     {
         ArgumentNullException.ThrowIfNull(state);
@@ -434,6 +444,7 @@ public sealed class RnnModel
     /// otherwise as for token input.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An undefined <paramref name="kind"/> or <paramref name="steps"/>.</exception>
     /// <exception cref="InvalidOperationException">Another thread is using the same state or workspace.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void RunSequence(ReadOnlySpan<float> inputs, RnnState state, RnnSequenceWorkspace workspace, Span<float> outputs, StepOutput kind = StepOutput.Probabilities, SequenceOutput steps = SequenceOutput.EveryStep)
     {
         ArgumentNullException.ThrowIfNull(state);
@@ -462,6 +473,7 @@ public sealed class RnnModel
     /// outputs that overlap the states or the tokens.</exception>
     /// <exception cref="ArgumentOutOfRangeException">A token outside [0, I), or an undefined <paramref name="kind"/> or <paramref name="steps"/>.</exception>
     /// <exception cref="InvalidOperationException">Another thread is using the same states or workspace.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void RunSequenceBatch(ReadOnlySpan<int> tokens, RnnStateBatch states, RnnSequenceWorkspace workspace, Span<float> outputs, StepOutput kind = StepOutput.Probabilities, SequenceOutput steps = SequenceOutput.EveryStep)
     {
         ArgumentNullException.ThrowIfNull(states);
@@ -487,6 +499,7 @@ public sealed class RnnModel
     /// <exception cref="ArgumentException">A length that is not a positive multiple of B·I, or a non-finite input; otherwise as for token input.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An undefined <paramref name="kind"/> or <paramref name="steps"/>.</exception>
     /// <exception cref="InvalidOperationException">Another thread is using the same states or workspace.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void RunSequenceBatch(ReadOnlySpan<float> inputs, RnnStateBatch states, RnnSequenceWorkspace workspace, Span<float> outputs, StepOutput kind = StepOutput.Probabilities, SequenceOutput steps = SequenceOutput.EveryStep)
     {
         ArgumentNullException.ThrowIfNull(states);
@@ -709,6 +722,7 @@ public sealed class RnnModel
     /// <see cref="ReadOrder.Backward"/>, alternating from one step to the next whichever model or stream it serves. The two
     /// give the same bits, so any interleaving of threads, models and streams is correct.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private ReadOrder StepOrder()
     {
         if (!_stepAlternates)
@@ -973,16 +987,23 @@ public sealed class RnnModel
     }
 
     /// <summary>Steps need the state of the previous step only; a reverse direction needs the sequence's end first.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void RefuseBidirectional()
     {
         if (_bidirectional)
         {
-            throw new InvalidOperationException(
-                $"This model is bidirectional (Directions = {Shape.Directions}; stepping needs Directions = 1): its reverse direction starts from the last step of a sequence, so it cannot advance one step at a time. Run whole sequences with RunSequence or RunSequenceBatch.");
+            ThrowBidirectional();
         }
     }
 
+    [DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ThrowBidirectional() =>
+        throw new InvalidOperationException(
+            $"This model is bidirectional (Directions = {Shape.Directions}; stepping needs Directions = 1): its reverse direction starts from the last step of a sequence, so it cannot advance one step at a time. Run whole sequences with RunSequence or RunSequenceBatch.");
+
     /// <summary>T for dense input of B streams: the length must be a positive multiple of B·I, and every value finite.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private int DenseSteps(ReadOnlySpan<float> inputs, int b)
     {
         long row = (long)b * Shape.InputSize;

@@ -135,6 +135,7 @@ public abstract class Optimizer
         return float.IsFinite(loss) && Apply(parameters.Values, gradients.Values, scale, extent);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void CheckStep(RnnParameters parameters, RnnParameters gradients)
     {
         _stepRate = _learningRate;
@@ -153,13 +154,16 @@ public abstract class Optimizer
     /// </summary>
     /// <param name="parameters">θ, of this optimizer's shape (the caller checked).</param>
     /// <returns>The extent of θ and the state.</returns>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal UpdateExtent ScreenParameters(RnnParameters parameters) =>
         Kernels.Screen(parameters.Values, parameters.Values, _state.Length >= 1 ? _state[0].Values : default, _state.Length >= 2 ? _state[1].Values : default, _state.Length);
 
     /// <summary>The extent of θ and the state from <paramref name="parameters"/>, of g from <paramref name="gradient"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static UpdateExtent Combine(in UpdateExtent parameters, in UpdateExtent gradient) =>
         new(parameters.Finite && gradient.Finite, parameters.Theta, gradient.Gradient, parameters.State0, parameters.State1, parameters.LastStateNonNegative, gradient.SumOfSquares);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private UpdateExtent Screen(RnnParameters parameters, RnnParameters gradients) =>
         Kernels.Screen(parameters.Values, gradients.Values, _state.Length >= 1 ? _state[0].Values : default, _state.Length >= 2 ? _state[1].Values : default, _state.Length);
 
@@ -169,6 +173,7 @@ public abstract class Optimizer
     /// otherwise an exact probe computes every new value without writing, and the step is refused if any is non-finite
     /// (a NaN or ±∞ in the gradient, the state or θ, or an overflow from finite inputs), leaving everything bit-identical.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Apply(Span<float> parameters, ReadOnlySpan<float> gradients, float scale, in UpdateExtent extent)
     {
         if (!(extent.Finite && Admits(extent, scale)) && !Update(parameters, gradients, scale, commit: false))
@@ -189,6 +194,7 @@ public abstract class Optimizer
     /// <param name="extent">The inputs' extent.</param>
     /// <param name="gradientScale">The factor g is multiplied by.</param>
     /// <returns>Whether the probe may be skipped.</returns>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal virtual bool Admits(in UpdateExtent extent, float gradientScale) => false;
 
     /// <summary>
@@ -290,10 +296,13 @@ public sealed class GradientDescent : Optimizer
     public float WeightDecay { get; }
 
     /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, float gradientScale, bool commit) =>
         Kernels.Update(Rule(gradientScale), parameters, gradients, default, default, commit);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal override bool Admits(in UpdateExtent extent, float gradientScale) => Rule(gradientScale).Admits(extent);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private GradientDescentRule Rule(float gradientScale) => new(StepRate, WeightDecay, gradientScale);
 }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Bptt.Fast.Internals;
 using Bptt.Fast.Kernels.Bodies;
 
@@ -37,11 +38,14 @@ public sealed class Momentum : Optimizer
     public float WeightDecay { get; }
 
     /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, float gradientScale, bool commit) =>
         Kernels.Update(Rule(gradientScale), parameters, gradients, StateBlock(0), default, commit);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal override bool Admits(in UpdateExtent extent, float gradientScale) => Rule(gradientScale).Admits(extent);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private MomentumRule Rule(float gradientScale) => new(StepRate, MomentumFactor, WeightDecay, Nesterov, gradientScale);
 }
 
@@ -71,11 +75,14 @@ public sealed class Adagrad : Optimizer
     public float WeightDecay { get; }
 
     /// <inheritdoc/>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, float gradientScale, bool commit) =>
         Kernels.Update(Rule(gradientScale), parameters, gradients, StateBlock(0), default, commit);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal override bool Admits(in UpdateExtent extent, float gradientScale) => Rule(gradientScale).Admits(extent);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private AdagradRule Rule(float gradientScale) => new(StepRate, Epsilon, WeightDecay, gradientScale);
 }
 
@@ -120,16 +127,23 @@ public class Adam : Optimizer
     public float WeightDecay { get; }
 
     /// <summary>Whether the decay is decoupled from the gradient (AdamW).</summary>
-    protected virtual bool DecoupledWeightDecay => false;
+    protected virtual bool DecoupledWeightDecay
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        get => false;
+    }
 
     /// <inheritdoc/>
     /// <remarks>Sealed: the step skips its exact probe when this rule's own bounds prove the result finite, so a subclass
     /// cannot swap the rule for another.</remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     protected sealed override bool Update(Span<float> parameters, ReadOnlySpan<float> gradients, float gradientScale, bool commit) =>
         Kernels.Update(Rule(gradientScale), parameters, gradients, StateBlock(0), StateBlock(1), commit);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal sealed override bool Admits(in UpdateExtent extent, float gradientScale) => Rule(gradientScale).Admits(extent);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private AdamRule Rule(float gradientScale) => new(StepRate, Beta1, Beta2, Epsilon, WeightDecay, DecoupledWeightDecay, StepCount + 1, gradientScale);
 }
 
@@ -149,5 +163,9 @@ public sealed class AdamW : Adam
     }
 
     /// <inheritdoc/>
-    protected override bool DecoupledWeightDecay => true;
+    protected override bool DecoupledWeightDecay
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        get => true;
+    }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Bptt.Fast.Internals;
 using Bptt.Fast.Kernels.Bodies;
 using Bptt.Fast.Model;
@@ -144,6 +145,7 @@ public sealed class TruncatedBpttTrainer
     /// <returns>What was done.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="parameters"/> is null.</exception>
     /// <exception cref="ArgumentException">θ of another shape, or non-finite θ.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public TrainingReport Flush(RnnParameters parameters)
     {
         ArgumentNullException.ThrowIfNull(parameters);
@@ -163,6 +165,7 @@ public sealed class TruncatedBpttTrainer
     /// <param name="tokens">Input token ids, each in [0, I).</param>
     /// <param name="targets">Target ids, the same length, each in [0, O) or <see cref="SequenceBatch{T}.IgnoreTarget"/>.</param>
     /// <returns>What was done.</returns>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public TrainingReport Train(RnnParameters parameters, ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets) =>
         Train(parameters, default, tokens, targets, isTokens: true);
 
@@ -171,9 +174,11 @@ public sealed class TruncatedBpttTrainer
     /// <param name="inputs">xₜ for each step, <c>[N, I]</c>, finite.</param>
     /// <param name="targets">Target ids, N of them.</param>
     /// <returns>What was done.</returns>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public TrainingReport Train(RnnParameters parameters, ReadOnlySpan<float> inputs, ReadOnlySpan<int> targets) =>
         Train(parameters, inputs, default, targets, isTokens: false);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private TrainingReport Train(RnnParameters parameters, ReadOnlySpan<float> inputs, ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, bool isTokens)
     {
         ArgumentNullException.ThrowIfNull(parameters);
@@ -245,6 +250,7 @@ public sealed class TruncatedBpttTrainer
     /// θ's check (finite, or an <see cref="ArgumentException"/> naming the element) fused with the optimizer's screen of θ
     /// and its state: one read of θ for both. A non-finite state is not an error here: the step it would poison is refused.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private UpdateExtent CheckParameters(RnnParameters parameters)
     {
         UpdateExtent extent = _optimizer.ScreenParameters(parameters);
@@ -257,6 +263,7 @@ public sealed class TruncatedBpttTrainer
     }
 
     /// <summary>Drops the oldest history steps so that the history and a block of k1 new steps fit the k2-step window.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void SlideWindow()
     {
         int i = _engine.Shape.InputSize, h = _engine.Shape.HiddenSize;
@@ -280,10 +287,12 @@ public sealed class TruncatedBpttTrainer
     /// The dropout seed of the update that follows <paramref name="stepCount"/> optimizer steps: the (n + 1)-th output of
     /// SplitMix64 seeded with <paramref name="seed"/> (its state after n + 1 increments, finalised), a pure function of both.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static ulong StepDropoutSeed(ulong seed, long stepCount) =>
         new SplitMix64(unchecked(seed + ((ulong)stepCount * 0x9E3779B97F4A7C15UL))).NextUInt64();
 
     /// <summary>BPTT over the window (history, then the pending block) and one optimizer step; the block becomes history.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private float TrainWindow(RnnParameters parameters, out bool applied, out float norm, in UpdateExtent screened, bool fresh)
     {
         int h = _engine.Shape.HiddenSize, i = _engine.Shape.InputSize;
@@ -336,6 +345,7 @@ public sealed class TruncatedBpttTrainer
     /// comes from the forward pass over the dropped steps from this window's start, with the same θ and dropout seed (the
     /// mask is a pure function of the seed and the step, so it is this window's mask), and no loss.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void NextHistoryStart(RnnParameters parameters, int length, ulong seed)
     {
         int drop = Math.Max(0, length + UpdateEvery - BackpropSteps), i = _engine.Shape.InputSize;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Bptt.Fast.Internals;
 
 namespace Bptt.Fast.Kernels.Bodies;
@@ -50,11 +51,15 @@ internal static class GemmBlocking
     }
 
     /// <summary>KC, depth of one packed block.</summary>
-    public static int KC { get; }
+    public static int KC { [MethodImpl(MethodImplOptions.AggressiveInlining)] get; }
 
     /// <summary>MC, rows of op(A) packed per block (a multiple of MR).</summary>
-    public static int MC { get; }
+    public static int MC { [MethodImpl(MethodImplOptions.AggressiveInlining)] get; }
 
     /// <summary>Floats of the A packing buffer: the MC×KC panel block and the edge tile after it.</summary>
-    public static int PackALength => (MC * KC) + EdgeTileLength;
+    public static int PackALength
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => (MC * KC) + EdgeTileLength;
+    }
 }

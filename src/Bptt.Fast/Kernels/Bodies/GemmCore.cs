@@ -19,9 +19,14 @@ internal static class GemmCore<TOps, TVec>
     private const int MR = GemmBlocking.MR;
 
     /// <summary>Columns of the micro-tile: two vectors.</summary>
-    public static int NR => 2 * TOps.Count;
+    public static int NR
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => 2 * TOps.Count;
+    }
 
     /// <summary>Floats that <see cref="PackB"/> writes for op(B) of k×n, in 64 bits.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static long PackedBLength(int k, int n) => Sizes.Product(k, Sizes.RoundUp(n, NR));
 
     /// <summary>

@@ -69,6 +69,7 @@ internal readonly struct GradientDescentRule(float eta, float lambda, float scal
     public static int StateBlocks => 0;
 
     /// <summary>K0 = 1 − ηλ, K1 = η, K2 = the gradient's scale.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public RuleConstants<TVec> Broadcast<TOps, TVec>()
         where TOps : struct, ISimd<TVec>
         where TVec : struct =>
@@ -80,6 +81,7 @@ internal readonly struct GradientDescentRule(float eta, float lambda, float scal
         where TVec : struct =>
         theta = TOps.Subtract(TOps.Multiply(k.K0, theta), TOps.Multiply(k.K1, TOps.Multiply(g, k.K2)));
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool Admits(in UpdateExtent extent)
     {
         double gs = (double)extent.Gradient * scale, kept = Math.Abs(1.0 - ((double)eta * lambda)) * extent.Theta;
@@ -93,6 +95,7 @@ internal readonly struct MomentumRule(float eta, float mu, float lambda, bool ne
     public static int StateBlocks => 1;
 
     /// <summary>K0 = the gradient's scale, K1 = λ, K2 = μ, K3 = η.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public RuleConstants<TVec> Broadcast<TOps, TVec>()
         where TOps : struct, ISimd<TVec>
         where TVec : struct =>
@@ -110,6 +113,7 @@ internal readonly struct MomentumRule(float eta, float mu, float lambda, bool ne
         theta = TOps.Subtract(theta, TOps.Multiply(k.K3, step));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool Admits(in UpdateExtent extent)
     {
         double gi = ((double)extent.Gradient * scale) + ((double)lambda * extent.Theta);
@@ -124,6 +128,7 @@ internal readonly struct AdagradRule(float eta, float epsilon, float lambda, flo
     public static int StateBlocks => 1;
 
     /// <summary>K0 = the gradient's scale, K1 = λ, K2 = η, K3 = ε.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public RuleConstants<TVec> Broadcast<TOps, TVec>()
         where TOps : struct, ISimd<TVec>
         where TVec : struct =>
@@ -141,6 +146,7 @@ internal readonly struct AdagradRule(float eta, float epsilon, float lambda, flo
     }
 
     // √(G + g′²) + ε ≥ ε when G ≥ 0, so the step is at most η|g′|/ε.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool Admits(in UpdateExtent extent)
     {
         double gi = ((double)extent.Gradient * scale) + ((double)lambda * extent.Theta), step = eta * gi / epsilon;
@@ -162,6 +168,7 @@ internal readonly struct AdamRule(float alpha, float beta1, float beta2, float e
 
     /// <summary>K0 = the gradient's scale, K1 = the coupled λ (0 for AdamW), K2 = β₁, K3 = 1 − β₁, K4 = β₂, K5 = 1 − β₂,
     /// K6 = α, K7 = c₁ = 1/(1 − β₁ᵗ), K8 = c₂ = 1/(1 − β₂ᵗ), K9 = ε, K10 = AdamW's shrink 1 − αλ (1 for Adam).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public RuleConstants<TVec> Broadcast<TOps, TVec>()
         where TOps : struct, ISimd<TVec>
         where TVec : struct =>
@@ -188,6 +195,7 @@ internal readonly struct AdamRule(float alpha, float beta1, float beta2, float e
 
     // c₁, c₂ ≥ 1 bound m by m̂ and v by v̂; v ≥ 0 when the stored v is (β₂ ∈ [0, 1)), so √v̂ + ε ≥ ε and the step is
     // at most α|m̂|/ε.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool Admits(in UpdateExtent extent)
     {
         double coupled = decoupled ? 0 : lambda, shrink = Math.Abs(decoupled ? 1.0 - ((double)alpha * lambda) : 1.0);
