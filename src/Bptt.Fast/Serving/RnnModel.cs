@@ -669,9 +669,10 @@ public sealed class RnnModel
         int h = Shape.HiddenSize, block = b * h, rows = t * b;
         Span<float> hs = workspace.States[..(rows * h)];
         Span<float> packA = workspace.PackA;
+        bool singleRows = b < BatchedRecurrenceMinBatch, tokenAddend = inputs.IsEmpty && singleRows; // a row step reads its token's row where it lies
         if (inputs.IsEmpty)
         {
-            for (int r = 0; r < rows; r++)
+            for (int r = 0; !tokenAddend && r < rows; r++)
             {
                 _tokenRows.AsSpan(tokens[r] * h, h).CopyTo(hs.Slice(r * h, h)); // (1) hoisted: b_h + column `token` of W_xh
             }
@@ -690,11 +691,20 @@ public sealed class RnnModel
         {
             ReadOnlySpan<float> previous = s == 0 ? hidden : hs.Slice((s - 1) * block, block);
             Span<float> current = hs.Slice(s * block, block);
-            if (b < BatchedRecurrenceMinBatch)
+            if (singleRows)
             {
                 for (int r = 0; r < b; r++)
                 {
-                    FusedStep(previous.Slice(r * h, h), current.Slice(r * h, h), ReadOrders.Alternating((s * b) + r)); // alternate: start on the panels still in cache
+                    ReadOrder order = ReadOrders.Alternating((s * b) + r); // alternate: start on the panels still in cache
+                    if (tokenAddend)
+                    {
+                        // (1)–(2): f(b_h + W_xh[:, token] + W_hh hₜ₋₁), the token's row read in place instead of copied first
+                        _k.StepForwardFrom(_stepPacked.Span, h, previous.Slice(r * h, h), _tokenRows.AsSpan(tokens[(s * b) + r] * h, h), current.Slice(r * h, h), order);
+                    }
+                    else
+                    {
+                        FusedStep(previous.Slice(r * h, h), current.Slice(r * h, h), order);
+                    }
                 }
             }
             else
