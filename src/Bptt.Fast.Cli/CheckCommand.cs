@@ -69,14 +69,16 @@ internal sealed class CheckCommand : Command<CheckSettings>
         return pass ? 0 : 1;
     }
 
-    /// <summary>Serving rounds: enough calls of each entry point for tiered compilation to have promoted anything they call out of line.</summary>
+    /// <summary>Rounds of the serving check; odd rounds ask for logits, even rounds for probabilities.</summary>
     private const int ServingRounds = 32;
 
     /// <summary>
-    /// Every serving entry point of <see cref="RnnModel"/> (token and dense steps, the batched step, and sequences of one
-    /// and of B streams, fed in pieces that carry the state over) against ŷₜ of the double reference's forward pass, equation
-    /// (4), over <see cref="ServingRounds"/> rounds; returns the largest absolute difference of a probability. A
-    /// bidirectional model runs whole sequences only.
+    /// Every serving entry point of <see cref="RnnModel"/> against ŷₜ of the double reference's forward pass, equation (4):
+    /// token and dense steps, the batched step, and sequences of one and of B streams with every step's output and with
+    /// the last step's only, each fed in pieces that carry the state over. The model has non-zero biases, the dense
+    /// inputs are random, logits are compared through a softmax, and the output buffer is filled with NaN before every
+    /// call, so a path that writes nothing fails. Returns the largest absolute difference of a probability (NaN when one
+    /// is missing). A bidirectional model runs whole sequences only.
     /// </summary>
     private static double CheckServing(RnnShape shape, Activation activation, Random random)
     {
@@ -84,40 +86,63 @@ internal sealed class CheckCommand : Command<CheckSettings>
         int inputs = shape.InputSize, outputs = shape.OutputSize;
         var theta = new RnnParameters(shape);
         theta.InitializeGlorot((ulong)random.Next());
-        int[] tokens = Enumerable.Range(0, T * B).Select(_ => random.Next(inputs)).ToArray(); // [T, B]
-        float[] oneHot = new float[T * B * inputs];
-        for (int r = 0; r < tokens.Length; r++)
+        for (int l = 0; l < shape.Layers; l++)
         {
-            oneHot[(r * inputs) + tokens[r]] = 1f;
+            for (int d = 0; d < shape.Directions; d++)
+            {
+                Fill(theta.LayerBh(l, d), random);
+            }
         }
 
+        Fill(theta.By, random);
+        int[] tokens = Enumerable.Range(0, T * B).Select(_ => random.Next(inputs)).ToArray(); // [T, B]
+        float[] dense = Enumerable.Range(0, T * B * inputs).Select(_ => (float)random.NextDouble() - 0.5f).ToArray(); // [T, B, I]
+        double[] th = theta.Values.ToArray().Select(v => (double)v).ToArray();
         var reference = new ReferenceBptt<double>(shape, T, B, activation);
-        reference.Evaluate(theta.Values.ToArray().Select(v => (double)v).ToArray(), new SequenceBatch<double>(T, B, tokens, new int[T * B]));
-        double[] expected = reference.Errors.ToArray(); // Evaluate leaves yₜ of (4) there: [T, B, O]
+        reference.Evaluate(th, new SequenceBatch<double>(T, B, tokens, new int[T * B]));
+        double[] tokenExpected = reference.Errors.ToArray(); // Evaluate leaves yₜ of (4) there: [T, B, O]
+        reference.Evaluate(th, new SequenceBatch<double>(T, B, dense.Select(v => (double)v).ToArray(), new int[T * B]));
+        double[] denseExpected = reference.Errors.ToArray();
 
         var model = new RnnModel(theta, activation);
         var workspace = model.CreateSequenceWorkspace(T, B);
-        float[] got = new float[(T + 1) * B * outputs]; // [T, B, O] and a last-step block after it
+        float[] got = new float[T * B * outputs];
         int[] column = new int[T];
         float[] denseColumn = new float[T * inputs];
-        int[] pieces = [0, 1, 4, 5, T]; // the sequence fed as 1, 3, 1 and T − 5 steps
+        int[] pieces = shape.IsBidirectional ? [0, T] : [0, 1, 4, 5, T]; // the sequence fed as 1, 3, 1 and T − 5 steps
         double worst = 0;
-        void Compare(ReadOnlySpan<float> actual, int t, int b)
+        StepOutput kind = StepOutput.Probabilities;
+        Span<float> Fresh(int length)
         {
+            got.AsSpan().Fill(float.NaN);
+            return got.AsSpan(0, length);
+        }
+
+        void Compare(double[] expected, int t, int b, int row)
+        {
+            ReadOnlySpan<float> actual = got.AsSpan(row * outputs, outputs);
+            double max = kind == StepOutput.Logits ? actual.ToArray().Max() : 0, sum = 0;
+            for (int k = 0; k < outputs && kind == StepOutput.Logits; k++)
+            {
+                sum += Math.Exp(actual[k] - max);
+            }
+
             for (int k = 0; k < outputs; k++)
             {
-                worst = Math.Max(worst, Math.Abs(actual[k] - expected[(((t * B) + b) * outputs) + k]));
+                double p = kind == StepOutput.Logits ? Math.Exp(actual[k] - max) / sum : actual[k];
+                worst = Math.Max(worst, Math.Abs(p - expected[(((t * B) + b) * outputs) + k])); // a NaN stays NaN
             }
         }
 
         for (int round = 0; round < ServingRounds; round++)
         {
+            kind = round % 2 == 0 ? StepOutput.Probabilities : StepOutput.Logits;
             for (int b = 0; b < B; b++)
             {
                 for (int t = 0; t < T; t++)
                 {
                     column[t] = tokens[(t * B) + b];
-                    oneHot.AsSpan(((t * B) + b) * inputs, inputs).CopyTo(denseColumn.AsSpan(t * inputs, inputs));
+                    dense.AsSpan(((t * B) + b) * inputs, inputs).CopyTo(denseColumn.AsSpan(t * inputs, inputs));
                 }
 
                 if (!shape.IsBidirectional)
@@ -125,29 +150,33 @@ internal sealed class CheckCommand : Command<CheckSettings>
                     RnnState tokenState = model.CreateState(), denseState = model.CreateState();
                     for (int t = 0; t < T; t++)
                     {
-                        model.Step(column[t], tokenState, got.AsSpan(0, outputs));
-                        Compare(got.AsSpan(0, outputs), t, b);
-                        model.Step(denseColumn.AsSpan(t * inputs, inputs), denseState, got.AsSpan(0, outputs));
-                        Compare(got.AsSpan(0, outputs), t, b);
+                        model.Step(column[t], tokenState, Fresh(outputs), kind);
+                        Compare(tokenExpected, t, b, 0);
+                        model.Step(denseColumn.AsSpan(t * inputs, inputs), denseState, Fresh(outputs), kind);
+                        Compare(denseExpected, t, b, 0);
                     }
                 }
 
-                RnnState state = model.CreateState(), dense = model.CreateState();
+                RnnState[] states = [model.CreateState(), model.CreateState(), model.CreateState(), model.CreateState()];
                 for (int p = 0; p + 1 < pieces.Length; p++)
                 {
-                    (int from, int to) = shape.IsBidirectional ? (0, T) : (pieces[p], pieces[p + 1]);
-                    model.RunSequence(column.AsSpan(from, to - from), state, workspace, got.AsSpan(0, (to - from) * outputs));
+                    int from = pieces[p], to = pieces[p + 1], n = to - from;
+                    model.RunSequence(column.AsSpan(from, n), states[0], workspace, Fresh(n * outputs), kind);
                     for (int t = from; t < to; t++)
                     {
-                        Compare(got.AsSpan((t - from) * outputs, outputs), t, b);
+                        Compare(tokenExpected, t, b, t - from);
                     }
 
-                    model.RunSequence(denseColumn.AsSpan(from * inputs, (to - from) * inputs), dense, workspace, got.AsSpan(0, outputs), StepOutput.Probabilities, SequenceOutput.LastStep);
-                    Compare(got.AsSpan(0, outputs), to - 1, b);
-                    if (shape.IsBidirectional)
+                    model.RunSequence(denseColumn.AsSpan(from * inputs, n * inputs), states[1], workspace, Fresh(n * outputs), kind);
+                    for (int t = from; t < to; t++)
                     {
-                        break;
+                        Compare(denseExpected, t, b, t - from);
                     }
+
+                    model.RunSequence(column.AsSpan(from, n), states[2], workspace, Fresh(outputs), kind, SequenceOutput.LastStep);
+                    Compare(tokenExpected, to - 1, b, 0);
+                    model.RunSequence(denseColumn.AsSpan(from * inputs, n * inputs), states[3], workspace, Fresh(outputs), kind, SequenceOutput.LastStep);
+                    Compare(denseExpected, to - 1, b, 0);
                 }
             }
 
@@ -156,37 +185,49 @@ internal sealed class CheckCommand : Command<CheckSettings>
                 RnnStateBatch states = model.CreateStateBatch(B);
                 for (int t = 0; t < T; t++)
                 {
-                    model.StepBatch(tokens.AsSpan(t * B, B), states, got.AsSpan(0, B * outputs));
+                    model.StepBatch(tokens.AsSpan(t * B, B), states, Fresh(B * outputs), kind);
                     for (int b = 0; b < B; b++)
                     {
-                        Compare(got.AsSpan(b * outputs, outputs), t, b);
+                        Compare(tokenExpected, t, b, b);
                     }
                 }
             }
 
-            RnnStateBatch batch = model.CreateStateBatch(B), denseBatch = model.CreateStateBatch(B);
+            RnnStateBatch[] batches = [model.CreateStateBatch(B), model.CreateStateBatch(B), model.CreateStateBatch(B), model.CreateStateBatch(B)];
             for (int p = 0; p + 1 < pieces.Length; p++)
             {
-                (int from, int to) = shape.IsBidirectional ? (0, T) : (pieces[p], pieces[p + 1]);
-                model.RunSequenceBatch(tokens.AsSpan(from * B, (to - from) * B), batch, workspace, got.AsSpan(0, (to - from) * B * outputs));
-                model.RunSequenceBatch(oneHot.AsSpan(from * B * inputs, (to - from) * B * inputs), denseBatch, workspace, got.AsSpan((to - from) * B * outputs, B * outputs), StepOutput.Probabilities, SequenceOutput.LastStep);
-                for (int b = 0; b < B; b++)
-                {
-                    for (int t = from; t < to; t++)
-                    {
-                        Compare(got.AsSpan((((t - from) * B) + b) * outputs, outputs), t, b);
-                    }
-
-                    Compare(got.AsSpan(((to - from) * B * outputs) + (b * outputs), outputs), to - 1, b);
-                }
-
-                if (shape.IsBidirectional)
-                {
-                    break;
-                }
+                int from = pieces[p], to = pieces[p + 1], n = to - from;
+                model.RunSequenceBatch(tokens.AsSpan(from * B, n * B), batches[0], workspace, Fresh(n * B * outputs), kind);
+                CompareRows(tokenExpected, from, to);
+                model.RunSequenceBatch(dense.AsSpan(from * B * inputs, n * B * inputs), batches[1], workspace, Fresh(n * B * outputs), kind);
+                CompareRows(denseExpected, from, to);
+                model.RunSequenceBatch(tokens.AsSpan(from * B, n * B), batches[2], workspace, Fresh(B * outputs), kind, SequenceOutput.LastStep);
+                CompareRows(tokenExpected, to - 1, to);
+                model.RunSequenceBatch(dense.AsSpan(from * B * inputs, n * B * inputs), batches[3], workspace, Fresh(B * outputs), kind, SequenceOutput.LastStep);
+                CompareRows(denseExpected, to - 1, to);
             }
         }
 
         return worst;
+
+        void CompareRows(double[] expected, int from, int to)
+        {
+            for (int t = from; t < to; t++)
+            {
+                for (int b = 0; b < B; b++)
+                {
+                    Compare(expected, t, b, ((t - from) * B) + b);
+                }
+            }
+        }
+    }
+
+    /// <summary>Random values in [−0.5, 0.5).</summary>
+    private static void Fill(Span<float> values, Random random)
+    {
+        for (int k = 0; k < values.Length; k++)
+        {
+            values[k] = (float)random.NextDouble() - 0.5f;
+        }
     }
 }
