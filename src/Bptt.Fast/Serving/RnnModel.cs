@@ -669,15 +669,8 @@ public sealed class RnnModel
         int h = Shape.HiddenSize, block = b * h, rows = t * b;
         Span<float> hs = workspace.States[..(rows * h)];
         Span<float> packA = workspace.PackA;
-        bool singleRows = b < BatchedRecurrenceMinBatch, tokenAddend = inputs.IsEmpty && singleRows; // a row step reads its token's row where it lies
-        if (inputs.IsEmpty)
-        {
-            for (int r = 0; !tokenAddend && r < rows; r++)
-            {
-                _tokenRows.AsSpan(tokens[r] * h, h).CopyTo(hs.Slice(r * h, h)); // (1) hoisted: b_h + column `token` of W_xh
-            }
-        }
-        else
+        bool singleRows = b < BatchedRecurrenceMinBatch;
+        if (!inputs.IsEmpty)
         {
             for (int r = 0; r < rows; r++)
             {
@@ -696,7 +689,7 @@ public sealed class RnnModel
                 for (int r = 0; r < b; r++)
                 {
                     ReadOrder order = ReadOrders.Alternating((s * b) + r); // alternate: start on the panels still in cache
-                    if (tokenAddend)
+                    if (inputs.IsEmpty)
                     {
                         // (1)–(2): f(b_h + W_xh[:, token] + W_hh hₜ₋₁), the token's row read in place instead of copied first
                         _k.StepForwardFrom(_stepPacked.Span, h, previous.Slice(r * h, h), _tokenRows.AsSpan(tokens[(s * b) + r] * h, h), current.Slice(r * h, h), order);
@@ -705,6 +698,15 @@ public sealed class RnnModel
                     {
                         FusedStep(previous.Slice(r * h, h), current.Slice(r * h, h), order);
                     }
+                }
+            }
+            else if (inputs.IsEmpty)
+            {
+                // (1)–(2) for B token rows, as StepBatch: U = H₋₁ W_hhᵀ (β = 0), then f(U + b_h + W_xh[:, token]) row by row
+                _k.Multiply(false, b, h, h, previous, h, _whhTPackedGemm.Span, 0f, current, h, packA);
+                for (int r = 0; r < b; r++)
+                {
+                    _k.ActivateSum(current.Slice(r * h, h), _tokenRows.AsSpan(tokens[(s * b) + r] * h, h), current.Slice(r * h, h));
                 }
             }
             else
