@@ -135,13 +135,12 @@ public class InferenceStep : IHasWork, IDisposable
 }
 
 /// <summary>
-/// One step of 16 independent streams at once: <see cref="RnnModel.StepBatch"/> on the best ISA, and ONNX Runtime running
-/// the exported step graph with B = 16.
+/// One step of B independent streams at once: <see cref="RnnModel.StepBatch"/> on the best ISA, and ONNX Runtime running
+/// the exported step graph with the same B. The concrete classes fix B: <see cref="InferenceBatch16"/> (the default run)
+/// and <see cref="InferenceBatchSweep"/> (B = 4, 8, 32, 64; <c>--filter '*InferenceBatchSweep*'</c>).
 /// </summary>
-[ProcessCount(ServingShape.Launches)]
-public class InferenceBatch16 : IHasWork, IDisposable
+public abstract class InferenceBatch : IHasWork, IDisposable
 {
-    private const int Streams = 16;
     private RnnModel _model = null!;
     private RnnStateBatch _states = null!;
     private int[] _tokens = null!;
@@ -156,11 +155,14 @@ public class InferenceBatch16 : IHasWork, IDisposable
 
     public static IEnumerable<PathParam> PathValues => [Paths.Best, new PathParam(Paths.OnnxRuntime, 100)];
 
+    /// <summary>B, the streams stepped together.</summary>
+    protected abstract int Streams { get; }
+
     private int V => ServingShape.Vocabulary(H);
 
     public double Flops => 2.0 * Streams * ((H * (double)H) + (H * (double)V));
 
-    public string Group => "batch16 H=" + H;
+    public string Group => $"batch{Streams} H={H}";
 
     public bool IsReference => false;
 
@@ -207,6 +209,23 @@ public class InferenceBatch16 : IHasWork, IDisposable
         _ort = null;
         GC.SuppressFinalize(this);
     }
+}
+
+/// <summary>One step of 16 streams, the default run's batched serving row (#11's target: 1.25× ONNX Runtime at H = 256 and 512).</summary>
+[ProcessCount(ServingShape.Launches)]
+public class InferenceBatch16 : InferenceBatch
+{
+    protected override int Streams => 16;
+}
+
+/// <summary>One step of 4, 8, 32 and 64 streams against ONNX Runtime; not in the default run: <c>--filter '*InferenceBatchSweep*'</c>.</summary>
+[ProcessCount(ServingShape.Launches)]
+public class InferenceBatchSweep : InferenceBatch
+{
+    [Params(4, 8, 32, 64)]
+    public int B { get; set; } = 4;
+
+    protected override int Streams => B;
 }
 
 /// <summary>

@@ -85,11 +85,14 @@ public sealed class BenchSmokeTests
     public void PathIndependentBodiesRunOnce()
     {
         Paths.SkipWarmUp = true;
-        foreach (PathParam path in InferenceBatch16.PathValues)
+        foreach (PathParam path in InferenceBatch.PathValues)
         {
             using var batch = new InferenceBatch16 { H = 256, Path = path };
             batch.Setup();
             batch.Step();
+            using var sweep = new InferenceBatchSweep { H = 256, B = 4, Path = path };
+            sweep.Setup();
+            sweep.Step();
         }
 
         foreach (PathParam path in InferenceSequence.PathValues)
