@@ -29,7 +29,7 @@ internal static class Commands
     [
         ("train", typeof(TrainSettings), "Train an Elman RNN on a UTF-8 text (holding out its end) or on the built-in grammar corpus."),
         ("sample", typeof(SampleSettings), "Generate text from a trained checkpoint."),
-        ("check", typeof(CheckSettings), "Compare the fast path and the serving calls with the reference, and the reference with finite differences."),
+        ("check", typeof(CheckSettings), "Compare the fast path, the data-parallel engine and the serving calls with their references, and the reference with finite differences."),
         ("info", typeof(InfoSettings), "Print the kernel path, its kernels and the CPU."),
     ];
 

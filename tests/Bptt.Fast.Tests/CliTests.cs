@@ -149,6 +149,7 @@ public sealed class CliTests : IDisposable
         Assert.Contains("PASS", output, StringComparison.Ordinal);
         Assert.Contains(KernelInfo.Isa.ToString(), output, StringComparison.Ordinal);
         Assert.Equal(3, output.Split('\n').Count(l => l.StartsWith("serving ", StringComparison.Ordinal))); // one-layer, stacked and bidirectional models
+        Assert.Contains("data-parallel engine (two workers) vs one engine", output, StringComparison.Ordinal);
         (code, output, _) = Run("info");
         Assert.Equal(0, code);
         Assert.Contains($"CPU: {KernelInfo.CpuModel}", output, StringComparison.Ordinal);

@@ -74,8 +74,9 @@ public sealed class JitRegisterTests
     /// method of the library that a fully optimised method of the library calls or tail-calls (directly, or through a
     /// virtual or interface call, matched by name and signature) must itself have been compiled fully optimised, never at
     /// tier 0.
-    /// The CLI covers every serving entry point (<c>check</c> runs each of them against the reference), the training step
-    /// with each optimizer, dropout and clipping (<c>train</c>), and sampling.
+    /// The CLI covers every serving entry point and the data-parallel engine with its worker threads (<c>check</c> runs
+    /// them against the reference and against one engine), the training step with each optimizer, dropout and clipping
+    /// (<c>train</c>), and sampling.
     /// </summary>
     [Theory]
     [InlineData("check")]
