@@ -392,7 +392,7 @@ public sealed class RnnModel
             }
 
             Span<float> u = states.Scratch;
-            TokenStep(_tokenRows, tokens, states.Hidden, u, _whhTPackedGemm.Span, states.PackA);
+            TokenStep(_tokenRows, tokens, states.Hidden, u, states.Hidden, _whhTPackedGemm.Span, states.PackA);
             Head(states.Hidden, b, outputs, kind, states.PackA, ReadOrder.Once);
         }
         finally
@@ -702,12 +702,7 @@ public sealed class RnnModel
             }
             else if (inputs.IsEmpty)
             {
-                // (1)–(2) for B token rows, as StepBatch: U = H₋₁ W_hhᵀ (β = 0), then f(U + b_h + W_xh[:, token]) row by row
-                _k.Multiply(false, b, h, h, previous, h, _whhTPackedGemm.Span, 0f, current, h, packA);
-                for (int r = 0; r < b; r++)
-                {
-                    _k.ActivateSum(current.Slice(r * h, h), _tokenRows.AsSpan(tokens[(s * b) + r] * h, h), current.Slice(r * h, h));
-                }
+                TokenStep(_tokenRows, tokens.Slice(s * b, b), previous, current, current, _whhTPackedGemm.Span, packA); // as StepBatch
             }
             else
             {
@@ -758,18 +753,19 @@ public sealed class RnnModel
     }
 
     /// <summary>
-    /// (1)–(2) for B token streams of one block: U = H₋₁ W_hhᵀ (one GEMM over the rows, β = 0), then each row
-    /// h = f(U + b_h + W_xh[:, token]) from the block's token table, written over the old states (the product has read them
-    /// all). The same sums, in the same order, as a product over rows prefilled with the token rows when H ≤ KC.
+    /// (1)–(2) for B token streams of one block: U = H₋₁ W_hhᵀ (one GEMM over the rows of <paramref name="previous"/>,
+    /// β = 0), then each row h = f(U + b_h + W_xh[:, token]) from the block's token table into <paramref name="next"/>,
+    /// which may be <paramref name="previous"/> (the product has read it all) or <paramref name="u"/> (row by row in
+    /// place). The same sums, in the same order, as a product over rows prefilled with the token rows when H ≤ KC.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void TokenStep(float[] tokenRows, ReadOnlySpan<int> tokens, Span<float> hidden, Span<float> u, ReadOnlySpan<float> whhGemm, Span<float> packA)
+    private void TokenStep(float[] tokenRows, ReadOnlySpan<int> tokens, ReadOnlySpan<float> previous, Span<float> u, Span<float> next, ReadOnlySpan<float> whhGemm, Span<float> packA)
     {
         int b = tokens.Length, h = Shape.HiddenSize;
-        _k.Multiply(false, b, h, h, hidden, h, whhGemm, 0f, u, h, packA);
+        _k.Multiply(false, b, h, h, previous, h, whhGemm, 0f, u, h, packA);
         for (int r = 0; r < b; r++)
         {
-            _k.ActivateSum(u.Slice(r * h, h), tokenRows.AsSpan(tokens[r] * h, h), hidden.Slice(r * h, h));
+            _k.ActivateSum(u.Slice(r * h, h), tokenRows.AsSpan(tokens[r] * h, h), next.Slice(r * h, h));
         }
     }
 
@@ -857,7 +853,7 @@ public sealed class RnnModel
             Span<float> own = hidden.Slice(l * block, block);
             if (l == 0)
             {
-                TokenStep(w.TokenRows, tokens, own, u, w.WhhGemm.Span, packA);
+                TokenStep(w.TokenRows, tokens, own, u, own, w.WhhGemm.Span, packA);
                 continue;
             }
 
