@@ -68,9 +68,9 @@ internal static class BatchValidation
         }
         else
         {
-            Guard.Length(rows * i, batch.Inputs.Length, "batch.Inputs", $"steps × batch × inputSize = {steps}×{size}×{i}");
+            Guard.Length((long)rows * i, batch.Inputs.Length, "batch.Inputs", $"steps × batch × inputSize = {steps}×{size}×{i}");
             CheckFiniteInputs(in batch, i);
-            Guard.OptionalLength(rows * i, batch.InputGradient.Length, "batch.InputGradient", $"steps × batch × inputSize = {steps}×{size}×{i}");
+            Guard.OptionalLength((long)rows * i, batch.InputGradient.Length, "batch.InputGradient", $"steps × batch × inputSize = {steps}×{size}×{i}");
         }
 
         CheckIds(batch.Targets, in batch, shape.OutputSize, "batch.Targets", allowIgnore: true);

@@ -374,7 +374,7 @@ public sealed class RnnModel
         ModelGuard.SameShape(Shape, states.Shape, nameof(states));
         int b = states.Count, h = Shape.HiddenSize, o = Shape.OutputSize;
         Guard.Length(b, tokens.Length, nameof(tokens), "states.Count");
-        Guard.Length(b * o, outputs.Length, nameof(outputs), "states.Count × outputSize");
+        Guard.Length((long)b * o, outputs.Length, nameof(outputs), "states.Count × outputSize");
         CheckKind(kind);
         CheckTokens(tokens, nameof(tokens));
         var set = default(AliasSet);
@@ -403,11 +403,12 @@ public sealed class RnnModel
 
     /// <summary>
     /// Runs T steps of one stream with token input in one call, from <paramref name="state"/>, which then holds h_T: the
-    /// same results as T calls of <see cref="Step(int, RnnState, Span{float}, StepOutput)"/> (within float rounding of the
-    /// output layer), so a stream may be fed in pieces of any length. As in training, the input projection is hoisted
-    /// over all T steps (a gather of W_xh columns), only W_hh hₜ₋₁ runs step by step, and the output layer is one GEMM over
-    /// the T rows (or runs for the last row only). Allocates nothing. A stacked model runs layer by layer, each layer's
-    /// input projection one GEMM over the T states of the layer below. A bidirectional model runs its reverse direction
+    /// same results as T calls of <see cref="Step(int, RnnState, Span{float}, StepOutput)"/> (within float rounding), so a
+    /// stream may be fed in pieces of any length. Each step reads its token's row of the model's table (b_h + W_xh[:, xₜ])
+    /// in place, only W_hh hₜ₋₁ runs step by step, and the output layer is one GEMM over the T rows (or runs for the last
+    /// row only). Allocates nothing. A stacked model runs layer by layer: the first layer's input projection is a gather
+    /// of those rows for all T steps, each layer above it one GEMM over the T states of the layer below. The tokens are
+    /// checked before the first step and read during the steps, so they must not change while the call runs. A bidirectional model runs its reverse direction
     /// from step T down to step 1, so its call is one whole sequence, not a piece of a stream (reset or set the state
     /// between sequences).
     /// </summary>
@@ -459,7 +460,9 @@ public sealed class RnnModel
     /// with the reverse-direction convention of <see cref="SequenceBatch{T}.InitialState"/> and
     /// <see cref="SequenceBatch{T}.FinalState"/>; every stream has T steps) and <paramref name="outputs"/> is
     /// <c>[T, B, O]</c> (or <c>[B, O]</c> for the last step). From 4 streams on each recurrent step is one GEMM over the
-    /// B rows. Equal to T calls of <see cref="StepBatch"/> within float rounding.
+    /// B rows. Equal to T calls of <see cref="StepBatch"/> within float rounding. As in
+    /// <see cref="RunSequence(ReadOnlySpan{int}, RnnState, RnnSequenceWorkspace, Span{float}, StepOutput, SequenceOutput)"/>,
+    /// the tokens are checked first and read during the steps, so they must not change while the call runs.
     /// </summary>
     /// <param name="tokens">T·B token ids, time-major; T ≥ 1.</param>
     /// <param name="states">B states.</param>
@@ -654,8 +657,10 @@ public sealed class RnnModel
     }
 
     /// <summary>
-    /// The sequence forward pass over validated arguments, in the training engine's structure: U = X W_xhᵀ + b_h for all
-    /// T·B rows at once (a gather for tokens), then hₜ = f(Uₜ + W_hh hₜ₋₁) step by step in place over Uₜ, then the output layer.
+    /// The sequence forward pass over validated arguments, in the training engine's structure. Dense input: U = X W_xhᵀ + b_h
+    /// for all T·B rows at once, then hₜ = f(Uₜ + W_hh hₜ₋₁) step by step in place over Uₜ. Token input (one layer, one
+    /// direction): hₜ = f(b_h + W_xh[:, xₜ] + W_hh hₜ₋₁) step by step, each token's row read in place. Then the output layer.
+    /// Stacked and bidirectional models go layer by layer (<see cref="RunLayers"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RunValidated(ReadOnlySpan<int> tokens, ReadOnlySpan<float> inputs, int t, int b, Span<float> hidden, RnnSequenceWorkspace workspace, Span<float> outputs, StepOutput kind, SequenceOutput steps)
@@ -757,6 +762,7 @@ public sealed class RnnModel
     /// β = 0), then each row h = f(U + b_h + W_xh[:, token]) from the block's token table into <paramref name="next"/>,
     /// which may be <paramref name="previous"/> (the product has read it all) or <paramref name="u"/> (row by row in
     /// place). The same sums, in the same order, as a product over rows prefilled with the token rows when H ≤ KC.
+    /// <paramref name="u"/> must not overlap <paramref name="previous"/>: the product writes U while it still reads H₋₁.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void TokenStep(float[] tokenRows, ReadOnlySpan<int> tokens, ReadOnlySpan<float> previous, Span<float> u, Span<float> next, ReadOnlySpan<float> whhGemm, Span<float> packA)

@@ -3,6 +3,7 @@ using Bptt.Fast.Internals;
 using Bptt.Fast.Kernels;
 using Bptt.Fast.Kernels.Bodies;
 using Bptt.Fast.Reference;
+using Bptt.Fast.Serving;
 using FsCheck.Fluent;
 using Xunit;
 
@@ -98,25 +99,43 @@ public sealed class SizeOverflowTests
         Assert.True(Tolerance.MaxRelative(gradients.Values, expected) < 1e-3, "gradient");
     }
 
-    public static TheoryData<string> WrappingKernelCalls() => new(["Gemv", "GemvTransposed", "RnnStep", "RnnStepBackward", "Gemm", "Ger", "ColumnSums"]);
+    public static TheoryData<string, bool> WrappingKernelCalls()
+    {
+        var data = new TheoryData<string, bool>();
+        foreach (string kernel in new[] { "Gemv", "GemvTransposed", "RnnStep", "RnnStepBackward", "Gemm", "Ger", "ColumnSums" })
+        {
+            data.Add(kernel, false);
+            data.Add(kernel, true);
+        }
+
+        return data;
+    }
 
     [Theory]
     [MemberData(nameof(WrappingKernelCalls))]
-    public void PublicKernelsRefuseSizesWhoseProductWraps(string kernel)
+    public void PublicKernelsRefuseSizesWhoseProductWraps(string kernel, bool reference)
     {
-        // m = n = 65536: m·n = 2^32 wraps to 0 in int, which once matched an empty span.
+        // m = n = 65536: m·n = 2^32 wraps to 0 in int, which once matched an empty span. The scalar reference kernels
+        // once computed these products in int too: their loops then threw IndexOutOfRangeException, Ger after writing.
         const int N = 65536;
         float[] x = new float[N], y = new float[N], sentinel = [1f, 2f, 3f];
         float[] yBefore = (float[])y.Clone();
-        ArgumentException e = kernel switch
+        ArgumentException e = (kernel, reference) switch
         {
-            "Gemv" => Assert.Throws<ArgumentException>(() => FastKernels.Gemv([], N, N, x, y)),
-            "GemvTransposed" => Assert.Throws<ArgumentException>(() => FastKernels.GemvTransposed([], N, N, x, y)),
-            "RnnStep" => Assert.Throws<ArgumentException>(() => FastKernels.RnnStep([], x, x, y, Activation.Tanh)),
-            "RnnStepBackward" => Assert.Throws<ArgumentException>(() => FastKernels.RnnStepBackward([], x, x, x, y, Activation.Tanh)),
-            "Gemm" => Assert.Throws<ArgumentException>(() => FastKernels.Gemm(false, false, N, N, N, [], N, [], N, 0f, sentinel, N)),
-            "Ger" => Assert.Throws<ArgumentException>(() => FastKernels.Ger(1f, x, y, sentinel)),
-            _ => Assert.Throws<ArgumentException>(() => FastKernels.ColumnSums([], N, N, y, accumulate: false)),
+            ("Gemv", false) => Assert.Throws<ArgumentException>(() => FastKernels.Gemv([], N, N, x, y)),
+            ("Gemv", true) => Assert.Throws<ArgumentException>(() => ReferenceKernels.Gemv<float>([], N, N, x, y)),
+            ("GemvTransposed", false) => Assert.Throws<ArgumentException>(() => FastKernels.GemvTransposed([], N, N, x, y)),
+            ("GemvTransposed", true) => Assert.Throws<ArgumentException>(() => ReferenceKernels.GemvTransposed<float>([], N, N, x, y)),
+            ("RnnStep", false) => Assert.Throws<ArgumentException>(() => FastKernels.RnnStep([], x, x, y, Activation.Tanh)),
+            ("RnnStep", true) => Assert.Throws<ArgumentException>(() => ReferenceKernels.RnnStep<float>([], x, x, y, Activation.Tanh)),
+            ("RnnStepBackward", false) => Assert.Throws<ArgumentException>(() => FastKernels.RnnStepBackward([], x, x, x, y, Activation.Tanh)),
+            ("RnnStepBackward", true) => Assert.Throws<ArgumentException>(() => ReferenceKernels.RnnStepBackward<float>([], x, x, x, y, Activation.Tanh)),
+            ("Gemm", false) => Assert.Throws<ArgumentException>(() => FastKernels.Gemm(false, false, N, N, N, [], N, [], N, 0f, sentinel, N)),
+            ("Gemm", true) => Assert.Throws<ArgumentException>(() => ReferenceKernels.Gemm<float>(false, false, N, N, N, [], N, [], N, 0f, sentinel, N)),
+            ("Ger", false) => Assert.Throws<ArgumentException>(() => FastKernels.Ger(1f, x, y, sentinel)),
+            ("Ger", true) => Assert.Throws<ArgumentException>(() => ReferenceKernels.Ger(1f, x, y, sentinel)),
+            (_, false) => Assert.Throws<ArgumentException>(() => FastKernels.ColumnSums([], N, N, y, accumulate: false)),
+            (_, true) => Assert.Throws<ArgumentException>(() => ReferenceKernels.ColumnSums<float>([], N, N, y, accumulate: false)),
         };
         string expectedName = kernel switch
         {
@@ -129,6 +148,44 @@ public sealed class SizeOverflowTests
         Assert.Contains("4294967296", e.Message.Replace(",", "", StringComparison.Ordinal), StringComparison.Ordinal);
         Assert.Equal(yBefore, y);
         Assert.Equal([1f, 2f, 3f], sentinel);
+    }
+
+    [Fact]
+    public void GerWhoseProductWrapsToTheMatrixLengthIsRefusedBeforeWriting()
+    {
+        // 65536 × 65537 = 2^32 + 65536 wraps to 65536 in int: a matrix of 65536 once passed the check, and the scalar
+        // reference then updated its first row before running off the end.
+        float[] x = new float[65536], y = new float[65537], a = new float[65536];
+        x.AsSpan().Fill(1f);
+        y.AsSpan().Fill(1f);
+        foreach (Action call in new Action[] { () => FastKernels.Ger(1f, x, y, a), () => ReferenceKernels.Ger(1f, x, y, a) })
+        {
+            var e = Assert.Throws<ArgumentException>(call);
+            Assert.Equal("a", e.ParamName);
+            Assert.Contains("4295032832", e.Message.Replace(",", "", StringComparison.Ordinal), StringComparison.Ordinal);
+            Assert.All(a, v => Assert.Equal(0f, v));
+        }
+    }
+
+    [Fact]
+    public void StepBatchWhoseOutputSizeWrapsIsRefusedBeforeTheStatesChange()
+    {
+        // B = 65536 streams of O = 65537 outputs: B·O = 2^32 + 65536 wrapped to 65536 in int, so an output of 65536
+        // floats passed the length check, the recurrence overwrote the states, and the head's slice then threw
+        // ArgumentOutOfRangeException: a refused call that had changed the states.
+        var theta = new RnnParameters(new RnnShape(1, 1, 65537));
+        theta.InitializeGlorot(5);
+        theta.Whh[0] = 0.5f;
+        var model = new RnnModel(theta, Activation.Tanh);
+        RnnStateBatch states = model.CreateStateBatch(65536);
+        states.Hidden.Fill(0.25f);
+        var e = Assert.Throws<ArgumentException>(() => model.StepBatch(new int[65536], states, new float[65536]));
+        Assert.Equal("outputs", e.ParamName);
+        Assert.Contains("4295032832", e.Message.Replace(",", "", StringComparison.Ordinal), StringComparison.Ordinal);
+        foreach (float v in states.Hidden)
+        {
+            Assert.Equal(0.25f, v);
+        }
     }
 
     [Fact]
