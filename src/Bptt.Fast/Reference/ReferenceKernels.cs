@@ -5,7 +5,10 @@ namespace Bptt.Fast.Reference;
 
 /// <summary>
 /// The scalar twins of <see cref="Kernels.FastKernels"/>: same names, same parameters, plain loops that read like the
-/// formulas, generic over float and double. They are the oracle of the kernel tests and are never optimised.
+/// formulas, generic over float and double. They are the oracle of the kernel tests and are never optimised. They refuse
+/// exactly the calls the fast kernels refuse, checked by the same code (sizes and products in 64 bits, every length, the
+/// aliasing rule) before anything is written: <see cref="ArgumentException"/> or <see cref="ArgumentOutOfRangeException"/>
+/// naming the parameter.
 /// Activations use the exact <see cref="IHyperbolicFunctions{TSelf}.Tanh"/> and <see cref="IExponentialFunctions{TSelf}.Exp"/>.
 /// </summary>
 public static class ReferenceKernels
@@ -20,9 +23,7 @@ public static class ReferenceKernels
     public static void Gemv<T>(ReadOnlySpan<T> a, int m, int n, ReadOnlySpan<T> x, Span<T> y)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        Guard.Length(m * n, a.Length, nameof(a), $"{m}×{n}");
-        Guard.Length(n, x.Length, nameof(x), "n");
-        Guard.Length(m, y.Length, nameof(y), "m");
+        KernelArguments.Gemv<T>(a, m, n, x, y);
         for (int i = 0; i < m; i++)
         {
             T sum = T.Zero;
@@ -45,9 +46,7 @@ public static class ReferenceKernels
     public static void GemvTransposed<T>(ReadOnlySpan<T> a, int m, int n, ReadOnlySpan<T> x, Span<T> y)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        Guard.Length(m * n, a.Length, nameof(a), $"{m}×{n}");
-        Guard.Length(m, x.Length, nameof(x), "m");
-        Guard.Length(n, y.Length, nameof(y), "n");
+        KernelArguments.GemvTransposed<T>(a, m, n, x, y);
         for (int j = 0; j < n; j++)
         {
             T sum = T.Zero;
@@ -77,6 +76,7 @@ public static class ReferenceKernels
     public static void Gemm<T>(bool transposeA, bool transposeB, int m, int n, int k, ReadOnlySpan<T> a, int lda, ReadOnlySpan<T> b, int ldb, T beta, Span<T> c, int ldc)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
+        KernelArguments.Gemm<T>(transposeA, transposeB, m, n, k, a, lda, b, ldb, beta, c, ldc);
         for (int i = 0; i < m; i++)
         {
             for (int j = 0; j < n; j++)
@@ -103,7 +103,7 @@ public static class ReferenceKernels
     public static void Axpy<T>(T alpha, ReadOnlySpan<T> x, Span<T> y)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        Guard.Length(x.Length, y.Length, nameof(y), "x.Length");
+        KernelArguments.Axpy<T>(x, y);
         for (int k = 0; k < x.Length; k++)
         {
             y[k] += alpha * x[k];
@@ -119,7 +119,7 @@ public static class ReferenceKernels
     public static void Ger<T>(T alpha, ReadOnlySpan<T> x, ReadOnlySpan<T> y, Span<T> a)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        Guard.Length(x.Length * y.Length, a.Length, nameof(a), "x.Length × y.Length");
+        KernelArguments.Ger<T>(x, y, a);
         for (int i = 0; i < x.Length; i++)
         {
             for (int j = 0; j < y.Length; j++)
@@ -139,8 +139,7 @@ public static class ReferenceKernels
     public static void ColumnSums<T>(ReadOnlySpan<T> a, int rows, int cols, Span<T> y, bool accumulate)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        Guard.Length(rows * cols, a.Length, nameof(a), $"{rows}×{cols}");
-        Guard.Length(cols, y.Length, nameof(y), "cols");
+        KernelArguments.ColumnSums<T>(a, rows, cols, y);
         for (int j = 0; j < cols; j++)
         {
             T sum = accumulate ? y[j] : T.Zero;
@@ -163,8 +162,8 @@ public static class ReferenceKernels
     public static void RnnStep<T>(ReadOnlySpan<T> whhTransposed, ReadOnlySpan<T> hPrevious, ReadOnlySpan<T> u, Span<T> h, Activation activation)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
+        KernelArguments.RnnStep<T>(whhTransposed, hPrevious, u, h);
         int hidden = h.Length;
-        Guard.Length(hidden * hidden, whhTransposed.Length, nameof(whhTransposed), "H×H");
         for (int i = 0; i < hidden; i++)
         {
             T sum = u[i];
@@ -188,8 +187,8 @@ public static class ReferenceKernels
     public static void RnnStepBackward<T>(ReadOnlySpan<T> whh, ReadOnlySpan<T> deltaNext, ReadOnlySpan<T> g, ReadOnlySpan<T> h, Span<T> delta, Activation activation)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
+        KernelArguments.RnnStepBackward<T>(whh, deltaNext, g, h, delta);
         int hidden = delta.Length;
-        Guard.Length(hidden * hidden, whh.Length, nameof(whh), "H×H");
         for (int j = 0; j < hidden; j++)
         {
             T sum = g[j];
@@ -210,7 +209,7 @@ public static class ReferenceKernels
     public static void Activate<T>(Activation activation, ReadOnlySpan<T> u, Span<T> h)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        Guard.Length(u.Length, h.Length, nameof(h), "u.Length");
+        KernelArguments.Activate<T>(u, h);
         for (int k = 0; k < u.Length; k++)
         {
             h[k] = F(activation, u[k]);
@@ -226,7 +225,7 @@ public static class ReferenceKernels
     public static void ActivationBackward<T>(Activation activation, ReadOnlySpan<T> g, ReadOnlySpan<T> h, Span<T> delta)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        Guard.Length(g.Length, delta.Length, nameof(delta), "g.Length");
+        KernelArguments.ActivationBackward<T>(g, h, delta);
         for (int k = 0; k < g.Length; k++)
         {
             delta[k] = g[k] * FPrime(activation, h[k]);
@@ -242,8 +241,7 @@ public static class ReferenceKernels
     public static T SoftmaxCrossEntropy<T>(ReadOnlySpan<T> logits, int target, Span<T> error)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        Guard.InRange(target, 0, logits.Length - 1, nameof(target));
-        Guard.Length(logits.Length, error.Length, nameof(error), "logits.Length");
+        KernelArguments.SoftmaxCrossEntropy<T>(logits, target, error);
         T max = logits[0];
         for (int k = 1; k < logits.Length; k++)
         {
@@ -273,7 +271,7 @@ public static class ReferenceKernels
     public static void Softmax<T>(ReadOnlySpan<T> logits, Span<T> probabilities)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
-        Guard.Length(logits.Length, probabilities.Length, nameof(probabilities), "logits.Length");
+        KernelArguments.Softmax<T>(logits, probabilities);
         T max = logits[0];
         for (int k = 1; k < logits.Length; k++)
         {

@@ -1,0 +1,146 @@
+using Bptt.Fast.Kernels;
+using FsCheck;
+using Bptt.Fast.Reference;
+using FsCheck.Fluent;
+using Xunit;
+
+namespace Bptt.Fast.Tests.Adversarial;
+
+/// <summary>
+/// The public fast kernels and their scalar reference twins refuse the same calls with the same exception and the same
+/// parameter named, and a refused call writes nothing: generated dimensions from −1 up, lengths one short or one long,
+/// and spans laid out apart, in place or overlapping by one element inside one shared buffer.
+/// </summary>
+public sealed class KernelArgumentTests
+{
+    private const int Slot = 20, Slots = 6;
+
+    private static readonly string[] Kernels =
+        ["Gemv", "GemvTransposed", "RnnStep", "RnnStepBackward", "Axpy", "Ger", "ColumnSums", "Gemm", "Activate", "ActivationBackward", "Softmax", "SoftmaxCrossEntropy"];
+
+    /// <summary>One call: the kernel, its dimensions, and each span's start and length in the shared buffer.</summary>
+    public sealed record Call(string Kernel, int M, int N, (int Offset, int Length)[] Spans)
+    {
+        public override string ToString() => $"{Kernel} m={M} n={N} spans=[{string.Join(", ", Spans.Select(s => $"{s.Offset}+{s.Length}"))}]";
+    }
+
+    [Fact]
+    public void FastAndReferenceKernelsRefuseTheSameCallsAndARefusedCallWritesNothing()
+    {
+        int refused = 0, accepted = 0;
+        Generators.Check(
+            Calls(),
+            call =>
+            {
+                float[] fastMemory = Memory(), referenceMemory = Memory();
+                Exception? fast = Record.Exception(() => Run(call, fastMemory, reference: false));
+                Exception? slow = Record.Exception(() => Run(call, referenceMemory, reference: true));
+                Assert.Equal(fast?.GetType(), slow?.GetType());
+                if (fast is null)
+                {
+                    accepted++;
+                    return;
+                }
+
+                refused++;
+                Assert.True(fast is ArgumentException, $"{call}: {fast.GetType().Name}: {fast.Message}");
+                Assert.Equal(((ArgumentException)fast).ParamName, ((ArgumentException)slow!).ParamName);
+                Assert.Equal(Memory(), fastMemory);
+                Assert.Equal(Memory(), referenceMemory);
+            },
+            count: 3000);
+
+        // The generator reaches both outcomes often (not a property that holds only because every call is refused).
+        Assert.True(refused > 300 && accepted > 300, $"refused {refused}, accepted {accepted}");
+    }
+
+    [Fact]
+    public void ReferenceSoftmaxOfNoLogitsIsAnArgumentExceptionNotAnIndexError()
+    {
+        Assert.Equal("logits", Assert.Throws<ArgumentException>(() => ReferenceKernels.Softmax<double>([], [])).ParamName);
+        Assert.Equal("logits", Assert.Throws<ArgumentException>(() => ReferenceKernels.SoftmaxCrossEntropy<double>([], 0, [])).ParamName);
+    }
+
+    [Fact]
+    public void ReferenceActivationBackwardChecksTheLengthOfH()
+    {
+        // It once checked only δ against g, then read h past its end after writing δ's first elements.
+        double[] delta = new double[4];
+        var e = Assert.Throws<ArgumentException>(() => ReferenceKernels.ActivationBackward<double>(Activation.Tanh, [1, 1, 1, 1], [0.5, 0.5], delta));
+        Assert.Equal("h", e.ParamName);
+        Assert.All(delta, v => Assert.Equal(0.0, v));
+    }
+
+    private static float[] Memory() => Enumerable.Range(0, Slot * (Slots + 1)).Select(i => ((i % 13) - 6) * 0.125f).ToArray();
+
+    private static Gen<Call> Calls() =>
+        from kernel in Gen.Elements(Kernels)
+        from m in Gen.Choose(-1, 4)
+        from n in Gen.Choose(-1, 4)
+        from deltas in Gen.ArrayOf(Gen.Elements(-1, 0, 0, 0, 0, 0, 1), Slots)
+        from places in Gen.ArrayOf(Gen.Elements(-1, -1, -1, -1, 0, 1, 2, 3, 4, 5), Slots)
+        from shifts in Gen.ArrayOf(Gen.Elements(0, 0, 1), Slots)
+        select Layout(kernel, m, n, deltas, places, shifts);
+
+    /// <summary>Each span gets its expected length plus a delta, and its own slot, or the start (plus a shift) of an earlier span.</summary>
+    private static Call Layout(string kernel, int m, int n, int[] deltas, int[] places, int[] shifts)
+    {
+        int[] lengths = Lengths(kernel, Math.Max(m, 0), Math.Max(n, 0));
+        var spans = new (int Offset, int Length)[lengths.Length];
+        for (int s = 0; s < spans.Length; s++)
+        {
+            int offset = places[s] >= 0 && places[s] < s ? spans[places[s]].Offset + shifts[s] : s * Slot;
+            spans[s] = (offset, Math.Max(0, lengths[s] + deltas[s]));
+        }
+
+        return new Call(kernel, m, n, spans);
+    }
+
+    /// <summary>The lengths each kernel's spans need, in parameter order (Gemm: k = 2).</summary>
+    private static int[] Lengths(string kernel, int m, int n) => kernel switch
+    {
+        "Gemv" => [m * n, n, m],
+        "GemvTransposed" => [m * n, m, n],
+        "RnnStep" => [n * n, n, n, n],
+        "RnnStepBackward" => [n * n, n, n, n, n],
+        "Axpy" => [n, n],
+        "Ger" => [m, n, m * n],
+        "ColumnSums" => [m * n, n],
+        "Gemm" => [m * 2, 2 * n, m * n],
+        "ActivationBackward" => [n, n, n],
+        _ => [n, n], // Activate, Softmax, SoftmaxCrossEntropy
+    };
+
+    private static void Run(Call call, float[] memory, bool reference)
+    {
+        Span<float> S(int s) => memory.AsSpan(call.Spans[s].Offset, call.Spans[s].Length);
+        int m = call.M, n = call.N;
+        switch (call.Kernel, reference)
+        {
+            case ("Gemv", false): FastKernels.Gemv(S(0), m, n, S(1), S(2)); break;
+            case ("Gemv", true): ReferenceKernels.Gemv<float>(S(0), m, n, S(1), S(2)); break;
+            case ("GemvTransposed", false): FastKernels.GemvTransposed(S(0), m, n, S(1), S(2)); break;
+            case ("GemvTransposed", true): ReferenceKernels.GemvTransposed<float>(S(0), m, n, S(1), S(2)); break;
+            case ("RnnStep", false): FastKernels.RnnStep(S(0), S(1), S(2), S(3), Activation.Tanh); break;
+            case ("RnnStep", true): ReferenceKernels.RnnStep<float>(S(0), S(1), S(2), S(3), Activation.Tanh); break;
+            case ("RnnStepBackward", false): FastKernels.RnnStepBackward(S(0), S(1), S(2), S(3), S(4), Activation.Tanh); break;
+            case ("RnnStepBackward", true): ReferenceKernels.RnnStepBackward<float>(S(0), S(1), S(2), S(3), S(4), Activation.Tanh); break;
+            case ("Axpy", false): FastKernels.Axpy(0.5f, S(0), S(1)); break;
+            case ("Axpy", true): ReferenceKernels.Axpy(0.5f, S(0), S(1)); break;
+            case ("Ger", false): FastKernels.Ger(0.5f, S(0), S(1), S(2)); break;
+            case ("Ger", true): ReferenceKernels.Ger(0.5f, S(0), S(1), S(2)); break;
+            case ("ColumnSums", false): FastKernels.ColumnSums(S(0), m, n, S(1), accumulate: true); break;
+            case ("ColumnSums", true): ReferenceKernels.ColumnSums<float>(S(0), m, n, S(1), accumulate: true); break;
+            case ("Gemm", false): FastKernels.Gemm(false, false, m, n, 2, S(0), 2, S(1), Math.Max(n, 1), 0.5f, S(2), Math.Max(n, 1)); break;
+            case ("Gemm", true): ReferenceKernels.Gemm<float>(false, false, m, n, 2, S(0), 2, S(1), Math.Max(n, 1), 0.5f, S(2), Math.Max(n, 1)); break;
+            case ("Activate", false): FastKernels.Activate(Activation.Tanh, S(0), S(1)); break;
+            case ("Activate", true): ReferenceKernels.Activate<float>(Activation.Tanh, S(0), S(1)); break;
+            case ("ActivationBackward", false): FastKernels.ActivationBackward(Activation.Tanh, S(0), S(1), S(2)); break;
+            case ("ActivationBackward", true): ReferenceKernels.ActivationBackward<float>(Activation.Tanh, S(0), S(1), S(2)); break;
+            case ("Softmax", false): FastKernels.Softmax(S(0), S(1)); break;
+            case ("Softmax", true): ReferenceKernels.Softmax<float>(S(0), S(1)); break;
+            case ("SoftmaxCrossEntropy", false): FastKernels.SoftmaxCrossEntropy(S(0), m, S(1)); break;
+            default: ReferenceKernels.SoftmaxCrossEntropy<float>(S(0), m, S(1)); break;
+        }
+    }
+}
