@@ -62,7 +62,7 @@ internal abstract class KernelSet
     /// macro-kernel without packing B, for products of few rows (see <see cref="GemmCore{TOps, TVec}.MultiplyUnpackedB"/>).</summary>
     public abstract void MultiplyUnpackedB(bool transposeA, int m, int n, int k, ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc, Span<float> packA);
 
-    /// <summary>C = op(A)·op(B) + βC over a whole packed op(B) (the macro-kernel).</summary>
+    /// <summary>C = op(A)·op(B) + βC over a whole packed op(B) (the macro-kernel); C overlaps none of A, op(B) and packA.</summary>
     public abstract void Multiply(bool transposeA, int m, int n, int k, ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> packedB, float beta, Span<float> c, int ldc, Span<float> packA);
 
     /// <summary>
@@ -124,12 +124,14 @@ internal abstract class KernelSet
     /// The fused recurrent step, equations (1)–(2), in place: h = f(h + W_hh hPrevious), with h holding
     /// uₜ = W_xh xₜ + b_h on entry and W_hhᵀ packed by <see cref="PackColumnBlocks"/> (n×n), read in <paramref name="order"/>:
     /// a recurrence alternates <see cref="ReadOrder.Forward"/> and <see cref="ReadOrder.Backward"/>, which give the same bits,
-    /// so that each step starts on the panels still in cache from the step before.
+    /// so that each step starts on the panels still in cache from the step before. hPrevious must not overlap h: each
+    /// column block of h is written while later blocks still read all of hPrevious.
     /// </summary>
     public abstract void StepForward(ReadOnlySpan<float> packedWhhT, int n, ReadOnlySpan<float> hPrevious, Span<float> h, ReadOrder order);
 
     /// <summary>The fused recurrent step, equations (1)–(2), with uₜ apart from h: h = f(u + W_hh hPrevious), u read-only (a
-    /// token's row b_h + W_xh xₜ of the model's table, n floats, never h) and h written; otherwise as <see cref="StepForward"/>.</summary>
+    /// token's row b_h + W_xh xₜ of the model's table, n floats, never h) and h written; otherwise as <see cref="StepForward"/>
+    /// (hPrevious must not overlap h).</summary>
     public abstract void StepForwardFrom(ReadOnlySpan<float> packedWhhT, int n, ReadOnlySpan<float> hPrevious, ReadOnlySpan<float> u, Span<float> h, ReadOrder order);
 
     /// <summary>

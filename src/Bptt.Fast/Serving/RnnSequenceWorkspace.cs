@@ -52,7 +52,8 @@ public sealed class RnnSequenceWorkspace
     /// <summary>The most streams one call may run.</summary>
     public int MaxBatch { get; }
 
-    /// <summary>hₜ of every row, <c>[T, B, H]</c>: first uₜ, then hₜ in place. A stacked or bidirectional model uses it as
+    /// <summary>hₜ of every row, <c>[T, B, H]</c> (with dense input first uₜ, then hₜ in place; with token input hₜ written
+    /// directly, each step reading its token rows from the model's table). A stacked or bidirectional model uses it as
     /// one or two layer buffers (the layer below and the layer being computed, alternately), each <c>[D, T, B, H]</c>.</summary>
     internal Span<float> States => _states.Span;
 

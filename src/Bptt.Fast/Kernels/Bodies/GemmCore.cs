@@ -141,7 +141,8 @@ internal static class GemmCore<TOps, TVec>
     /// <summary>
     /// The macro-kernel: C (m×n, row stride ldc) = op(A)·op(B) + βC, with op(B) already packed by <see cref="PackB"/>.
     /// op(A) = A (m×k, row stride lda) or, when <paramref name="transposeA"/>, Aᵀ with A k×m.
-    /// <paramref name="packA"/> holds <see cref="GemmBlocking.PackALength"/> floats.
+    /// <paramref name="packA"/> holds <see cref="GemmBlocking.PackALength"/> floats. C must not overlap A, op(B) or
+    /// packA: tiles of C are written while later tiles still read A (read in place for few rows) and the packed panels.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Multiply(bool transposeA, int m, int n, int k, ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> packedB, float beta, Span<float> c, int ldc, Span<float> packA)

@@ -222,6 +222,7 @@ internal static class VectorKernels<TOps, TVec>
     /// the two orders give the same bits. A recurrence that alternates them from one step to the next starts each step on
     /// the panels the previous step read last, which are still in cache: in L1 when the matrix is between about one and two
     /// L1 sizes (W_hhᵀ at H = 128 is 64 KiB against a 48 KiB L1), in L2 when it is about the L2's size (H = 512, 1 MiB).
+    /// x must not overlap y (each block of y is written while later blocks still read all of x); the addend and aux may be y.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackedTransposedProduct<TEpi>(ReadOnlySpan<float> packed, int m, int n, ReadOnlySpan<float> x, ReadOnlySpan<float> addend, ReadOnlySpan<float> aux, Span<float> y, ReadOrder order)
