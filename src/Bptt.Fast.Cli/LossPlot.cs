@@ -28,7 +28,8 @@ internal static class LossPlot
     {
         try
         {
-            File.WriteAllText(path, Render(losses, heldOut, title, unit), new UTF8Encoding(false));
+            byte[] svg = new UTF8Encoding(false).GetBytes(Render(losses, heldOut, title, unit));
+            AtomicWrite.Replace(path, stream => stream.Write(svg));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -111,8 +111,9 @@ internal sealed class OutputFiles(string checkpoint, Vocabulary vocabulary)
         {
             if (_logged < 0)
             {
-                File.WriteAllLines(LossLogPath, Lines(losses, 0));
-                File.WriteAllBytes(VocabularyPath, Vocabulary.ToFileBytes());
+                AtomicWrite.ReplaceLines(LossLogPath, Lines(losses, 0)); // whole or not at all, like the checkpoint
+                byte[] vocabulary = Vocabulary.ToFileBytes();
+                AtomicWrite.Replace(VocabularyPath, stream => stream.Write(vocabulary));
             }
             else
             {

@@ -138,4 +138,30 @@ public sealed class OnnxExportTests
         Assert.Equal("unrolledSteps", Assert.Throws<ArgumentOutOfRangeException>(() => OnnxExport.SequenceGraph(model, OnnxInput.Dense, StepOutput.Logits, OnnxSequenceForm.Unrolled, 0)).ParamName);
         Assert.Equal("unrolledSteps", Assert.Throws<ArgumentOutOfRangeException>(() => OnnxExport.SequenceGraph(model, OnnxInput.Dense, StepOutput.Logits, OnnxSequenceForm.Unrolled, OnnxExport.MaxUnrolledSteps + 1)).ParamName);
     }
+
+    [Fact]
+    public void ATokenTableSumThatOverflowsIsRefusedNotWrittenAsInfinity()
+    {
+        // b_h[1] + W_xh[1, 2] = 3e38 + 3e38 overflows to +∞: finite θ, which the model accepts, but the token graphs hold
+        // the sum as an initializer, and no non-finite value may reach an exported file.
+        var shape = new RnnShape(3, 4, 2);
+        RnnParameters theta = SequenceServingTests.Theta(shape, 1);
+        theta.Bh[1] = 3e38f;
+        theta.Wxh[(1 * shape.InputSize) + 2] = 3e38f;
+        var model = new RnnModel(theta, Activation.Tanh);
+        foreach (Func<byte[]> export in new Func<byte[]>[]
+        {
+            () => OnnxExport.StepGraph(model, OnnxInput.Tokens),
+            () => OnnxExport.SequenceGraph(model, OnnxInput.Tokens, StepOutput.Logits, OnnxSequenceForm.Unrolled, 4),
+        })
+        {
+            var e = Assert.Throws<ArgumentException>(export);
+            Assert.Equal("model", e.ParamName);
+            Assert.Contains("W_xh[1, 2]", e.Message, StringComparison.Ordinal);
+        }
+
+        // Dense graphs and the RNN operator's token graph keep b_h and W_xh apart, and export.
+        Assert.NotEmpty(OnnxExport.StepGraph(model, OnnxInput.Dense));
+        Assert.NotEmpty(OnnxExport.SequenceGraph(model, OnnxInput.Tokens));
+    }
 }

@@ -150,4 +150,33 @@ public sealed class TruncatedBpttTests
         Assert.Equal("tokens", Assert.Throws<ArgumentException>(() => trainer.Train(theta, [0, 1, 2], [0, 1])).ParamName);
         Assert.Equal(before, System.Runtime.InteropServices.MemoryMarshal.AsBytes(theta.Values).ToArray());
     }
+
+    [Theory]
+    [InlineData(float.NaN, false)]
+    [InlineData(float.PositiveInfinity, false)]
+    [InlineData(float.NaN, true)]
+    public void ANonFiniteStateIsRefusedBeforeThePendingStepsChange(float poison, bool flush)
+    {
+        // The carried state is writable (to restore it). A NaN written there once reached the engine's check of the
+        // window's initial state only after the pending steps had been taken into the window: the call threw
+        // "batch.InitialState" (not a parameter of Train) and the earlier call's steps were lost.
+        var engine = new BpttEngine(Shape, 4, 1);
+        var trainer = new TruncatedBpttTrainer(engine, new Adam(Shape), 4);
+        var theta = new RnnParameters(Shape);
+        theta.InitializeGlorot(3);
+        Assert.Equal(2, trainer.Train(theta, [0, 1], [1, 2]).PendingSteps);
+        trainer.State[1] = poison;
+        float[] thetaBefore = theta.Values.ToArray(), stateBefore = trainer.State.ToArray();
+        var e = Assert.Throws<ArgumentException>(() => flush ? trainer.Flush(theta) : trainer.Train(theta, [2, 3], [3, 4]));
+        Assert.Equal("State", e.ParamName);
+        Assert.Equal(2, trainer.PendingSteps);
+        Assert.Equal(thetaBefore, theta.Values.ToArray());
+        Assert.Equal(stateBefore, trainer.State.ToArray());
+
+        // Restored, the stream goes on with its two pending steps.
+        trainer.State[1] = 0f;
+        TrainingReport report = trainer.Train(theta, [2, 3], [3, 4]);
+        Assert.Equal(1, report.Updates);
+        Assert.Equal(0, trainer.PendingSteps);
+    }
 }

@@ -51,6 +51,7 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
         long perWorkerBytes = Sizes.Sum(FastBptt.Plan(shape, maxSteps, perWorker, kernels, dropout).Bytes, Sizes.Sum(Sizes.Product(gatherFloats, 4), Sizes.Product(rows, 8)));
         perWorkerBytes = Sizes.Sum(perWorkerBytes, 4L * shape.ParameterCount);
         EngineLimits.CheckWorkspace(Sizes.Product(perWorkerBytes, count), maxWorkspaceBytes, maxSteps, maxBatch);
+        var sizes = new WorkerSizes(shape, maxSteps, perWorker); // every worker buffer fits one array, checked before any is allocated
         Shape = shape;
         MaxSteps = maxSteps;
         MaxBatch = maxBatch;
@@ -61,7 +62,7 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
         _workers = new Worker[count];
         for (int w = 0; w < count; w++)
         {
-            _workers[w] = new Worker(_job, w, new FastBptt(shape, maxSteps, perWorker, kernels, dropout), perWorker);
+            _workers[w] = new Worker(_job, w, new FastBptt(shape, maxSteps, perWorker, kernels, dropout), sizes);
         }
 
         for (int w = 1; w < count; w++)
@@ -247,6 +248,34 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
         public Func<int, bool>? InjectFault { get; set; }
     }
 
+    /// <summary>
+    /// The lengths of one worker's gather buffers for T·B' rows (B' = its share of maxBatch), each computed in 64 bits and
+    /// refused with <see cref="ArgumentOutOfRangeException"/> naming maxSteps unless it fits one array: the workspace
+    /// budget bounds their sum in bytes, not each product's range in int.
+    /// </summary>
+    private readonly struct WorkerSizes
+    {
+        public WorkerSizes(RnnShape shape, int maxSteps, int capacity)
+        {
+            long rows = Sizes.Product(maxSteps, capacity);
+            Capacity = capacity;
+            Rows = Sizes.ArrayLength(rows, nameof(maxSteps), "a worker's rows [T·B]");
+            Inputs = Sizes.ArrayLength(Sizes.Product(rows, shape.InputSize), nameof(maxSteps), "a worker's inputs [T·B, I]");
+            States = Sizes.ArrayLength(Sizes.Product(rows, shape.LayerOutputSize), nameof(maxSteps), "a worker's states [T·B, D·H]");
+            Blocks = Sizes.ArrayLength(Sizes.Product(shape.BlockCount, capacity, shape.HiddenSize), nameof(maxSteps), "a worker's states [L·D, B, H]");
+        }
+
+        public int Capacity { get; }
+
+        public int Rows { get; }
+
+        public int Inputs { get; }
+
+        public int States { get; }
+
+        public int Blocks { get; }
+    }
+
     private sealed class Worker
     {
         private readonly Coordinator _job;
@@ -259,23 +288,21 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
         private volatile bool _stop;
         private int _first, _count;
 
-        public Worker(Coordinator job, int index, FastBptt engine, int capacity)
+        public Worker(Coordinator job, int index, FastBptt engine, WorkerSizes sizes)
         {
             _job = job;
             _index = index;
             _engine = engine;
-            RnnShape s = engine.Shape;
-            int rows = engine.MaxSteps * capacity; // ≤ the engine's own [T·B] buffers, which its plan proved to fit
-            _gradients = new float[s.ParameterCount];
-            _inputs = new float[rows * s.InputSize];
-            _dx = new float[rows * s.InputSize];
-            _states = new float[rows * s.LayerOutputSize];
-            _h0 = new float[s.BlockCount * capacity * s.HiddenSize];
-            _final = new float[s.BlockCount * capacity * s.HiddenSize];
-            _dh0 = new float[s.BlockCount * capacity * s.HiddenSize];
-            _tokens = new int[rows];
-            _targets = new int[rows];
-            _lengths = new int[capacity];
+            _gradients = new float[engine.Shape.ParameterCount];
+            _inputs = new float[sizes.Inputs];
+            _dx = new float[sizes.Inputs];
+            _states = new float[sizes.States];
+            _h0 = new float[sizes.Blocks];
+            _final = new float[sizes.Blocks];
+            _dh0 = new float[sizes.Blocks];
+            _tokens = new int[sizes.Rows];
+            _targets = new int[sizes.Rows];
+            _lengths = new int[sizes.Capacity];
         }
 
         public ReadOnlySpan<float> Gradients => _gradients;

@@ -46,7 +46,10 @@ internal static class BatchValidation
             throw new ArgumentOutOfRangeException("batch.BatchSize", size, $"Expected a batch size in [1, {maxBatch}] (the engine's maxBatch), actual {size}.");
         }
 
-        int rows = steps * size, h = shape.HiddenSize, i = shape.InputSize;
+        // Products in 64 bits: B·L·D·H and T·B·(D·H) can pass 2³¹ for shapes and limits an engine with a large
+        // maxWorkspaceBytes accepts, and a wrapped length must never match a short span.
+        long rows = (long)steps * size;
+        int h = shape.HiddenSize, i = shape.InputSize;
         Guard.Length(rows, batch.Targets.Length, "batch.Targets", $"steps × batch = {steps}×{size}");
         Guard.OptionalLength(size, batch.Lengths.Length, "batch.Lengths", $"batch = {size}");
         for (int b = 0; b < batch.Lengths.Length; b++)
@@ -68,13 +71,13 @@ internal static class BatchValidation
         }
         else
         {
-            Guard.Length((long)rows * i, batch.Inputs.Length, "batch.Inputs", $"steps × batch × inputSize = {steps}×{size}×{i}");
+            Guard.Length(rows * i, batch.Inputs.Length, "batch.Inputs", $"steps × batch × inputSize = {steps}×{size}×{i}");
             CheckFiniteInputs(in batch, i);
-            Guard.OptionalLength((long)rows * i, batch.InputGradient.Length, "batch.InputGradient", $"steps × batch × inputSize = {steps}×{size}×{i}");
+            Guard.OptionalLength(rows * i, batch.InputGradient.Length, "batch.InputGradient", $"steps × batch × inputSize = {steps}×{size}×{i}");
         }
 
         CheckIds(batch.Targets, in batch, shape.OutputSize, "batch.Targets", allowIgnore: true);
-        int states = shape.BlockCount * size * h, outputs = rows * shape.LayerOutputSize;
+        long states = (long)shape.BlockCount * size * h, outputs = rows * shape.LayerOutputSize;
         Guard.OptionalLength(states, batch.InitialState.Length, "batch.InitialState", $"{(shape.IsSingleLayer ? "" : "layers·directions × ")}batch × hiddenSize = {(shape.IsSingleLayer ? "" : $"{shape.BlockCount}×")}{size}×{h}");
         Guard.Finite(batch.InitialState, "batch.InitialState");
         Guard.OptionalLength(states, batch.FinalState.Length, "batch.FinalState", $"{(shape.IsSingleLayer ? "" : "layers·directions × ")}batch × hiddenSize = {(shape.IsSingleLayer ? "" : $"{shape.BlockCount}×")}{size}×{h}");

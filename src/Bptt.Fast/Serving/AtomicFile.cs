@@ -49,7 +49,9 @@ internal static class AtomicFile
         {
             foreach (FileInfo file in new DirectoryInfo(dir).EnumerateFiles(".*.tmp"))
             {
-                if (!file.Name.StartsWith(prefix, StringComparison.Ordinal) || !file.Name.EndsWith(".tmp", StringComparison.Ordinal))
+                // Ours are ".{name}.{pid}.{hex}.tmp": longer than the prefix and the suffix together (".{name}.tmp" has the
+                // two overlapping on one dot and is someone else's file).
+                if (file.Name.Length <= prefix.Length + 4 || !file.Name.StartsWith(prefix, StringComparison.Ordinal) || !file.Name.EndsWith(".tmp", StringComparison.Ordinal))
                 {
                     continue;
                 }

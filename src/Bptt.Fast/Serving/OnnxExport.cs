@@ -159,6 +159,31 @@ public static class OnnxExport
         return file.ToArray();
     }
 
+    /// <summary>
+    /// The token graphs' table, [I, H]: row k = b_h + W_xh[:, k], the addend of (1) for token k. Two finite floats can
+    /// sum to ±∞ (3e38 + 3e38), which must not reach the file: such a model is refused, naming it.
+    /// </summary>
+    private static float[] TokenTable(RnnParameters theta)
+    {
+        int i = theta.Shape.InputSize, h = theta.Shape.HiddenSize;
+        var table = new float[i * h]; // bounded by CheckSize: the graph holds it
+        for (int k = 0; k < i; k++)
+        {
+            for (int j = 0; j < h; j++)
+            {
+                float sum = theta.Bh[j] + theta.Wxh[(j * i) + k];
+                if (!float.IsFinite(sum))
+                {
+                    throw new ArgumentException($"b_h[{j}] + W_xh[{j}, {k}] = {theta.Bh[j]} + {theta.Wxh[(j * i) + k]} overflows to {sum}; a token graph holds that sum, and only finite values are exported.", "model");
+                }
+
+                table[(k * h) + j] = sum;
+            }
+        }
+
+        return table;
+    }
+
     private static void StepNodes(Graph g, RnnModel model, OnnxInput input, StepOutput output)
     {
         RnnShape s = model.Shape;
@@ -168,16 +193,7 @@ public static class OnnxExport
         g.Input("h", Graph.Float, ["B", h]);
         if (input == OnnxInput.Tokens)
         {
-            var table = new float[i * h]; // row k = column k of W_xh plus b_h
-            for (int k = 0; k < i; k++)
-            {
-                for (int j = 0; j < h; j++)
-                {
-                    table[(k * h) + j] = theta.Bh[j] + theta.Wxh[(j * i) + k];
-                }
-            }
-
-            g.Floats("Wxh_T_plus_bh", [i, h], table);
+            g.Floats("Wxh_T_plus_bh", [i, h], TokenTable(theta));
             g.Node("Gather", ["Wxh_T_plus_bh", "x"], ["xw"], a => a.Int("axis", 0));
         }
         else
@@ -265,16 +281,7 @@ public static class OnnxExport
         g.Input("h", Graph.Float, ["B", h]);
         if (input == OnnxInput.Tokens)
         {
-            var table = new float[i * h];
-            for (int k = 0; k < i; k++)
-            {
-                for (int j = 0; j < h; j++)
-                {
-                    table[(k * h) + j] = theta.Bh[j] + theta.Wxh[(j * i) + k];
-                }
-            }
-
-            g.Floats("Wxh_T_plus_bh", [i, h], table);
+            g.Floats("Wxh_T_plus_bh", [i, h], TokenTable(theta));
             g.Node("Gather", ["Wxh_T_plus_bh", "x"], ["xw"], a => a.Int("axis", 0));
         }
         else

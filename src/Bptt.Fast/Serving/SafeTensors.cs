@@ -70,7 +70,7 @@ public static class SafeTensors
 
         RnnShape s = parameters.Shape;
         Tensor[] tensors = Tensors(s, head);
-        var json = new ArrayBufferWriter<byte>(512 + (128 * s.BlockCount) + (2 * head.Length));
+        var json = new ArrayBufferWriter<byte>((int)Math.Min(512L + (128L * s.BlockCount) + (2L * head.Length), 1 << 20)); // grows past 1 MiB only as written
         using (var writer = new Utf8JsonWriter(json))
         {
             writer.WriteStartObject();
@@ -281,6 +281,13 @@ public static class SafeTensors
                 throw new ArgumentException($"The head name holds an unpaired surrogate at index {k}.", nameof(head));
             }
         }
+
+        // A name longer than the whole header may be is refused before any JSON is built (its bytes alone exceed it).
+        long bytes = System.Text.Encoding.UTF8.GetByteCount(head);
+        if (bytes > MaxHeaderLength)
+        {
+            throw new ArgumentException($"The head name is {bytes} bytes of UTF-8; the header that holds it may have at most {MaxHeaderLength}.", nameof(head));
+        }
     }
 
     private static int ReadAtMost(Stream stream, Span<byte> into)
@@ -426,8 +433,10 @@ public static class SafeTensors
                 throw new InvalidDataException($"The safetensors header continues after its JSON object ({reader.TokenType}).");
             }
         }
-        catch (JsonException e)
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
+            // The reader accepts an escaped lone surrogate ("\udc00") and fails only when the string is decoded, with
+            // InvalidOperationException: a malformed file all the same.
             throw new InvalidDataException($"The safetensors header is not valid JSON: {e.Message}", e);
         }
 

@@ -122,7 +122,9 @@ public sealed class TruncatedBpttTrainer
     /// <summary>
     /// The carried hidden state h after the last trained step (writable, e.g. to restore it): <c>[L, H]</c>, every layer's
     /// state, layer-major (the engine's <see cref="SequenceBatch{T}.FinalState"/> of one sequence); H floats for one layer.
-    /// Pending steps are not part of it yet.
+    /// Pending steps are not part of it yet. It must be finite: <see cref="Train(RnnParameters, ReadOnlySpan{int}, ReadOnlySpan{int})"/>
+    /// and <see cref="Flush"/> refuse a non-finite state (<see cref="ArgumentException"/> naming <c>State</c>) before they
+    /// change anything.
     /// </summary>
     public Span<float> State => _state;
 
@@ -144,13 +146,14 @@ public sealed class TruncatedBpttTrainer
     /// <param name="parameters">θ, updated in place.</param>
     /// <returns>What was done.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="parameters"/> is null.</exception>
-    /// <exception cref="ArgumentException">θ of another shape, or non-finite θ.</exception>
+    /// <exception cref="ArgumentException">θ of another shape, non-finite θ, or a non-finite <see cref="State"/>.</exception>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public TrainingReport Flush(RnnParameters parameters)
     {
         ArgumentNullException.ThrowIfNull(parameters);
         ModelGuard.SameShape(_engine.Shape, parameters.Shape, nameof(parameters));
         UpdateExtent screened = CheckParameters(parameters);
+        Guard.Finite<float>(_state, nameof(State)); // a state restored by the caller; before anything changes
         if (_pending == 0)
         {
             return default;
@@ -204,6 +207,7 @@ public sealed class TruncatedBpttTrainer
         }
 
         UpdateExtent screened = CheckParameters(parameters);
+        Guard.Finite<float>(_state, nameof(State)); // a state restored by the caller; before anything changes
         bool fresh = true; // θ and the optimizer's state are as screened until the first update of this call
         if (_count + _pending > 0 && isTokens != _isTokens)
         {

@@ -127,6 +127,7 @@ public sealed class AtomicSaveTests : IDisposable
             ($".model.ckpt.x.{Hex()}.tmp", now.AddDays(-2), false),                // not our naming
             ($".model.ckpt.{Gone}.{Hex()}.extra.tmp", now.AddDays(-2), false),      // not our naming
             ("model.ckpt.tmp", now.AddDays(-2), false),                            // a user's file
+            (".model.ckpt.tmp", now.AddDays(-2), false),                           // an editor's file: prefix and suffix share a dot (once an exception that failed every save)
         };
         foreach ((string name, DateTime written, bool _) in files)
         {
@@ -179,5 +180,26 @@ public sealed class AtomicSaveTests : IDisposable
         public override void SetLength(long value) => throw new NotSupportedException();
 
         public override void Write(byte[] buffer, int offset, int count) => throw new IOException("simulated disk full");
+    }
+
+    [Fact]
+    public void TheCliReplacesItsSideFilesWholeOrNotAtAll()
+    {
+        // bptt train's loss log, vocabulary and plot once went through File.WriteAllLines/WriteAllBytes, which truncate
+        // first: a write error left a short loss log beside an intact checkpoint, and --resume then refused the pair.
+        string path = Path.Combine(_dir, "model.ckpt.loss.csv");
+        File.WriteAllText(path, "1,0.5\n2,0.4\n");
+        var e = Assert.Throws<IOException>(() => Bptt.Fast.Cli.AtomicWrite.Replace(path, stream =>
+        {
+            stream.Write("1,0.5\n"u8);
+            throw new IOException("No space left on device");
+        }));
+        Assert.Equal("No space left on device", e.Message);
+        Assert.Equal("1,0.5\n2,0.4\n", File.ReadAllText(path));
+        Assert.Equal([path], Directory.GetFiles(_dir)); // the temporary file is gone
+
+        Bptt.Fast.Cli.AtomicWrite.ReplaceLines(path, ["1,0.5", "2,0.4", "3,0.3"]);
+        Assert.Equal(["1,0.5", "2,0.4", "3,0.3"], File.ReadAllLines(path));
+        Assert.Equal([path], Directory.GetFiles(_dir));
     }
 }

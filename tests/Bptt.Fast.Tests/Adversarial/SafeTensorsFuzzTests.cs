@@ -183,6 +183,10 @@ public sealed class SafeTensorsFuzzTests
             { "comment", "/* c */" + Json(), "JSON" },
             { "single quotes", Json().Replace('"', '\''), "JSON" },
             { "unterminated", Json()[..40], "JSON" },
+            { "escaped lone low surrogate as a key", "{\"\\udc00\":{}}", "JSON" },
+            { "escaped lone high surrogate in a tensor name", Json(extra: ",\"a\\ud800x\":{}"), "JSON" },
+            { "escaped lone surrogate as a metadata key", Json(extra: ",\"__metadata__\":{\"\\ud800\":\"1\"}"), "JSON" },
+            { "escaped lone surrogate as a dtype", Json(W, Entry("[3,2]", 0, 24, "\"F\\udc0032\"")), "JSON" },
         };
     }
 

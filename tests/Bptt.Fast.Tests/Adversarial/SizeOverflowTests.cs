@@ -1,6 +1,7 @@
 using System.Numerics;
 using Bptt.Fast.Internals;
 using Bptt.Fast.Kernels;
+using Bptt.Fast.Model;
 using Bptt.Fast.Kernels.Bodies;
 using Bptt.Fast.Reference;
 using Bptt.Fast.Serving;
@@ -165,6 +166,44 @@ public sealed class SizeOverflowTests
             Assert.Contains("4295032832", e.Message.Replace(",", "", StringComparison.Ordinal), StringComparison.Ordinal);
             Assert.All(a, v => Assert.Equal(0f, v));
         }
+    }
+
+    [Fact]
+    public void BatchStateLengthsAreCheckedIn64Bits()
+    {
+        // L·D·B·H = 64·2 × 65536 × 513 = 4,303,355,904 wrapped to 8,388,608 in int. An engine given a large enough
+        // maxWorkspaceBytes accepts this shape and batch size, and the parallel engine then scattered each block's final
+        // state through a pointer past the end of a FinalState that short. The validation every engine runs must refuse it.
+        var shape = new RnnShape(1, 513, 1) { Layers = 64, Directions = 2 };
+        shape.Validate("shape");
+        int[] ids = new int[65536];
+        float[] wrapped = new float[8_388_608];
+        foreach (string name in new[] { "batch.FinalState", "batch.InitialStateGradient", "batch.InitialState" })
+        {
+            var e = Assert.Throws<ArgumentException>(() =>
+            {
+                var batch = new SequenceBatch<float>(1, 65536, ids, ids);
+                batch = name switch
+                {
+                    "batch.FinalState" => batch with { FinalState = wrapped },
+                    "batch.InitialStateGradient" => batch with { InitialStateGradient = wrapped },
+                    _ => batch with { InitialState = wrapped },
+                };
+                BatchValidation.Validate(in batch, shape, maxSteps: 1, maxBatch: 65536);
+            });
+            Assert.Equal(name, e.ParamName);
+            Assert.Contains("4303355904", e.Message.Replace(",", "", StringComparison.Ordinal), StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void ParallelWorkerBuffersThatCannotBeArraysAreRefusedNamingMaxSteps()
+    {
+        // One worker's [T·B, D·H] states: 2^20 × 2048 = 2^31 floats, one past the largest array, while the engine's own
+        // [T·B, H] plan fits; the constructor once threw OverflowException from a wrapped int length.
+        var shape = new RnnShape(1, 1024, 1) { Directions = 2 };
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => new ParallelBpttEngine(shape, 1 << 20, 1, workers: 1, maxWorkspaceBytes: long.MaxValue));
+        Assert.Equal("maxSteps", e.ParamName);
     }
 
     [Fact]
