@@ -179,4 +179,42 @@ public sealed class TruncatedBpttTests
         Assert.Equal(1, report.Updates);
         Assert.Equal(0, trainer.PendingSteps);
     }
+
+    [Fact]
+    public void ACallInsideTheSharedEngineOrOptimizerRefusesTheTrainerBeforeAnythingChanges()
+    {
+        // The trainer once took no gate of its own: another thread's call on the same engine failed the trainer's engine
+        // call after it had taken its pending steps into a window, and two threads on one optimizer lost step counts.
+        var engine = new BpttEngine(Shape, 4, 1);
+        var optimizer = new Adam(Shape);
+        var trainer = new TruncatedBpttTrainer(engine, optimizer, 4);
+        var theta = new RnnParameters(Shape);
+        theta.InitializeGlorot(3);
+        Assert.Equal(2, trainer.Train(theta, [0, 1], [1, 2]).PendingSteps);
+        float[] thetaBefore = theta.Values.ToArray(), stateBefore = trainer.State.ToArray(), momentBefore = optimizer.State[0].Values.ToArray();
+        long stepsBefore = optimizer.StepCount;
+
+        engine.Gate.Enter(engine); // another thread inside a call of the engine
+        Assert.Throws<InvalidOperationException>(() => trainer.Train(theta, [2, 3], [3, 4]));
+        Assert.Throws<InvalidOperationException>(() => trainer.Flush(theta));
+        Assert.Throws<InvalidOperationException>(trainer.Reset);
+        engine.Gate.Exit();
+        optimizer.Gate.Enter(optimizer); // another thread inside a call of the optimizer
+        Assert.Throws<InvalidOperationException>(() => trainer.Train(theta, [2, 3], [3, 4]));
+        Assert.Throws<InvalidOperationException>(() => optimizer.Step(theta, new RnnParameters(Shape)));
+        Assert.Throws<InvalidOperationException>(optimizer.Reset);
+        Assert.Throws<InvalidOperationException>(() => optimizer.RestoreStepCount(5));
+        optimizer.Gate.Exit();
+
+        Assert.Equal(2, trainer.PendingSteps);
+        Assert.Equal(thetaBefore, theta.Values.ToArray());
+        Assert.Equal(stateBefore, trainer.State.ToArray());
+        Assert.Equal(momentBefore, optimizer.State[0].Values.ToArray());
+        Assert.Equal(stepsBefore, optimizer.StepCount);
+
+        // Both gates were released: the engine is usable on its own, and the trainer goes on.
+        Assert.True(float.IsFinite(engine.Evaluate(theta, new SequenceBatch<float>(1, 1, [0], [1]))));
+        Assert.Equal(1, trainer.Train(theta, [2, 3], [3, 4]).Updates);
+        Assert.Equal(stepsBefore + 1, optimizer.StepCount);
+    }
 }

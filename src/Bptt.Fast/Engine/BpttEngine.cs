@@ -18,6 +18,13 @@ public sealed class BpttEngine
     private readonly IBpttCore _core;
     private SingleCaller _gate;
 
+    /// <summary>The engine's concurrency gate, for a caller that runs several engine calls as one of its own (the trainer).</summary>
+    internal ref SingleCaller Gate
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => ref _gate;
+    }
+
     /// <summary>Creates an engine and its workspace.</summary>
     /// <param name="shape">The network sizes.</param>
     /// <param name="maxSteps">The largest T a call may use (at least 1).</param>
@@ -118,12 +125,19 @@ public sealed class BpttEngine
     /// <see cref="ComputeGradients(RnnParameters, in SequenceBatch{float}, RnnParameters, bool)"/> for a caller that has
     /// already checked, in this call, that θ is finite (the trainer checks θ once per <c>Train</c> call, and every step it
     /// applies keeps θ finite): <paramref name="parametersFinite"/> skips the scan of θ, every other check still runs.
+    /// <paramref name="gateHeld"/>: the caller holds <see cref="Gate"/> for its whole call (the trainer, so that another
+    /// thread's call on this engine is refused before the trainer changes anything), so this call does not take it again.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal float ComputeGradientsCore(RnnParameters parameters, in SequenceBatch<float> batch, RnnParameters gradients, bool accumulate, bool parametersFinite)
+    internal float ComputeGradientsCore(RnnParameters parameters, in SequenceBatch<float> batch, RnnParameters gradients, bool accumulate, bool parametersFinite, bool gateHeld = false)
     {
         ModelGuard.ParameterAndGradientBlocks(Shape, parameters, gradients);
         BatchValidation.ValidateCall<float>(Shape, MaxSteps, MaxBatch, parameters.Values, in batch, gradients.Values, parametersFinite);
+        if (gateHeld)
+        {
+            return _core.ComputeGradients(parameters.Values, in batch, gradients.Values, accumulate);
+        }
+
         _gate.Enter(this);
         try
         {
@@ -147,13 +161,19 @@ public sealed class BpttEngine
     public float Evaluate(RnnParameters parameters, in SequenceBatch<float> batch) => EvaluateCore(parameters, in batch, parametersFinite: false);
 
     /// <summary><see cref="Evaluate(RnnParameters, in SequenceBatch{float})"/>, skipping the scan of θ when the caller has
-    /// checked it in this call (as <see cref="ComputeGradientsCore"/>).</summary>
+    /// checked it in this call (as <see cref="ComputeGradientsCore"/>). <paramref name="gateHeld"/>: the caller holds
+    /// <see cref="Gate"/> for its whole call (the trainer), so this call does not take it again.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal float EvaluateCore(RnnParameters parameters, in SequenceBatch<float> batch, bool parametersFinite)
+    internal float EvaluateCore(RnnParameters parameters, in SequenceBatch<float> batch, bool parametersFinite, bool gateHeld = false)
     {
         ArgumentNullException.ThrowIfNull(parameters);
         ModelGuard.SameShape(Shape, parameters.Shape, nameof(parameters));
         BatchValidation.ValidateCall<float>(Shape, MaxSteps, MaxBatch, parameters.Values, in batch, default, parametersFinite);
+        if (gateHeld)
+        {
+            return _core.Evaluate(parameters.Values, in batch);
+        }
+
         _gate.Enter(this);
         try
         {

@@ -133,6 +133,7 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
         _gate.Enter(this);
         try
         {
+            ObjectDisposedException.ThrowIf(_disposed, this); // disposed between the first check and the gate
             return Run(parameters, in batch, gradients, accumulate);
         }
         finally
@@ -158,21 +159,31 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
     }
 
     /// <summary>Stops the worker threads.</summary>
+    /// <exception cref="InvalidOperationException">Another thread is inside a call of this engine (its workers are still
+    /// reading that caller's memory; dispose after the call returns).</exception>
     public void Dispose()
     {
-        if (_disposed)
+        _gate.Enter(this);
+        try
         {
-            return;
-        }
+            if (_disposed)
+            {
+                return;
+            }
 
-        _disposed = true;
-        for (int w = 1; w < _workers.Length; w++)
+            _disposed = true;
+            for (int w = 1; w < _workers.Length; w++)
+            {
+                _workers[w].Stop();
+            }
+
+            _job.Done.Dispose();
+            GC.SuppressFinalize(this);
+        }
+        finally
         {
-            _workers[w].Stop();
+            _gate.Exit();
         }
-
-        _job.Done.Dispose();
-        GC.SuppressFinalize(this);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -192,7 +203,7 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
             }
 
             _workers[0].Run();
-            _job.Done.Wait();
+            WaitForWorkers();
             _job.Parameters = null;
 
             for (int w = 0; w < active; w++)
@@ -221,6 +232,34 @@ public sealed unsafe class ParallelBpttEngine : IDisposable
             }
 
             return (float)loss;
+        }
+    }
+
+    /// <summary>
+    /// Waits until every active worker has signalled. The workers read the caller's memory through the pointers of the
+    /// <c>fixed</c> block until then, so the wait never ends early: an interrupt of this thread (<see cref="Thread.Interrupt"/>)
+    /// is held until the workers are done and raised again after, for the thread's next blocking call.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void WaitForWorkers()
+    {
+        bool interrupted = false;
+        while (true)
+        {
+            try
+            {
+                _job.Done.Wait();
+                break;
+            }
+            catch (ThreadInterruptedException)
+            {
+                interrupted = true;
+            }
+        }
+
+        if (interrupted)
+        {
+            Thread.CurrentThread.Interrupt();
         }
     }
 

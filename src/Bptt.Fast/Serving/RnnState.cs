@@ -43,7 +43,13 @@ public sealed class RnnState
     }
 
     /// <summary>h = 0 for every layer.</summary>
-    public void Reset() => Array.Clear(_hidden);
+    /// <exception cref="InvalidOperationException">Another thread is stepping this state.</exception>
+    public void Reset()
+    {
+        _gate.Enter(this);
+        Array.Clear(_hidden);
+        _gate.Exit();
+    }
 }
 
 /// <summary>
@@ -97,17 +103,26 @@ public sealed class RnnStateBatch
     }
 
     /// <summary>Every h = 0.</summary>
-    public void Reset() => Array.Clear(_hidden);
+    /// <exception cref="InvalidOperationException">Another thread is stepping these states.</exception>
+    public void Reset()
+    {
+        _gate.Enter(this);
+        Array.Clear(_hidden);
+        _gate.Exit();
+    }
 
     /// <summary>Stream <paramref name="b"/>'s h = 0 in every layer and direction (e.g. when a new request takes over the slot).</summary>
     /// <param name="b">The stream.</param>
     public void Reset(int b)
     {
         Internals.Guard.InRange(b, 0, Count - 1, nameof(b));
+        _gate.Enter(this);
         int h = Shape.HiddenSize, block = Count * h;
         for (int k = 0; k < Shape.BlockCount; k++)
         {
             _hidden.AsSpan((k * block) + (b * h), h).Clear();
         }
+
+        _gate.Exit();
     }
 }

@@ -18,6 +18,7 @@ public abstract class Optimizer
     private readonly RnnParameters[] _state;
     private float _learningRate = 1f;
     private float _stepRate = 1f;
+    private SingleCaller _gate;
 
     /// <summary>Creates an optimizer for blocks of <paramref name="shape"/> with <paramref name="stateBlocks"/> blocks of state.</summary>
     /// <param name="shape">The network sizes.</param>
@@ -65,6 +66,17 @@ public abstract class Optimizer
     /// the screen's bounds and the update use the same rate even if another thread sets it meanwhile.</summary>
     internal float StepRate => _stepRate;
 
+    /// <summary>
+    /// The optimizer's concurrency gate: <c>Step</c>, <see cref="Reset"/> and <see cref="RestoreStepCount"/> take it, so that
+    /// a second thread inside a call of the same optimizer gets <see cref="InvalidOperationException"/> instead of a lost
+    /// step count or a screen that no longer describes the state; the trainer holds it for its whole call.
+    /// </summary>
+    internal ref SingleCaller Gate
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => ref _gate;
+    }
+
     /// <summary>The number of steps applied so far (refused steps do not count).</summary>
     public long StepCount { get; protected set; }
 
@@ -77,7 +89,7 @@ public abstract class Optimizer
     /// <returns>True when the update was applied; false when it was refused for a non-finite loss or gradient.</returns>
     /// <exception cref="ArgumentNullException">A block is null.</exception>
     /// <exception cref="ArgumentException">A block of another shape, or the same block for θ and the gradient.</exception>
-    /// <exception cref="InvalidOperationException">The step count has reached <see cref="MaxStepCount"/>.</exception>
+    /// <exception cref="InvalidOperationException">The step count has reached <see cref="MaxStepCount"/>, or another thread is inside a call of this optimizer.</exception>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // not inlined, so that WarmUp compiles it
     public bool Step(RnnParameters parameters, RnnParameters gradients, float loss = 0f) => Step(parameters, gradients, loss, 1f);
 
@@ -94,13 +106,21 @@ public abstract class Optimizer
     /// <exception cref="ArgumentNullException">A block is null.</exception>
     /// <exception cref="ArgumentException">A block of another shape, or the same block for θ and the gradient.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="gradientScale"/> is not finite and &gt; 0.</exception>
-    /// <exception cref="InvalidOperationException">The step count has reached <see cref="MaxStepCount"/>.</exception>
+    /// <exception cref="InvalidOperationException">The step count has reached <see cref="MaxStepCount"/>, or another thread is inside a call of this optimizer.</exception>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public bool Step(RnnParameters parameters, RnnParameters gradients, float loss, float gradientScale)
     {
-        CheckStep(parameters, gradients);
-        Guard.Positive(gradientScale, nameof(gradientScale));
-        return float.IsFinite(loss) && Apply(parameters.Values, gradients.Values, gradientScale, Screen(parameters, gradients));
+        _gate.Enter(this);
+        try
+        {
+            CheckStep(parameters, gradients);
+            Guard.Positive(gradientScale, nameof(gradientScale));
+            return float.IsFinite(loss) && Apply(parameters.Values, gradients.Values, gradientScale, Screen(parameters, gradients));
+        }
+        finally
+        {
+            _gate.Exit();
+        }
     }
 
     /// <summary>
@@ -115,14 +135,24 @@ public abstract class Optimizer
     /// <param name="norm">‖g‖₂ before clipping (NaN or ∞ when an element is).</param>
     /// <returns>True when the update was applied; false when it was refused.</returns>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // not inlined, so that WarmUp compiles it
-    internal bool StepClipped(RnnParameters parameters, RnnParameters gradients, float loss, float clipNorm, out double norm) =>
-        StepClipped(parameters, gradients, loss, clipNorm, out norm, default, screened: false);
+    internal bool StepClipped(RnnParameters parameters, RnnParameters gradients, float loss, float clipNorm, out double norm)
+    {
+        _gate.Enter(this);
+        try
+        {
+            return StepClipped(parameters, gradients, loss, clipNorm, out norm, default, screened: false);
+        }
+        finally
+        {
+            _gate.Exit();
+        }
+    }
 
     /// <summary>
     /// <see cref="StepClipped(RnnParameters, RnnParameters, float, float, out double)"/> with θ and the state already
     /// measured by <see cref="ScreenParameters"/> (<paramref name="screened"/>): only g is read before the update. The
     /// caller guarantees that neither θ nor the state changed since (the trainer measures them as its call starts, and
-    /// between then and its first step only the engine runs, which reads θ).
+    /// between then and its first step only the engine runs, which reads θ), and holds <see cref="Gate"/> for its whole call.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     internal bool StepClipped(RnnParameters parameters, RnnParameters gradients, float loss, float clipNorm, out double norm, in UpdateExtent parametersExtent, bool screened)
@@ -236,12 +266,14 @@ public abstract class Optimizer
     /// <summary>Clears the state and the step count, as if new.</summary>
     public void Reset()
     {
+        _gate.Enter(this);
         foreach (RnnParameters block in _state)
         {
             block.Clear();
         }
 
         StepCount = 0;
+        _gate.Exit();
     }
 
     /// <summary>Sets the step count, e.g. when restoring a checkpoint together with <see cref="State"/>.</summary>
@@ -254,7 +286,9 @@ public abstract class Optimizer
             throw new ArgumentOutOfRangeException(nameof(stepCount), stepCount, $"Expected a step count in [0, {MaxStepCount}], actual {stepCount}.");
         }
 
+        _gate.Enter(this);
         StepCount = stepCount;
+        _gate.Exit();
     }
 
     /// <summary>The state block <paramref name="index"/> as a span.</summary>

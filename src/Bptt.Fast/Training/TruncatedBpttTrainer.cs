@@ -137,9 +137,11 @@ public sealed class TruncatedBpttTrainer
     /// <summary>Forgets the stream: zero state, empty window, pending steps dropped.</summary>
     public void Reset()
     {
+        Enter();
         Array.Clear(_state);
         _count = 0;
         _pending = 0;
+        Exit();
     }
 
     /// <summary>Trains on the pending steps now, as a block shorter than k1 (e.g. at the end of a stream). Nothing happens when none are pending.</summary>
@@ -152,15 +154,23 @@ public sealed class TruncatedBpttTrainer
     {
         ArgumentNullException.ThrowIfNull(parameters);
         ModelGuard.SameShape(_engine.Shape, parameters.Shape, nameof(parameters));
-        UpdateExtent screened = CheckParameters(parameters);
-        Guard.Finite<float>(_state, nameof(State)); // a state restored by the caller; before anything changes
-        if (_pending == 0)
+        Enter();
+        try
         {
-            return default;
-        }
+            UpdateExtent screened = CheckParameters(parameters);
+            Guard.Finite<float>(_state, nameof(State)); // a state restored by the caller; before anything changes
+            if (_pending == 0)
+            {
+                return default;
+            }
 
-        float loss = TrainWindow(parameters, out bool applied, out float norm, screened, fresh: true);
-        return new TrainingReport(loss, 0, applied ? 1 : 0, applied ? 0 : 1, norm);
+            float loss = TrainWindow(parameters, out bool applied, out float norm, screened, fresh: true);
+            return new TrainingReport(loss, 0, applied ? 1 : 0, applied ? 0 : 1, norm);
+        }
+        finally
+        {
+            Exit();
+        }
     }
 
     /// <summary>Trains on the next <c>tokens.Length</c> steps of a token stream.</summary>
@@ -206,48 +216,83 @@ public sealed class TruncatedBpttTrainer
             }
         }
 
-        UpdateExtent screened = CheckParameters(parameters);
-        Guard.Finite<float>(_state, nameof(State)); // a state restored by the caller; before anything changes
-        bool fresh = true; // θ and the optimizer's state are as screened until the first update of this call
-        if (_count + _pending > 0 && isTokens != _isTokens)
+        Enter();
+        try
         {
-            throw new ArgumentException($"The stream so far holds {(_isTokens ? "token" : "dense")} steps; expected the same kind, actual {(isTokens ? "token" : "dense")} steps (call Reset to start a new stream).", isTokens ? nameof(tokens) : nameof(inputs));
-        }
+            UpdateExtent screened = CheckParameters(parameters);
+            Guard.Finite<float>(_state, nameof(State)); // a state restored by the caller; before anything changes
+            bool fresh = true; // θ and the optimizer's state are as screened until the first update of this call
+            if (_count + _pending > 0 && isTokens != _isTokens)
+            {
+                throw new ArgumentException($"The stream so far holds {(_isTokens ? "token" : "dense")} steps; expected the same kind, actual {(isTokens ? "token" : "dense")} steps (call Reset to start a new stream).", isTokens ? nameof(tokens) : nameof(inputs));
+            }
 
-        _isTokens = isTokens;
-        double loss = 0;
-        int updates = 0, refused = 0, i = s.InputSize, k1 = UpdateEvery;
-        float norm = 0;
-        for (int at = 0; at < n;)
+            _isTokens = isTokens;
+            double loss = 0;
+            int updates = 0, refused = 0, i = s.InputSize, k1 = UpdateEvery;
+            float norm = 0;
+            for (int at = 0; at < n;)
+            {
+                if (_pending == 0)
+                {
+                    SlideWindow();
+                }
+
+                int take = Math.Min(k1 - _pending, n - at), end = _count + _pending;
+                targets.Slice(at, take).CopyTo(_targets.AsSpan(end));
+                if (isTokens)
+                {
+                    tokens.Slice(at, take).CopyTo(_tokens.AsSpan(end));
+                }
+                else
+                {
+                    inputs.Slice(at * i, take * i).CopyTo(_inputs.AsSpan(end * i));
+                }
+
+                _pending += take;
+                at += take;
+                if (_pending == k1)
+                {
+                    loss += TrainWindow(parameters, out bool applied, out norm, screened, fresh);
+                    fresh = false;
+                    updates += applied ? 1 : 0;
+                    refused += applied ? 0 : 1;
+                }
+            }
+
+            return new TrainingReport(loss, n, updates, refused, norm, _pending);
+        }
+        finally
         {
-            if (_pending == 0)
-            {
-                SlideWindow();
-            }
-
-            int take = Math.Min(k1 - _pending, n - at), end = _count + _pending;
-            targets.Slice(at, take).CopyTo(_targets.AsSpan(end));
-            if (isTokens)
-            {
-                tokens.Slice(at, take).CopyTo(_tokens.AsSpan(end));
-            }
-            else
-            {
-                inputs.Slice(at * i, take * i).CopyTo(_inputs.AsSpan(end * i));
-            }
-
-            _pending += take;
-            at += take;
-            if (_pending == k1)
-            {
-                loss += TrainWindow(parameters, out bool applied, out norm, screened, fresh);
-                fresh = false;
-                updates += applied ? 1 : 0;
-                refused += applied ? 0 : 1;
-            }
+            Exit();
         }
+    }
 
-        return new TrainingReport(loss, n, updates, refused, norm, _pending);
+    /// <summary>
+    /// Takes the engine's and the optimizer's gates for the whole call, before anything changes: another thread inside a
+    /// call of either (this trainer's, or its own use of the shared engine or optimizer) is refused here with
+    /// <see cref="InvalidOperationException"/>, not part-way through a window.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void Enter()
+    {
+        _engine.Gate.Enter(_engine);
+        try
+        {
+            _optimizer.Gate.Enter(_optimizer);
+        }
+        catch
+        {
+            _engine.Gate.Exit();
+            throw;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Exit()
+    {
+        _optimizer.Gate.Exit();
+        _engine.Gate.Exit();
     }
 
     /// <summary>
@@ -314,7 +359,7 @@ public sealed class TruncatedBpttTrainer
         SequenceBatch<float> batch = _isTokens
             ? new SequenceBatch<float>(length, 1, _tokens.AsSpan(0, length), _windowTargets.AsSpan(0, length)) { InitialState = _windowStart, FinalState = _state, HiddenStates = windowStates, DropoutSeed = seed }
             : new SequenceBatch<float>(length, 1, _inputs.AsSpan(0, length * i), _windowTargets.AsSpan(0, length)) { InitialState = _windowStart, FinalState = _state, HiddenStates = windowStates, DropoutSeed = seed };
-        float loss = _engine.ComputeGradientsCore(parameters, batch, _gradients, accumulate: false, parametersFinite: true); // Train checked θ
+        float loss = _engine.ComputeGradientsCore(parameters, batch, _gradients, accumulate: false, parametersFinite: true, gateHeld: true); // Train checked θ
         if (_stacked)
         {
             NextHistoryStart(parameters, length, seed); // with θ as in this pass, before the update
@@ -370,11 +415,11 @@ public sealed class TruncatedBpttTrainer
             : new SequenceBatch<float>(drop, 1, _inputs.AsSpan(0, drop * i), targets) { InitialState = _windowStart, FinalState = _historyStart, DropoutSeed = seed };
         if (_prefixGradients is null)
         {
-            _engine.EvaluateCore(parameters, prefix, parametersFinite: true);
+            _engine.EvaluateCore(parameters, prefix, parametersFinite: true, gateHeld: true);
         }
         else
         {
-            _engine.ComputeGradientsCore(parameters, prefix, _prefixGradients, accumulate: false, parametersFinite: true);
+            _engine.ComputeGradientsCore(parameters, prefix, _prefixGradients, accumulate: false, parametersFinite: true, gateHeld: true);
         }
     }
 }

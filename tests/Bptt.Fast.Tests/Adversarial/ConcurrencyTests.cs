@@ -106,6 +106,108 @@ public sealed class ConcurrencyTests
     }
 
     [Fact]
+    public void DisposeDuringACallIsRefusedAndTheCallCompletes()
+    {
+        // Dispose once took no gate: stopping a worker that had been signalled but had not started left the caller
+        // waiting forever, or let it leave its fixed block while another worker still read the caller's memory.
+        var p = new Problem<float>(Spec);
+        var theta = new RnnParameters(Spec.Shape);
+        p.Theta.CopyTo(theta.Values);
+        var engine = new ParallelBpttEngine(Spec.Shape, Spec.Steps, Spec.Batch, workers: 2);
+        float expected = engine.ComputeGradients(theta, p.Batch(), new RnnParameters(Spec.Shape));
+        using var inside = new ManualResetEventSlim();
+        engine.InjectFault = w =>
+        {
+            if (w == 1)
+            {
+                inside.Set();
+                Thread.Sleep(200);
+            }
+
+            return false;
+        };
+        float loss = float.NaN;
+        Exception? error = null;
+        var caller = new Thread(() =>
+        {
+            try
+            {
+                loss = engine.ComputeGradients(theta, p.Batch(), new RnnParameters(Spec.Shape));
+            }
+            catch (Exception e)
+            {
+                error = e;
+            }
+        });
+        caller.Start();
+        Assert.True(inside.Wait(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken));
+        Assert.Throws<InvalidOperationException>(engine.Dispose);
+        Assert.True(caller.Join(TimeSpan.FromSeconds(30)), "the call never returned");
+        Assert.Null(error);
+        Assert.Equal(expected, loss);
+
+        engine.InjectFault = null;
+        engine.Dispose();
+        engine.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => engine.ComputeGradients(theta, p.Batch(), new RnnParameters(Spec.Shape)));
+    }
+
+    [Fact]
+    public void AnInterruptedCallerWaitsForItsWorkersAndKeepsTheInterrupt()
+    {
+        // Thread.Interrupt once broke the caller out of its wait while a worker still read the caller's memory through
+        // the pointers of its fixed block; the call now completes and the interrupt is raised again afterwards.
+        var p = new Problem<float>(Spec);
+        var theta = new RnnParameters(Spec.Shape);
+        p.Theta.CopyTo(theta.Values);
+        using var engine = new ParallelBpttEngine(Spec.Shape, Spec.Steps, Spec.Batch, workers: 2);
+        var expectedGradients = new RnnParameters(Spec.Shape);
+        float expected = engine.ComputeGradients(theta, p.Batch(), expectedGradients);
+        using var inside = new ManualResetEventSlim();
+        engine.InjectFault = w =>
+        {
+            if (w == 1)
+            {
+                inside.Set();
+                Thread.Sleep(300);
+            }
+
+            return false;
+        };
+        var gradients = new RnnParameters(Spec.Shape);
+        float loss = float.NaN;
+        bool interruptKept = false;
+        Exception? error = null;
+        var caller = new Thread(() =>
+        {
+            try
+            {
+                loss = engine.ComputeGradients(theta, p.Batch(), gradients);
+                try
+                {
+                    Thread.Sleep(Timeout.Infinite);
+                }
+                catch (ThreadInterruptedException)
+                {
+                    interruptKept = true;
+                }
+            }
+            catch (Exception e)
+            {
+                error = e;
+            }
+        });
+        caller.Start();
+        Assert.True(inside.Wait(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken));
+        caller.Interrupt();
+        Assert.True(caller.Join(TimeSpan.FromSeconds(30)), "the caller never finished");
+        Assert.Null(error);
+        Assert.Equal(expected, loss);
+        Assert.Equal(expectedGradients.Values.ToArray(), gradients.Values.ToArray());
+        Assert.True(interruptKept, "the interrupt was swallowed");
+    }
+
+    [Fact]
     public void AnEngineDroppedWithoutDisposeStopsItsThreads()
     {
         int before = ParallelBpttEngine.LiveWorkerThreads;

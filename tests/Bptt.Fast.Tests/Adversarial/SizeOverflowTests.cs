@@ -280,6 +280,24 @@ public sealed class SizeOverflowTests
     }
 
     [Fact]
+    public void AProductWithNoColumnsTouchesNeitherANorThePackingBuffer()
+    {
+        // n = 0 with m, k > 0: the bounds check skips A and packA (C is empty), so the macro-kernel must not pack A either;
+        // it once packed 65 rows (66 floats) into a one-float buffer on 256-bit ISAs, and six floats on AVX-512.
+        foreach (KernelIsa isa in KernelCases.SupportedIsas())
+        {
+            KernelSet k = KernelSets.For(isa, Activation.Tanh);
+            foreach (int m in new[] { 1, 5, 65 })
+            {
+                float[] packA = [-7f], a = new float[2];
+                k.Multiply(false, m, 0, 1, a.AsSpan(0, 0), 1, [], 0f, [], 0, packA);
+                k.MultiplyUnpackedB(false, m, 0, 1, a.AsSpan(0, 0), 1, [], 1, 0f, [], 0, packA);
+                Assert.Equal(-7f, packA[0]);
+            }
+        }
+    }
+
+    [Fact]
     public void TokenGatherAndScatterCheckEveryColumnAndOffsetBeforeTouchingMemory()
     {
         // The short-call gather and scatter of (1) and (14) read and write through unchecked references: every listed

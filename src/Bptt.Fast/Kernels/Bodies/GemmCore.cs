@@ -174,6 +174,11 @@ internal static class GemmCore<TOps, TVec>
     {
         ReadOnlySpan<float> packedB = b;
         ref float cr = ref MemoryMarshal.GetReference(c);
+        if (m == 0 || n == 0)
+        {
+            return; // C is empty; the callers' checks skip A and packA in this case, so nothing below may touch them
+        }
+
         if (k == 0)
         {
             for (int i = 0; i < m; i++)

@@ -273,7 +273,9 @@ internal static class Updates<TOps, TVec>
     public static UpdateExtent Screen(ReadOnlySpan<float> theta, ReadOnlySpan<float> gradient, ReadOnlySpan<float> state0, ReadOnlySpan<float> state1, int stateBlocks)
     {
         int n = theta.Length, w = TOps.Count;
-        Bounds.Require(gradient.Length == n && (stateBlocks < 1 || state0.Length == n) && (stateBlocks < 2 || state1.Length == n));
+        // n below int.MaxValue − one chunk, so that the chunk start below never wraps (θ holds at most 2³⁰ floats).
+        Bounds.Require(gradient.Length == n && (stateBlocks < 1 || state0.Length == n) && (stateBlocks < 2 || state1.Length == n)
+            && n <= int.MaxValue - ElementWise<TOps, TVec>.SquaresChunk);
         ref float t = ref MemoryMarshal.GetReference(theta);
         ref float g = ref MemoryMarshal.GetReference(gradient);
         ref float a = ref MemoryMarshal.GetReference(state0);
