@@ -342,8 +342,10 @@ internal static class VectorKernels<TOps, TVec>
             c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = TOps.Zero;
         }
 
+        // The row reference advances only between rows, never past the last one: a reference beyond the end of an array
+        // could be reported to the GC as one into whatever object follows.
         ref float row = ref a;
-        for (int i = 0; i < m; i++)
+        for (int i = 0; i < m;)
         {
             TVec xi = TOps.Broadcast(Unsafe.Add(ref xr, i));
             c0 = TOps.MultiplyAdd(TOps.Load(ref row), xi, c0);
@@ -354,6 +356,11 @@ internal static class VectorKernels<TOps, TVec>
             c5 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, 5 * W)), xi, c5);
             c6 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, 6 * W)), xi, c6);
             c7 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, 7 * W)), xi, c7);
+            if (++i == m)
+            {
+                break;
+            }
+
             row = ref Unsafe.Add(ref row, stride);
         }
 
@@ -401,7 +408,7 @@ internal static class VectorKernels<TOps, TVec>
                 c3 = TOps.Load(ref Unsafe.Add(ref c, 3 * W));
             }
 
-            ref float row = ref Unsafe.Add(ref a, j);
+            ref float row = ref m > 0 ? ref Unsafe.Add(ref a, j) : ref a; // no rows: A may be empty
             int i = 0;
             for (; i <= m - 2; i += 2)
             {
@@ -415,7 +422,10 @@ internal static class VectorKernels<TOps, TVec>
                 d1 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref next, W)), x1, d1);
                 d2 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref next, 2 * W)), x1, d2);
                 d3 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref next, 3 * W)), x1, d3);
-                row = ref Unsafe.Add(ref row, 2 * (nint)stride);
+                if (i + 2 < m) // another row follows (never point past the last one, as in ColumnBlock)
+                {
+                    row = ref Unsafe.Add(ref row, 2 * (nint)stride);
+                }
             }
 
             if (i < m)
@@ -436,13 +446,16 @@ internal static class VectorKernels<TOps, TVec>
         for (; j <= cols - W; j += W)
         {
             TVec c0 = hasAddend ? TOps.Load(ref Unsafe.Add(ref cr, col + j)) : TOps.Zero, c1 = TOps.Zero;
-            ref float row = ref Unsafe.Add(ref a, j);
+            ref float row = ref m > 0 ? ref Unsafe.Add(ref a, j) : ref a; // no rows: A may be empty
             int i = 0;
             for (; i <= m - 2; i += 2)
             {
                 c0 = TOps.MultiplyAdd(TOps.Load(ref row), TOps.Broadcast(Unsafe.Add(ref xr, i)), c0);
                 c1 = TOps.MultiplyAdd(TOps.Load(ref Unsafe.Add(ref row, stride)), TOps.Broadcast(Unsafe.Add(ref xr, i + 1)), c1);
-                row = ref Unsafe.Add(ref row, 2 * (nint)stride);
+                if (i + 2 < m)
+                {
+                    row = ref Unsafe.Add(ref row, 2 * (nint)stride);
+                }
             }
 
             if (i < m)
