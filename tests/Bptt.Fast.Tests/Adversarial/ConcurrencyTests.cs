@@ -24,9 +24,7 @@ public sealed class ConcurrencyTests
     [Fact]
     public void TwoThreadsSharingOneEngineGetCorrectResultsOrAClearError()
     {
-        var p = new Problem<float>(Spec);
-        var theta = new RnnParameters(Spec.Shape);
-        p.Theta.CopyTo(theta.Values);
+        (Problem<float> p, RnnParameters theta) = NewProblem(Spec);
         var engine = new BpttEngine(Spec.Shape, Spec.Steps, Spec.Batch);
         var expectedGradients = new RnnParameters(Spec.Shape);
         float expected = engine.ComputeGradients(theta, p.Batch(), expectedGradients);
@@ -44,9 +42,7 @@ public sealed class ConcurrencyTests
     [Fact]
     public void TwoThreadsSharingOneParallelEngineNeverCrashTheProcess()
     {
-        var p = new Problem<float>(Spec);
-        var theta = new RnnParameters(Spec.Shape);
-        p.Theta.CopyTo(theta.Values);
+        (Problem<float> p, RnnParameters theta) = NewProblem(Spec);
         using var engine = new ParallelBpttEngine(Spec.Shape, Spec.Steps, Spec.Batch, workers: 2);
         var expectedGradients = new RnnParameters(Spec.Shape);
         float expected = engine.ComputeGradients(theta, p.Batch(), expectedGradients);
@@ -79,9 +75,7 @@ public sealed class ConcurrencyTests
     [Fact]
     public void AFailingWorkerSurfacesOnTheCallerAndLeavesEveryOutputUntouched()
     {
-        var p = new Problem<float>(Spec with { Tokens = false, WithH0 = true });
-        var theta = new RnnParameters(Spec.Shape);
-        p.Theta.CopyTo(theta.Values);
+        (Problem<float> p, RnnParameters theta) = NewProblem(Spec with { Tokens = false, WithH0 = true });
         using var engine = new ParallelBpttEngine(Spec.Shape, Spec.Steps, Spec.Batch, workers: 2);
         var gradients = new RnnParameters(Spec.Shape);
         gradients.Values.Fill(9f);
@@ -110,22 +104,11 @@ public sealed class ConcurrencyTests
     {
         // Dispose once took no gate: stopping a worker that had been signalled but had not started left the caller
         // waiting forever, or let it leave its fixed block while another worker still read the caller's memory.
-        var p = new Problem<float>(Spec);
-        var theta = new RnnParameters(Spec.Shape);
-        p.Theta.CopyTo(theta.Values);
+        (Problem<float> p, RnnParameters theta) = NewProblem(Spec);
         var engine = new ParallelBpttEngine(Spec.Shape, Spec.Steps, Spec.Batch, workers: 2);
         float expected = engine.ComputeGradients(theta, p.Batch(), new RnnParameters(Spec.Shape));
         using var inside = new ManualResetEventSlim();
-        engine.InjectFault = w =>
-        {
-            if (w == 1)
-            {
-                inside.Set();
-                Thread.Sleep(200);
-            }
-
-            return false;
-        };
+        engine.InjectFault = SlowSecondWorker(inside, 200);
         float loss = float.NaN;
         Exception? error = null;
         var caller = new Thread(() =>
@@ -157,23 +140,12 @@ public sealed class ConcurrencyTests
     {
         // Thread.Interrupt once broke the caller out of its wait while a worker still read the caller's memory through
         // the pointers of its fixed block; the call now completes and the interrupt is raised again afterwards.
-        var p = new Problem<float>(Spec);
-        var theta = new RnnParameters(Spec.Shape);
-        p.Theta.CopyTo(theta.Values);
+        (Problem<float> p, RnnParameters theta) = NewProblem(Spec);
         using var engine = new ParallelBpttEngine(Spec.Shape, Spec.Steps, Spec.Batch, workers: 2);
         var expectedGradients = new RnnParameters(Spec.Shape);
         float expected = engine.ComputeGradients(theta, p.Batch(), expectedGradients);
         using var inside = new ManualResetEventSlim();
-        engine.InjectFault = w =>
-        {
-            if (w == 1)
-            {
-                inside.Set();
-                Thread.Sleep(300);
-            }
-
-            return false;
-        };
+        engine.InjectFault = SlowSecondWorker(inside, 300);
         var gradients = new RnnParameters(Spec.Shape);
         float loss = float.NaN;
         bool interruptKept = false;
@@ -223,13 +195,32 @@ public sealed class ConcurrencyTests
         Assert.True(ParallelBpttEngine.LiveWorkerThreads <= before, $"{ParallelBpttEngine.LiveWorkerThreads - before} worker threads still run");
     }
 
+    /// <summary>A generated problem of <paramref name="spec"/> and its θ as a parameter block.</summary>
+    private static (Problem<float> Problem, RnnParameters Theta) NewProblem(ProblemSpec spec)
+    {
+        var problem = new Problem<float>(spec);
+        var theta = new RnnParameters(spec.Shape);
+        problem.Theta.CopyTo(theta.Values);
+        return (problem, theta);
+    }
+
+    /// <summary>A fault hook that fails nothing: worker 1 signals <paramref name="inside"/>, then takes <paramref name="milliseconds"/> longer.</summary>
+    private static Func<int, bool> SlowSecondWorker(ManualResetEventSlim inside, int milliseconds) => w =>
+    {
+        if (w == 1)
+        {
+            inside.Set();
+            Thread.Sleep(milliseconds);
+        }
+
+        return false;
+    };
+
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static WeakReference CreateAndDrop()
     {
         var engine = new ParallelBpttEngine(Spec.Shape, Spec.Steps, Spec.Batch, workers: 3);
-        var p = new Problem<float>(Spec);
-        var theta = new RnnParameters(Spec.Shape);
-        p.Theta.CopyTo(theta.Values);
+        (Problem<float> p, RnnParameters theta) = NewProblem(Spec);
         engine.ComputeGradients(theta, p.Batch(), new RnnParameters(Spec.Shape));
         Assert.True(ParallelBpttEngine.LiveWorkerThreads >= 2);
         return new WeakReference(engine);
