@@ -217,4 +217,30 @@ public sealed class TruncatedBpttTests
         Assert.Equal(1, trainer.Train(theta, [2, 3], [3, 4]).Updates);
         Assert.Equal(stepsBefore + 1, optimizer.StepCount);
     }
+
+    [Fact]
+    public void ACallThatWouldPassTheStepLimitIsRefusedBeforeAnythingChanges()
+    {
+        // The optimizer refuses a step at MaxStepCount with InvalidOperationException; inside Train that came after the
+        // window's pending steps and carried state had moved. The trainer now counts the updates a call would make first.
+        var engine = new BpttEngine(Shape, 4, 1);
+        var optimizer = new Adam(Shape);
+        var trainer = new TruncatedBpttTrainer(engine, optimizer, 2);
+        var theta = new RnnParameters(Shape);
+        theta.InitializeGlorot(3);
+        Assert.Equal(1, trainer.Train(theta, [0], [1]).PendingSteps);
+        optimizer.RestoreStepCount(Optimizer.MaxStepCount - 1);
+        float[] thetaBefore = theta.Values.ToArray(), stateBefore = trainer.State.ToArray();
+        Assert.Throws<InvalidOperationException>(() => trainer.Train(theta, [1, 2, 3], [2, 3, 4])); // two updates: one too many
+        Assert.Equal(1, trainer.PendingSteps);
+        Assert.Equal(thetaBefore, theta.Values.ToArray());
+        Assert.Equal(stateBefore, trainer.State.ToArray());
+        Assert.Equal(Optimizer.MaxStepCount - 1, optimizer.StepCount);
+
+        Assert.Equal(1, trainer.Train(theta, [1], [2]).Updates); // one update fits
+        Assert.Equal(Optimizer.MaxStepCount, optimizer.StepCount);
+        Assert.Equal(0, trainer.Train(theta, [2], [3]).Updates); // buffered only: no update, no refusal
+        Assert.Throws<InvalidOperationException>(() => trainer.Flush(theta));
+        Assert.Equal(1, trainer.PendingSteps);
+    }
 }

@@ -208,6 +208,14 @@ public sealed class BpttEngine
             Evaluate(theta, new SequenceBatch<float>(steps, size, ids, ids));
         }
 
-        _core.TouchWorkspace();
+        _gate.Enter(this); // it writes the workspace, as a call does
+        try
+        {
+            _core.TouchWorkspace();
+        }
+        finally
+        {
+            _gate.Exit();
+        }
     }
 }

@@ -2,6 +2,7 @@ using System.Numerics;
 using System.Runtime.Intrinsics;
 using Bptt.Fast.Kernels.Functions;
 using Bptt.Fast.Kernels.Isa;
+using Bptt.Fast.Model;
 
 namespace Bptt.Fast.Kernels;
 
@@ -22,10 +23,7 @@ internal static class KernelSets
             throw new ArgumentOutOfRangeException(nameof(isa), isa, $"This machine does not support {isa}; best supported: {KernelInfo.BestSupported}.");
         }
 
-        if (!Enum.IsDefined(activation))
-        {
-            throw new ArgumentOutOfRangeException(nameof(activation), activation, "Expected Tanh, Relu or Sigmoid.");
-        }
+        ActivationRule.Check(activation, nameof(activation));
 
         int slot = ((int)isa * 3) + (int)activation;
         return Cache[slot] ??= Create(isa, activation);

@@ -18,10 +18,7 @@ internal static class EngineLimits
         shape.Validate(nameof(shape));
         Guard.InRange(maxSteps, 1, MaxSteps, nameof(maxSteps));
         Guard.InRange(maxBatch, 1, MaxBatch, nameof(maxBatch));
-        if (!Enum.IsDefined(activation))
-        {
-            throw new ArgumentOutOfRangeException(nameof(activation), activation, "Expected Tanh, Relu or Sigmoid.");
-        }
+        ActivationRule.Check(activation, nameof(activation));
 
         if (maxWorkspaceBytes < 1)
         {

@@ -1,5 +1,6 @@
 using System.Numerics;
 using Bptt.Fast.Internals;
+using Bptt.Fast.Model;
 
 namespace Bptt.Fast.Reference;
 
@@ -162,6 +163,7 @@ public static class ReferenceKernels
     public static void RnnStep<T>(ReadOnlySpan<T> whhTransposed, ReadOnlySpan<T> hPrevious, ReadOnlySpan<T> u, Span<T> h, Activation activation)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
+        ActivationRule.Check(activation, nameof(activation)); // first, as the fast kernels resolve theirs first
         KernelArguments.RnnStep<T>(whhTransposed, hPrevious, u, h);
         int hidden = h.Length;
         for (int i = 0; i < hidden; i++)
@@ -187,6 +189,7 @@ public static class ReferenceKernels
     public static void RnnStepBackward<T>(ReadOnlySpan<T> whh, ReadOnlySpan<T> deltaNext, ReadOnlySpan<T> g, ReadOnlySpan<T> h, Span<T> delta, Activation activation)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
+        ActivationRule.Check(activation, nameof(activation)); // first, as the fast kernels resolve theirs first
         KernelArguments.RnnStepBackward<T>(whh, deltaNext, g, h, delta);
         int hidden = delta.Length;
         for (int j = 0; j < hidden; j++)
@@ -209,6 +212,7 @@ public static class ReferenceKernels
     public static void Activate<T>(Activation activation, ReadOnlySpan<T> u, Span<T> h)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
+        ActivationRule.Check(activation, nameof(activation)); // first, as the fast kernels resolve theirs first
         KernelArguments.Activate<T>(u, h);
         for (int k = 0; k < u.Length; k++)
         {
@@ -225,6 +229,7 @@ public static class ReferenceKernels
     public static void ActivationBackward<T>(Activation activation, ReadOnlySpan<T> g, ReadOnlySpan<T> h, Span<T> delta)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
+        ActivationRule.Check(activation, nameof(activation)); // first, as the fast kernels resolve theirs first
         KernelArguments.ActivationBackward<T>(g, h, delta);
         for (int k = 0; k < g.Length; k++)
         {

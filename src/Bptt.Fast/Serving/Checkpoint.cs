@@ -350,10 +350,7 @@ public static class Checkpoint
     private static void CheckSavable(RnnParameters parameters, Activation activation, Optimizer? optimizer, ReadOnlySpan<float> carried, float dropout)
     {
         ArgumentNullException.ThrowIfNull(parameters);
-        if (!Enum.IsDefined(activation))
-        {
-            throw new ArgumentOutOfRangeException(nameof(activation), activation, "Expected Tanh, Relu or Sigmoid.");
-        }
+        ActivationRule.Check(activation, nameof(activation));
 
         DropoutMask.CheckRate(dropout, nameof(dropout));
 

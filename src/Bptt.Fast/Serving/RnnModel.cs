@@ -65,10 +65,7 @@ public sealed class RnnModel
     internal RnnModel(RnnParameters parameters, Activation activation, KernelIsa isa)
     {
         ArgumentNullException.ThrowIfNull(parameters);
-        if (!Enum.IsDefined(activation))
-        {
-            throw new ArgumentOutOfRangeException(nameof(activation), activation, "Expected Tanh, Relu or Sigmoid.");
-        }
+        ActivationRule.Check(activation, nameof(activation));
 
         BatchValidation.ValidateParameters<float>(parameters.Values, nameof(parameters), parameters.Shape);
         RnnShape s = parameters.Shape;

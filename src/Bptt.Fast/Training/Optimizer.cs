@@ -113,9 +113,7 @@ public abstract class Optimizer
         _gate.Enter(this);
         try
         {
-            CheckStep(parameters, gradients);
-            Guard.Positive(gradientScale, nameof(gradientScale));
-            return float.IsFinite(loss) && Apply(parameters.Values, gradients.Values, gradientScale, Screen(parameters, gradients));
+            return StepCore(parameters, gradients, loss, gradientScale);
         }
         finally
         {
@@ -123,37 +121,32 @@ public abstract class Optimizer
         }
     }
 
+    /// <summary>The step, for a caller that holds <see cref="Gate"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private bool StepCore(RnnParameters parameters, RnnParameters gradients, float loss, float gradientScale)
+    {
+        CheckStep(parameters, gradients);
+        Guard.Positive(gradientScale, nameof(gradientScale));
+        return float.IsFinite(loss) && Apply(parameters.Values, gradients.Values, gradientScale, Screen(parameters, gradients));
+    }
+
     /// <summary>
     /// The trainer's step: clipping by global norm and the update in two passes over θ, g and the state instead of four.
     /// The screen's pass yields ‖g‖ (exactly as <see cref="GradientClipping.GlobalNorm"/> computes it), then the step runs
-    /// as <see cref="Step(RnnParameters, RnnParameters, float, float)"/> with g scaled by min(1, clip/‖g‖).
+    /// as <see cref="Step(RnnParameters, RnnParameters, float, float)"/> with g scaled by min(1, clip/‖g‖). When
+    /// <paramref name="screened"/>, θ and the state were already measured by <see cref="ScreenParameters"/> and only g is
+    /// read before the update: the caller guarantees that neither changed since (the trainer measures them as its call
+    /// starts, and between then and its first step only the engine runs, which reads θ). The caller holds
+    /// <see cref="Gate"/> (the trainer for its whole call, <see cref="WarmUp"/> for its own).
     /// </summary>
     /// <param name="parameters">θ, updated in place.</param>
     /// <param name="gradients">∂L/∂θ, read only.</param>
     /// <param name="loss">The loss of the step; a non-finite loss refuses the step.</param>
     /// <param name="clipNorm">The largest norm g keeps, finite and ≥ 0 (0: no clipping).</param>
     /// <param name="norm">‖g‖₂ before clipping (NaN or ∞ when an element is).</param>
+    /// <param name="parametersExtent">θ's and the state's extent when <paramref name="screened"/>.</param>
+    /// <param name="screened">Whether <paramref name="parametersExtent"/> holds them.</param>
     /// <returns>True when the update was applied; false when it was refused.</returns>
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)] // not inlined, so that WarmUp compiles it
-    internal bool StepClipped(RnnParameters parameters, RnnParameters gradients, float loss, float clipNorm, out double norm)
-    {
-        _gate.Enter(this);
-        try
-        {
-            return StepClipped(parameters, gradients, loss, clipNorm, out norm, default, screened: false);
-        }
-        finally
-        {
-            _gate.Exit();
-        }
-    }
-
-    /// <summary>
-    /// <see cref="StepClipped(RnnParameters, RnnParameters, float, float, out double)"/> with θ and the state already
-    /// measured by <see cref="ScreenParameters"/> (<paramref name="screened"/>): only g is read before the update. The
-    /// caller guarantees that neither θ nor the state changed since (the trainer measures them as its call starts, and
-    /// between then and its first step only the engine runs, which reads θ), and holds <see cref="Gate"/> for its whole call.
-    /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     internal bool StepClipped(RnnParameters parameters, RnnParameters gradients, float loss, float clipNorm, out double norm, in UpdateExtent parametersExtent, bool screened)
     {
@@ -230,14 +223,15 @@ public abstract class Optimizer
     /// <summary>
     /// Compiles the whole step before the first real one: both <c>Step</c> overloads, the update rule in its probe and
     /// commit modes, and the refused path, each run on a throwaway θ and gradient of zeros. A step writes the optimizer's
-    /// state and step count, so both are saved first and restored after: the optimizer is left exactly as it was. It
-    /// allocates its dummy data; call it once, after construction.
+    /// state and step count, so both are saved first and restored after, under the optimizer's gate: the optimizer is
+    /// left exactly as it was. It allocates its dummy data; call it once, after construction.
     /// </summary>
     public void WarmUp()
     {
         var theta = new RnnParameters(Shape);
         var gradients = new RnnParameters(Shape);
         RnnParameters[] saved = [.. _state.Select(block => block.Clone())];
+        _gate.Enter(this);
         long steps = StepCount;
         try
         {
@@ -246,9 +240,9 @@ public abstract class Optimizer
             Update(theta.Values, gradients.Values, 1f, commit: true);
             if (steps < MaxStepCount)
             {
-                Step(theta, gradients, 0f);
-                Step(theta, gradients, float.NaN, 1f);
-                StepClipped(theta, gradients, 0f, 1f, out _);
+                StepCore(theta, gradients, 0f, 1f);
+                StepCore(theta, gradients, float.NaN, 1f);
+                StepClipped(theta, gradients, 0f, 1f, out _, default, screened: false);
                 StepClipped(theta, gradients, 0f, 1f, out _, ScreenParameters(theta), screened: true);
             }
         }
@@ -260,6 +254,12 @@ public abstract class Optimizer
             }
 
             StepCount = steps;
+            _gate.Exit();
+        }
+
+        if (StepCount < MaxStepCount)
+        {
+            Step(theta, gradients, float.NaN); // the public overloads too: a refused step (non-finite loss) changes nothing
         }
     }
 

@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using Bptt.Fast.Internals;
 using Bptt.Fast.Kernels.Bodies;
@@ -149,6 +150,9 @@ public sealed class TruncatedBpttTrainer
     /// <returns>What was done.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="parameters"/> is null.</exception>
     /// <exception cref="ArgumentException">θ of another shape, non-finite θ, or a non-finite <see cref="State"/>.</exception>
+    /// <exception cref="InvalidOperationException">Another thread is inside a call of this trainer, its engine or its optimizer,
+    /// or the updates of this call would take the optimizer's step count past <see cref="Optimizer.MaxStepCount"/>; nothing
+    /// has changed then.</exception>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public TrainingReport Flush(RnnParameters parameters)
     {
@@ -164,6 +168,8 @@ public sealed class TruncatedBpttTrainer
                 return default;
             }
 
+            CheckStepBudget(1);
+
             float loss = TrainWindow(parameters, out bool applied, out float norm, screened, fresh: true);
             return new TrainingReport(loss, 0, applied ? 1 : 0, applied ? 0 : 1, norm);
         }
@@ -178,6 +184,9 @@ public sealed class TruncatedBpttTrainer
     /// <param name="tokens">Input token ids, each in [0, I).</param>
     /// <param name="targets">Target ids, the same length, each in [0, O) or <see cref="SequenceBatch{T}.IgnoreTarget"/>.</param>
     /// <returns>What was done.</returns>
+    /// <exception cref="InvalidOperationException">Another thread is inside a call of this trainer, its engine or its optimizer,
+    /// or the updates of this call would take the optimizer's step count past <see cref="Optimizer.MaxStepCount"/>; nothing
+    /// has changed then.</exception>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public TrainingReport Train(RnnParameters parameters, ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets) =>
         Train(parameters, default, tokens, targets, isTokens: true);
@@ -187,6 +196,9 @@ public sealed class TruncatedBpttTrainer
     /// <param name="inputs">xₜ for each step, <c>[N, I]</c>, finite.</param>
     /// <param name="targets">Target ids, N of them.</param>
     /// <returns>What was done.</returns>
+    /// <exception cref="InvalidOperationException">Another thread is inside a call of this trainer, its engine or its optimizer,
+    /// or the updates of this call would take the optimizer's step count past <see cref="Optimizer.MaxStepCount"/>; nothing
+    /// has changed then.</exception>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public TrainingReport Train(RnnParameters parameters, ReadOnlySpan<float> inputs, ReadOnlySpan<int> targets) =>
         Train(parameters, inputs, default, targets, isTokens: false);
@@ -221,6 +233,7 @@ public sealed class TruncatedBpttTrainer
         {
             UpdateExtent screened = CheckParameters(parameters);
             Guard.Finite<float>(_state, nameof(State)); // a state restored by the caller; before anything changes
+            CheckStepBudget((_pending + n) / UpdateEvery);
             bool fresh = true; // θ and the optimizer's state are as screened until the first update of this call
             if (_count + _pending > 0 && isTokens != _isTokens)
             {
@@ -294,6 +307,24 @@ public sealed class TruncatedBpttTrainer
         _optimizer.Gate.Exit();
         _engine.Gate.Exit();
     }
+
+    /// <summary>
+    /// Refuses, before anything changes, a call whose <paramref name="windows"/> updates could take the optimizer's step
+    /// count past <see cref="Optimizer.MaxStepCount"/> (the optimizer would refuse the first one beyond it part-way through).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void CheckStepBudget(int windows)
+    {
+        if (windows > 0 && _optimizer.StepCount > Optimizer.MaxStepCount - windows)
+        {
+            ThrowStepBudget(windows);
+        }
+    }
+
+    [DoesNotReturn]
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ThrowStepBudget(int windows) =>
+        throw new InvalidOperationException($"The optimizer's step count has reached its limit: expected at most {Optimizer.MaxStepCount} steps, actual {_optimizer.StepCount} and {windows} more in this call (restore a smaller count or Reset the optimizer).");
 
     /// <summary>
     /// θ's check (finite, or an <see cref="ArgumentException"/> naming the element) fused with the optimizer's screen of θ

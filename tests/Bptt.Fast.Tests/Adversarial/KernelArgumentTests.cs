@@ -9,7 +9,7 @@ namespace Bptt.Fast.Tests.Adversarial;
 /// <summary>
 /// The public fast kernels and their scalar reference twins refuse the same calls with the same exception and the same
 /// parameter named, and a refused call writes nothing: generated dimensions from −1 up, lengths one short or one long,
-/// and spans laid out apart, in place or overlapping by one element inside one shared buffer.
+/// spans laid out apart, in place or overlapping by one element inside one shared buffer, and undefined activations.
 /// </summary>
 public sealed class KernelArgumentTests
 {
@@ -19,9 +19,9 @@ public sealed class KernelArgumentTests
         ["Gemv", "GemvTransposed", "RnnStep", "RnnStepBackward", "Axpy", "Ger", "ColumnSums", "Gemm", "Activate", "ActivationBackward", "Softmax", "SoftmaxCrossEntropy"];
 
     /// <summary>One call: the kernel, its dimensions, and each span's start and length in the shared buffer.</summary>
-    public sealed record Call(string Kernel, int M, int N, (int Offset, int Length)[] Spans)
+    public sealed record Call(string Kernel, int M, int N, Activation F, (int Offset, int Length)[] Spans)
     {
-        public override string ToString() => $"{Kernel} m={M} n={N} spans=[{string.Join(", ", Spans.Select(s => $"{s.Offset}+{s.Length}"))}]";
+        public override string ToString() => $"{Kernel} m={M} n={N} f={F} spans=[{string.Join(", ", Spans.Select(s => $"{s.Offset}+{s.Length}"))}]";
     }
 
     [Fact]
@@ -80,10 +80,11 @@ public sealed class KernelArgumentTests
         from deltas in Gen.ArrayOf(Gen.Elements(-1, 0, 0, 0, 0, 0, 1), Slots)
         from places in Gen.ArrayOf(Gen.Elements(-1, -1, -1, -1, 0, 1, 2, 3, 4, 5), Slots)
         from shifts in Gen.ArrayOf(Gen.Elements(0, 0, 1), Slots)
-        select Layout(kernel, m, n, deltas, places, shifts);
+        from f in Gen.Elements(Activation.Tanh, Activation.Relu, Activation.Sigmoid, Activation.Tanh, (Activation)3, (Activation)(-1))
+        select Layout(kernel, m, n, f, deltas, places, shifts);
 
     /// <summary>Each span gets its expected length plus a delta, and its own slot, or the start (plus a shift) of an earlier span.</summary>
-    private static Call Layout(string kernel, int m, int n, int[] deltas, int[] places, int[] shifts)
+    private static Call Layout(string kernel, int m, int n, Activation f, int[] deltas, int[] places, int[] shifts)
     {
         int[] lengths = Lengths(kernel, Math.Max(m, 0), Math.Max(n, 0));
         var spans = new (int Offset, int Length)[lengths.Length];
@@ -93,7 +94,7 @@ public sealed class KernelArgumentTests
             spans[s] = (offset, Math.Max(0, lengths[s] + deltas[s]));
         }
 
-        return new Call(kernel, m, n, spans);
+        return new Call(kernel, m, n, f, spans);
     }
 
     /// <summary>The lengths each kernel's spans need, in parameter order (Gemm: k = 2).</summary>
@@ -115,16 +116,17 @@ public sealed class KernelArgumentTests
     {
         Span<float> S(int s) => memory.AsSpan(call.Spans[s].Offset, call.Spans[s].Length);
         int m = call.M, n = call.N;
+        Activation f = call.F;
         switch (call.Kernel, reference)
         {
             case ("Gemv", false): FastKernels.Gemv(S(0), m, n, S(1), S(2)); break;
             case ("Gemv", true): ReferenceKernels.Gemv<float>(S(0), m, n, S(1), S(2)); break;
             case ("GemvTransposed", false): FastKernels.GemvTransposed(S(0), m, n, S(1), S(2)); break;
             case ("GemvTransposed", true): ReferenceKernels.GemvTransposed<float>(S(0), m, n, S(1), S(2)); break;
-            case ("RnnStep", false): FastKernels.RnnStep(S(0), S(1), S(2), S(3), Activation.Tanh); break;
-            case ("RnnStep", true): ReferenceKernels.RnnStep<float>(S(0), S(1), S(2), S(3), Activation.Tanh); break;
-            case ("RnnStepBackward", false): FastKernels.RnnStepBackward(S(0), S(1), S(2), S(3), S(4), Activation.Tanh); break;
-            case ("RnnStepBackward", true): ReferenceKernels.RnnStepBackward<float>(S(0), S(1), S(2), S(3), S(4), Activation.Tanh); break;
+            case ("RnnStep", false): FastKernels.RnnStep(S(0), S(1), S(2), S(3), f); break;
+            case ("RnnStep", true): ReferenceKernels.RnnStep<float>(S(0), S(1), S(2), S(3), f); break;
+            case ("RnnStepBackward", false): FastKernels.RnnStepBackward(S(0), S(1), S(2), S(3), S(4), f); break;
+            case ("RnnStepBackward", true): ReferenceKernels.RnnStepBackward<float>(S(0), S(1), S(2), S(3), S(4), f); break;
             case ("Axpy", false): FastKernels.Axpy(0.5f, S(0), S(1)); break;
             case ("Axpy", true): ReferenceKernels.Axpy(0.5f, S(0), S(1)); break;
             case ("Ger", false): FastKernels.Ger(0.5f, S(0), S(1), S(2)); break;
@@ -133,10 +135,10 @@ public sealed class KernelArgumentTests
             case ("ColumnSums", true): ReferenceKernels.ColumnSums<float>(S(0), m, n, S(1), accumulate: true); break;
             case ("Gemm", false): FastKernels.Gemm(false, false, m, n, 2, S(0), 2, S(1), Math.Max(n, 1), 0.5f, S(2), Math.Max(n, 1)); break;
             case ("Gemm", true): ReferenceKernels.Gemm<float>(false, false, m, n, 2, S(0), 2, S(1), Math.Max(n, 1), 0.5f, S(2), Math.Max(n, 1)); break;
-            case ("Activate", false): FastKernels.Activate(Activation.Tanh, S(0), S(1)); break;
-            case ("Activate", true): ReferenceKernels.Activate<float>(Activation.Tanh, S(0), S(1)); break;
-            case ("ActivationBackward", false): FastKernels.ActivationBackward(Activation.Tanh, S(0), S(1), S(2)); break;
-            case ("ActivationBackward", true): ReferenceKernels.ActivationBackward<float>(Activation.Tanh, S(0), S(1), S(2)); break;
+            case ("Activate", false): FastKernels.Activate(f, S(0), S(1)); break;
+            case ("Activate", true): ReferenceKernels.Activate<float>(f, S(0), S(1)); break;
+            case ("ActivationBackward", false): FastKernels.ActivationBackward(f, S(0), S(1), S(2)); break;
+            case ("ActivationBackward", true): ReferenceKernels.ActivationBackward<float>(f, S(0), S(1), S(2)); break;
             case ("Softmax", false): FastKernels.Softmax(S(0), S(1)); break;
             case ("Softmax", true): ReferenceKernels.Softmax<float>(S(0), S(1)); break;
             case ("SoftmaxCrossEntropy", false): FastKernels.SoftmaxCrossEntropy(S(0), m, S(1)); break;
