@@ -108,7 +108,8 @@ public sealed class ConcurrencyTests
         var engine = new ParallelBpttEngine(Spec.Shape, Spec.Steps, Spec.Batch, workers: 2);
         float expected = engine.ComputeGradients(theta, p.Batch(), new RnnParameters(Spec.Shape));
         using var inside = new ManualResetEventSlim();
-        engine.InjectFault = SlowSecondWorker(inside, 200);
+        using var release = new ManualResetEventSlim();
+        engine.InjectFault = HeldSecondWorker(inside, release);
         float loss = float.NaN;
         Exception? error = null;
         var caller = new Thread(() =>
@@ -122,9 +123,11 @@ public sealed class ConcurrencyTests
                 error = e;
             }
         });
+        caller.IsBackground = true; // a hung caller must not keep the test host alive
         caller.Start();
         Assert.True(inside.Wait(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken));
-        Assert.Throws<InvalidOperationException>(engine.Dispose);
+        Assert.Throws<InvalidOperationException>(engine.Dispose); // worker 1 is held: the call cannot have ended
+        release.Set();
         Assert.True(caller.Join(TimeSpan.FromSeconds(30)), "the call never returned");
         Assert.Null(error);
         Assert.Equal(expected, loss);
@@ -145,7 +148,8 @@ public sealed class ConcurrencyTests
         var expectedGradients = new RnnParameters(Spec.Shape);
         float expected = engine.ComputeGradients(theta, p.Batch(), expectedGradients);
         using var inside = new ManualResetEventSlim();
-        engine.InjectFault = SlowSecondWorker(inside, 300);
+        using var release = new ManualResetEventSlim();
+        engine.InjectFault = HeldSecondWorker(inside, release);
         var gradients = new RnnParameters(Spec.Shape);
         float loss = float.NaN;
         bool interruptKept = false;
@@ -157,7 +161,7 @@ public sealed class ConcurrencyTests
                 loss = engine.ComputeGradients(theta, p.Batch(), gradients);
                 try
                 {
-                    Thread.Sleep(Timeout.Infinite);
+                    Thread.Sleep(TimeSpan.FromSeconds(30));
                 }
                 catch (ThreadInterruptedException)
                 {
@@ -169,9 +173,20 @@ public sealed class ConcurrencyTests
                 error = e;
             }
         });
+        caller.IsBackground = true; // a hung caller must not keep the test host alive
         caller.Start();
         Assert.True(inside.Wait(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken));
+        // The caller has run worker 0's share and blocks waiting for worker 1, which is held: interrupt it there.
+        var blocked = System.Diagnostics.Stopwatch.StartNew();
+        while ((caller.ThreadState & ThreadState.WaitSleepJoin) == 0 && blocked.Elapsed < TimeSpan.FromSeconds(30))
+        {
+            Thread.Yield();
+        }
+
+        Assert.True((caller.ThreadState & ThreadState.WaitSleepJoin) != 0, "the caller never waited");
         caller.Interrupt();
+        Thread.Sleep(50); // an interrupt that broke the wait would now let the caller leave with worker 1 still running
+        release.Set();
         Assert.True(caller.Join(TimeSpan.FromSeconds(30)), "the caller never finished");
         Assert.Null(error);
         Assert.Equal(expected, loss);
@@ -204,13 +219,13 @@ public sealed class ConcurrencyTests
         return (problem, theta);
     }
 
-    /// <summary>A fault hook that fails nothing: worker 1 signals <paramref name="inside"/>, then takes <paramref name="milliseconds"/> longer.</summary>
-    private static Func<int, bool> SlowSecondWorker(ManualResetEventSlim inside, int milliseconds) => w =>
+    /// <summary>A fault hook that fails nothing: worker 1 signals <paramref name="inside"/>, then waits for <paramref name="release"/>.</summary>
+    private static Func<int, bool> HeldSecondWorker(ManualResetEventSlim inside, ManualResetEventSlim release) => w =>
     {
         if (w == 1)
         {
             inside.Set();
-            Thread.Sleep(milliseconds);
+            release.Wait(TimeSpan.FromSeconds(60));
         }
 
         return false;
