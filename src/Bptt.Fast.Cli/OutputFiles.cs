@@ -13,6 +13,9 @@ internal sealed class OutputFiles(string checkpoint, Vocabulary vocabulary)
 {
     private int _logged = -1; // losses already in the .loss.csv file; -1 until this run's first save rewrites it
 
+    /// <summary>Whether this run continues the checkpoint at <see cref="CheckpointPath"/> (<c>--resume</c>) rather than replacing it.</summary>
+    public bool Continues { get; init; }
+
     /// <summary>The model's vocabulary, written to <see cref="VocabularyPath"/>.</summary>
     public Vocabulary Vocabulary { get; } = vocabulary;
 
@@ -111,13 +114,29 @@ internal sealed class OutputFiles(string checkpoint, Vocabulary vocabulary)
         {
             if (_logged < 0)
             {
+                // A replaced run's checkpoint must not outlive its vocabulary and loss log: it goes first, so that a crash
+                // before this run's checkpoint leaves none rather than one that disagrees with the new vocabulary.
+                if (!Continues && File.Exists(CheckpointPath))
+                {
+                    File.Delete(CheckpointPath);
+                }
+
                 AtomicWrite.ReplaceLines(LossLogPath, Lines(losses, 0)); // whole or not at all, like the checkpoint
                 byte[] vocabulary = Vocabulary.ToFileBytes();
                 AtomicWrite.Replace(VocabularyPath, stream => stream.Write(vocabulary));
             }
             else
             {
-                File.AppendAllLines(LossLogPath, Lines(losses, _logged));
+                using var log = new FileStream(LossLogPath, FileMode.Append, FileAccess.Write, FileShare.Read);
+                using (var writer = new StreamWriter(log, new System.Text.UTF8Encoding(false), leaveOpen: true))
+                {
+                    foreach (string line in Lines(losses, _logged))
+                    {
+                        writer.WriteLine(line);
+                    }
+                }
+
+                log.Flush(flushToDisk: true); // on disk before the checkpoint that counts these steps
             }
 
             _logged = losses.Count;

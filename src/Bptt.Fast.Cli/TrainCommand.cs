@@ -77,7 +77,7 @@ internal sealed class TrainCommand : Command<TrainSettings>
         TextWriter output = run.Output;
         string? textPath = s.Text;
         int chunk = s.Chunk;
-        var outputs = new OutputFiles(Path.GetFullPath(s.Checkpoint), BuildCorpus(s, out Corpus corpus));
+        var outputs = new OutputFiles(Path.GetFullPath(s.Checkpoint), BuildCorpus(s, out Corpus corpus)) { Continues = s.Resume };
         Vocabulary vocabulary = outputs.Vocabulary;
         int[] stream = corpus.Train;
         int perPass = (stream.Length - 1) / chunk;
@@ -110,11 +110,11 @@ internal sealed class TrainCommand : Command<TrainSettings>
         List<float> losses = saved is null ? [] : CheckResume(saved, outputs, shape, optimizerName, steps, s.Force, textPath, dropout);
         outputs.Check(mayReplace: s.Resume || s.Force);
 
+        BpttEngine engine = CreateEngine(shape, chunk, activation, dropout); // before θ: it may still refuse the size
         var theta = new RnnParameters(shape);
         theta.InitializeGlorot((ulong)s.Seed);
         float RateAt(int u) => LearningRateAt(schedule, lr, u, steps);
         Optimizer optimizer = CreateOptimizer(optimizerName, shape, RateAt(saved is null ? 0 : (int)saved.StepCount));
-        var engine = new BpttEngine(shape, chunk, 1, activation, dropout: dropout);
         var trainer = new TruncatedBpttTrainer(engine, optimizer, chunk, chunk, s.Clip, dropoutSeed: (ulong)s.Seed);
         int start = 0;
         if (saved is not null)
@@ -465,6 +465,22 @@ internal sealed class TrainCommand : Command<TrainSettings>
 
         return unusual.Count == 0 ? null
             : $"note: the text holds {unusual.Count} kind{(unusual.Count == 1 ? "" : "s")} of control character, learned and sampled like any other symbol: {string.Join(", ", unusual.Take(12))}{(unusual.Count > 12 ? ", ..." : "")}";
+    }
+
+    /// <summary>
+    /// The engine, under this machine's training limit rather than the library's default workspace budget; a workspace
+    /// beyond it (the estimate of <see cref="TrainingBytes"/> leaves out, e.g., dropout's masks) is a usage error.
+    /// </summary>
+    private static BpttEngine CreateEngine(RnnShape shape, int chunk, Activation activation, float dropout)
+    {
+        try
+        {
+            return new BpttEngine(shape, chunk, 1, activation, maxWorkspaceBytes: TrainingLimit(), dropout: dropout);
+        }
+        catch (ArgumentOutOfRangeException e) when (e.ParamName == "maxSteps")
+        {
+            throw new UsageException(string.Create(Inv, $"--hidden {shape.HiddenSize}, --layers {shape.Layers} and --chunk {chunk} need a training workspace beyond this machine's limit of {InputFiles.Size(TrainingLimit())}; use a smaller --hidden, --layers or --chunk"));
+        }
     }
 
     /// <summary>Refuses, before anything is allocated, a model the library cannot hold or this machine should not train.</summary>
