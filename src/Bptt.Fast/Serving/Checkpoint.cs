@@ -384,6 +384,12 @@ public static class Checkpoint
                 }
             }
 
+            bad = FirstNegativeSquare(optimizer, optimizer.State.Count == 0 ? default : optimizer.State[^1].Values);
+            if (bad >= 0)
+            {
+                throw new ArgumentException($"Optimizer state block {optimizer.State.Count - 1} element {bad} is {optimizer.State[^1].Values[bad]}; {optimizer.GetType().Name} keeps sums of squares there, never negative.", nameof(optimizer));
+            }
+
             if (optimizer.StepCount > MaxStepCount)
             {
                 throw new ArgumentException($"The optimizer's step count {optimizer.StepCount} exceeds {MaxStepCount}, the most a checkpoint holds.", nameof(optimizer));
@@ -630,6 +636,14 @@ public static class Checkpoint
             }
 
             source.ThrowIfNonFinite();
+            if (parameters is not null && optimizer is not null && blocks > 0)
+            {
+                int negative = FirstNegativeSquare(optimizer, staged[(int)blocks].AsSpan(0, count));
+                if (negative >= 0)
+                {
+                    throw new InvalidDataException($"Corrupted checkpoint: {name} state block {blocks - 1} element {negative} is {staged[(int)blocks]![negative]}; it holds sums of squares, never negative.");
+                }
+            }
             if (available < 0 && source.ReadAtMost(word[..1]) != 0)
             {
                 throw new InvalidDataException($"The data continues after the {total}-byte checkpoint.");
@@ -738,6 +752,26 @@ public static class Checkpoint
         }
 
         return false;
+    }
+
+    /// <summary>The first element of <paramref name="block"/> with its sign bit set (−0 included, as the update rules read
+    /// it) when <paramref name="optimizer"/> keeps sums of squares in its last state block; otherwise −1.</summary>
+    private static int FirstNegativeSquare(Optimizer optimizer, ReadOnlySpan<float> block)
+    {
+        if (!optimizer.LastStateNonNegative)
+        {
+            return -1;
+        }
+
+        for (int k = 0; k < block.Length; k++)
+        {
+            if (float.IsNegative(block[k]))
+            {
+                return k;
+            }
+        }
+
+        return -1;
     }
 
     /// <summary>

@@ -220,6 +220,10 @@ public abstract class Optimizer
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal virtual bool Admits(in UpdateExtent extent, float gradientScale) => false;
 
+    /// <summary>Whether the last state block holds sums of squares (Adagrad's G, Adam's v), which are never negative:
+    /// a checkpoint refuses to save or load one with a sign bit set, which would make every later step refused.</summary>
+    internal virtual bool LastStateNonNegative => false;
+
     /// <summary>
     /// Compiles the whole step before the first real one: both <c>Step</c> overloads, the update rule in its probe and
     /// commit modes, and the refused path, each run on a throwaway θ and gradient of zeros. A step writes the optimizer's

@@ -68,6 +68,9 @@ public sealed class Adagrad : Optimizer
         WeightDecay = weightDecay;
     }
 
+    /// <inheritdoc/>
+    internal override bool LastStateNonNegative => true; // G, the sum of squared gradients
+
     /// <summary>ε.</summary>
     public float Epsilon { get; }
 
@@ -113,6 +116,9 @@ public class Adam : Optimizer
         Epsilon = epsilon;
         WeightDecay = weightDecay;
     }
+
+    /// <inheritdoc/>
+    internal override bool LastStateNonNegative => true; // v, the moving average of squared gradients
 
     /// <summary>β₁.</summary>
     public float Beta1 { get; }

@@ -251,6 +251,40 @@ public sealed class CheckpointFuzzTests : IDisposable
     }
 
     [Fact]
+    public void ANegativeSecondMomentIsRefusedOnLoadAndOnSave()
+    {
+        // Adam's v is a moving average of squares. A file with a negative v (valid checksum, finite values) once loaded,
+        // and the optimizer then refused every later step.
+        RnnParameters theta = Fixtures.Theta(Shape, 11);
+        var adam = new Adam(Shape, 0.01f);
+        Fixtures.Train(adam, theta, 3);
+        byte[] bytes = Fixtures.Save(theta, adam, Carried, Activation.Tanh, random: 0, dropout: 0.25f);
+        Span<float> v = adam.State[1].Values;
+        int k = 0;
+        for (int i = 1; i < v.Length; i++)
+        {
+            k = v[i] > v[k] ? i : k;
+        }
+
+        float value = v[k];
+        Assert.True(value > 0f);
+        int at = bytes.AsSpan().IndexOf(System.Runtime.InteropServices.MemoryMarshal.AsBytes(v));
+        Assert.True(at > 0, "v's bytes are in the file");
+        BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(at + (4 * k)), -value);
+        Fixtures.RecomputeCrc(bytes);
+        foreach (Via via in Enum.GetValues<Via>())
+        {
+            Assert.False(TryLoad(bytes, via));
+        }
+
+        Assert.True(TryLoad(bytes, Via.Seekable, withOptimizer: false, withCarried: false)); // θ alone does not read v
+
+        v[k] = -value;
+        var e = Assert.Throws<ArgumentException>(() => Fixtures.Save(theta, adam, Carried, Activation.Tanh, random: 0, dropout: 0.25f));
+        Assert.Equal("optimizer", e.ParamName);
+    }
+
+    [Fact]
     public void AnOptimizerNameThatIsNotUtf8OrHoldsAControlCharacterIsRefused()
     {
         foreach (byte[] name in new byte[][] { [0x41, 0x64, 0xFF, 0x6D], [0x41, 0x64, 0x0A, 0x6D], [0xC3, 0x28, 0x61, 0x6D], [0x41, 0x64, 0x00, 0x6D] })
