@@ -123,10 +123,10 @@ internal static class VectorKernels<TOps, TVec>
         int col = 0;
         for (; col <= n - BlockWidth; col += BlockWidth)
         {
-            ColumnBlock<TEpi>(ref Unsafe.Add(ref ar, col), n, m, x, addend, aux, y, col);
+            ColumnBlock<TEpi>(ref m > 0 ? ref Unsafe.Add(ref ar, col) : ref ar, n, m, x, addend, aux, y, col); // no rows: A may be empty
         }
 
-        ColumnTail<TEpi>(ref Unsafe.Add(ref ar, col), n, m, n - col, x, addend, aux, y, col);
+        ColumnTail<TEpi>(ref m > 0 ? ref Unsafe.Add(ref ar, col) : ref ar, n, m, n - col, x, addend, aux, y, col);
     }
 
     /// <summary>Columns kept in registers by <see cref="TransposedProduct{TEpi}"/>: eight vectors.</summary>
@@ -381,7 +381,13 @@ internal static class VectorKernels<TOps, TVec>
         }
     }
 
-    /// <summary>The last <paramref name="cols"/> &lt; 8 vectors of output columns, starting at <paramref name="col"/>: single vectors, then scalars.</summary>
+    /// <summary>
+    /// The last <paramref name="cols"/> &lt; 8 vectors of output columns, starting at <paramref name="col"/>: single vectors,
+    /// then scalars. Precondition (the callers' <see cref="Bounds.Require"/> of A ≥ m·n in 64 bits): <paramref name="a"/>
+    /// starts m rows of <paramref name="stride"/> floats with <paramref name="cols"/> ≤ stride, so row i's columns
+    /// j &lt; cols lie at i·stride + j &lt; m·stride; the row reference advances only while another row follows, and is not
+    /// offset at all when m = 0. y, a non-empty addend and a used aux hold at least col + cols.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ColumnTail<TEpi>(ref float a, int stride, int m, int cols, ReadOnlySpan<float> x, ReadOnlySpan<float> addend, ReadOnlySpan<float> aux, Span<float> y, int col)
         where TEpi : struct, IEpilogue
