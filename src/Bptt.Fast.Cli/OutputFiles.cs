@@ -127,16 +127,7 @@ internal sealed class OutputFiles(string checkpoint, Vocabulary vocabulary)
             }
             else
             {
-                using var log = new FileStream(LossLogPath, FileMode.Append, FileAccess.Write, FileShare.Read);
-                using (var writer = new StreamWriter(log, new System.Text.UTF8Encoding(false), leaveOpen: true))
-                {
-                    foreach (string line in Lines(losses, _logged))
-                    {
-                        writer.WriteLine(line);
-                    }
-                }
-
-                log.Flush(flushToDisk: true); // on disk before the checkpoint that counts these steps
+                AtomicWrite.AppendLinesDurably(LossLogPath, Lines(losses, _logged)); // on disk before the checkpoint that counts them
             }
 
             _logged = losses.Count;
