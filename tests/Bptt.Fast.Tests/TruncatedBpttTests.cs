@@ -160,10 +160,7 @@ public sealed class TruncatedBpttTests
         // The carried state is writable (to restore it). A NaN written there once reached the engine's check of the
         // window's initial state only after the pending steps had been taken into the window: the call threw
         // "batch.InitialState" (not a parameter of Train) and the earlier call's steps were lost.
-        var engine = new BpttEngine(Shape, 4, 1);
-        var trainer = new TruncatedBpttTrainer(engine, new Adam(Shape), 4);
-        var theta = new RnnParameters(Shape);
-        theta.InitializeGlorot(3);
+        (_, _, TruncatedBpttTrainer trainer, RnnParameters theta) = NewStream(updateEvery: 4);
         Assert.Equal(2, trainer.Train(theta, [0, 1], [1, 2]).PendingSteps);
         trainer.State[1] = poison;
         float[] thetaBefore = theta.Values.ToArray(), stateBefore = trainer.State.ToArray();
@@ -185,11 +182,7 @@ public sealed class TruncatedBpttTests
     {
         // The trainer once took no gate of its own: another thread's call on the same engine failed the trainer's engine
         // call after it had taken its pending steps into a window, and two threads on one optimizer lost step counts.
-        var engine = new BpttEngine(Shape, 4, 1);
-        var optimizer = new Adam(Shape);
-        var trainer = new TruncatedBpttTrainer(engine, optimizer, 4);
-        var theta = new RnnParameters(Shape);
-        theta.InitializeGlorot(3);
+        (BpttEngine engine, Adam optimizer, TruncatedBpttTrainer trainer, RnnParameters theta) = NewStream(updateEvery: 4);
         Assert.Equal(2, trainer.Train(theta, [0, 1], [1, 2]).PendingSteps);
         float[] thetaBefore = theta.Values.ToArray(), stateBefore = trainer.State.ToArray(), momentBefore = optimizer.State[0].Values.ToArray();
         long stepsBefore = optimizer.StepCount;
@@ -223,11 +216,7 @@ public sealed class TruncatedBpttTests
     {
         // The optimizer refuses a step at MaxStepCount with InvalidOperationException; inside Train that came after the
         // window's pending steps and carried state had moved. The trainer now counts the updates a call would make first.
-        var engine = new BpttEngine(Shape, 4, 1);
-        var optimizer = new Adam(Shape);
-        var trainer = new TruncatedBpttTrainer(engine, optimizer, 2);
-        var theta = new RnnParameters(Shape);
-        theta.InitializeGlorot(3);
+        (BpttEngine engine, Adam optimizer, TruncatedBpttTrainer trainer, RnnParameters theta) = NewStream(updateEvery: 2);
         Assert.Equal(1, trainer.Train(theta, [0], [1]).PendingSteps);
         optimizer.RestoreStepCount(Optimizer.MaxStepCount - 1);
         float[] thetaBefore = theta.Values.ToArray(), stateBefore = trainer.State.ToArray();
@@ -242,5 +231,15 @@ public sealed class TruncatedBpttTests
         Assert.Equal(0, trainer.Train(theta, [2], [3]).Updates); // buffered only: no update, no refusal
         Assert.Throws<InvalidOperationException>(() => trainer.Flush(theta));
         Assert.Equal(1, trainer.PendingSteps);
+    }
+
+    /// <summary>A one-stream trainer of k1 = <paramref name="updateEvery"/> over a 4-step engine, Adam, and a Glorot θ.</summary>
+    private static (BpttEngine Engine, Adam Optimizer, TruncatedBpttTrainer Trainer, RnnParameters Theta) NewStream(int updateEvery)
+    {
+        var engine = new BpttEngine(Shape, 4, 1);
+        var optimizer = new Adam(Shape);
+        var theta = new RnnParameters(Shape);
+        theta.InitializeGlorot(3);
+        return (engine, optimizer, new TruncatedBpttTrainer(engine, optimizer, updateEvery), theta);
     }
 }
